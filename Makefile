@@ -1,0 +1,43 @@
+# ltlab: `make demo` trains on the embedded digits-LT data; `make test` runs the whole suite.
+# Both create .venv when missing and install the project (and, as root, the Debian packages) first.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.ltlab-installed
+APT_PKGS := dataset-fashion-mnist
+PYTEST_ARGS ?=
+
+.PHONY: demo test install system-deps clean-runs notebooks
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ ! -x $(BIN)/python ]; then \
+	  $(PY) -m venv $(VENV) 2>/dev/null || { \
+	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && $(PY) -m venv $(VENV); \
+	    else echo "python3 -m venv failed: run 'sudo apt-get install python3-venv' and retry"; exit 1; fi; }; \
+	fi
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[analysis,test]'
+	@touch $(STAMP)
+
+system-deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "optional Debian packages missing; install them with: sudo apt-get install -y$$missing"; fi; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/python -m ltlab run notebooks/01_train.ipynb -p progress False --quiet
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+notebooks: $(STAMP)
+	$(BIN)/python tools/make_notebooks.py
+
+clean-runs:
+	rm -rf runs/

@@ -1,0 +1,197 @@
+"""RunConfig: the flat parameters of a run, validated with messages that say how to fix them.
+
+Field names are the notebook ``parameters`` (one literal each), so a notebook does
+``RunConfig(**params)`` and a YAML preset is the same dictionary.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+_CHOICES = {
+    "imbalance_profile": ("exp", "step"),
+    "head": ("auto", "linear", "cosine", "lws"),
+    "lr_schedule": ("step", "cosine", "constant"),
+    "device": ("auto", "cpu", "cuda"),
+    "precision": ("fp32", "bf16", "fp16"),
+    "stage": ("joint", "classifier"),
+}
+
+# fields that may change between an interrupted run and its resumption
+RESUME_FREE_FIELDS = ("resume", "device", "progress", "run_dir", "run_id", "epochs_per_call", "num_workers",
+                      "compile")
+
+
+@dataclass(init=False)
+class RunConfig:
+    """All parameters of one training run (ARCHITECTURE.md "Runs"; issue 3).
+
+    Construct with keywords only: ``RunConfig(dataset="digits_lt", loss="ce", epochs=10)``.
+    Unknown fields and bad values raise a ValueError naming the field, the value and what is allowed.
+    """
+
+    # data
+    dataset: str = "digits_lt"            # digits_lt | fashion_mnist_lt | cifar10_lt | cifar100_lt | synthetic_lt | file_list
+    root: str | None = None               # data folder (None: the dataset's default)
+    imbalance_factor: float = 100.0       # n_max / n_min of the training split (1 = balanced)
+    imbalance_profile: str = "exp"        # exp | step
+    data_seed: int = 0                    # seed of the long-tail selection (0 = the standard CIFAR-LT one)
+    dataset_params: dict = field(default_factory=dict)  # extra get_dataset keywords (e.g. list files)
+    augment: bool = True                  # crop + flip as batched tensor ops
+    mixup_alpha: float = 0.0              # Beta(a, a) mixup; 0 = off
+    # model
+    model: str = "convnet_small"          # resnet32 | resnet20 | resnet56 | convnet_small | resnet18 | ...
+    head: str = "auto"                    # auto (cosine for cosine-input losses) | linear | cosine | lws
+    # loss and sampler
+    loss: str = "ce"                      # a name in ltlab.losses.LOSSES
+    loss_params: dict = field(default_factory=dict)     # hyper-parameters; None = method default
+    drw_start: int | None = None          # epoch at which deferred re-weighting starts (losses with drw_start)
+    sampler: str = "instance"             # a name in ltlab.data.SAMPLERS
+    sampler_params: dict = field(default_factory=dict)
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 2e-4
+    warmup_epochs: int = 0
+    lr_schedule: str = "step"             # step | cosine | constant
+    milestones: list = field(default_factory=list)      # 0-based epochs where the step schedule decays
+    lr_gamma: float = 0.1                 # step decay factor per milestone
+    # execution
+    seed: int = 0
+    device: str = "auto"                  # auto | cpu | cuda
+    precision: str = "fp32"               # fp32 | bf16 | fp16 (autocast)
+    channels_last: bool = False
+    compile: bool = False                 # torch.compile the model
+    num_workers: int = 0                  # DataLoader workers (file_list sets only)
+    eval_every: int = 1                   # evaluate every k epochs (and always after the last)
+    progress: bool = True                 # tqdm progress bar (off under CI)
+    # run directory and stages
+    run_dir: str | None = None            # the run's own directory (None: runs/<run_id>)
+    run_id: str | None = None             # name under runs/ (None: time + dataset + loss)
+    init_from: str | None = None          # a run directory whose checkpoint initialises the model
+    stage: str = "joint"                  # joint | classifier (second stage: backbone frozen)
+    resume: bool = False                  # continue from run_dir/checkpoint.pt
+    epochs_per_call: int | None = None    # stop after this many epochs in this call (resumable)
+
+    def __init__(self, **params: Any):
+        names = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(params) - set(names))
+        if unknown:
+            raise ValueError(f"RunConfig: unknown parameter(s) {unknown}; valid parameters: {', '.join(names)}")
+        for f in dataclasses.fields(self):
+            if f.name in params:
+                value = params[f.name]
+            elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+                value = f.default_factory()  # type: ignore[misc]
+            else:
+                value = f.default
+            setattr(self, f.name, value)
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def _fail(self, name: str, why: str) -> None:
+        raise ValueError(f"RunConfig.{name}={getattr(self, name)!r}: {why}")
+
+    def validate(self) -> "RunConfig":
+        """Check every field; raise ValueError naming the field, the value and the allowed values."""
+        from .data import DATASETS, SAMPLERS
+        from .losses import LOSSES, loss_hparams
+        from .models import MODELS
+
+        for name, allowed in (("dataset", DATASETS), ("model", MODELS), ("loss", LOSSES), ("sampler", SAMPLERS)):
+            if getattr(self, name) not in allowed:
+                self._fail(name, f"unknown {name}; valid: {', '.join(sorted(allowed))}")
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                self._fail(name, f"must be one of {', '.join(allowed)}")
+        for name in ("imbalance_factor", "lr", "momentum", "weight_decay", "lr_gamma", "mixup_alpha"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                self._fail(name, "must be a finite number")
+        if self.imbalance_factor < 1:
+            self._fail("imbalance_factor", "must be >= 1 (n_max / n_min; 1 means balanced)")
+        if self.lr <= 0:
+            self._fail("lr", "must be > 0")
+        if self.momentum < 0 or self.weight_decay < 0 or self.mixup_alpha < 0:
+            for name in ("momentum", "weight_decay", "mixup_alpha"):
+                if getattr(self, name) < 0:
+                    self._fail(name, "must be >= 0")
+        for name, low in (("epochs", 1), ("batch_size", 1), ("eval_every", 1), ("warmup_epochs", 0),
+                          ("num_workers", 0), ("seed", 0), ("data_seed", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                self._fail(name, f"must be an integer >= {low}")
+        if self.epochs_per_call is not None and (not isinstance(self.epochs_per_call, int) or self.epochs_per_call < 1):
+            self._fail("epochs_per_call", "must be None or an integer >= 1")
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            self._fail("warmup_epochs", f"must be smaller than epochs={self.epochs}")
+        if not isinstance(self.milestones, (list, tuple)) or any(
+                isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in self.milestones):
+            self._fail("milestones", "must be a list of non-negative integer epochs, e.g. [160, 180]")
+        self.milestones = list(self.milestones)
+        for name in ("loss_params", "sampler_params", "dataset_params"):
+            if not isinstance(getattr(self, name), dict):
+                self._fail(name, "must be a dict, e.g. {} or {'s': 30}")
+        valid = loss_hparams(self.loss)
+        bad = sorted(set(self.loss_params) - set(valid))
+        if bad:
+            self._fail("loss_params", f"loss {self.loss!r} has no hyper-parameter(s) {bad}; valid: {valid}")
+        for k, v in self.loss_params.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                self._fail("loss_params", f"hyper-parameter {k}={v} is not a finite number")
+        if self.drw_start is not None:
+            if "drw_start" not in valid:
+                with_drw = sorted(n for n in LOSSES if "drw_start" in loss_hparams(n))
+                self._fail("drw_start", f"loss {self.loss!r} has no DRW; losses with drw_start: {with_drw}")
+            if isinstance(self.drw_start, bool) or not isinstance(self.drw_start, int) or self.drw_start < 0:
+                self._fail("drw_start", "must be None or an integer epoch >= 0")
+        kind = LOSSES[self.loss].input_kind
+        if kind == "cosine" and self.head not in ("auto", "cosine"):
+            self._fail("head", f"loss {self.loss!r} takes cosine similarities; use head='cosine' or 'auto'")
+        if self.stage == "classifier" and not self.init_from:
+            self._fail("stage", "a 'classifier' stage needs init_from=<stage-one run directory>")
+        if self.resume and not self.run_dir:
+            self._fail("resume", "resume=True needs run_dir=<the interrupted run's directory>")
+        return self
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def resolved_head(self) -> str:
+        """The head actually built: cosine for cosine-input losses when ``head='auto'``."""
+        if self.head != "auto":
+            return self.head
+        from .losses import LOSSES
+        return "cosine" if LOSSES[self.loss].input_kind == "cosine" else "linear"
+
+    def loss_kwargs(self) -> dict:
+        """Keyword arguments for ``create_loss``: ``loss_params`` plus the top-level ``drw_start``."""
+        kw = dict(self.loss_params)
+        if self.drw_start is not None:
+            kw["drw_start"] = self.drw_start
+        return kw
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_namespace(cls, namespace: dict) -> "RunConfig":
+        """Build from a notebook's ``globals()``: takes exactly the names that are RunConfig fields."""
+        return cls(**{k: namespace[k] for k in cls.field_names() if k in namespace})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> dict:
+        """The fields that must match for a checkpoint to be resumed."""
+        return {k: v for k, v in self.to_dict().items() if k not in RESUME_FREE_FIELDS}
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        d = self.to_dict()
+        d.update(changes)
+        return RunConfig(**d)

@@ -1,0 +1,362 @@
+"""The one training loop: ``run`` (build + fit + write the run directory), ``train_one_epoch``, ``evaluate``.
+
+Methods plug in through the registries (dataset, model, loss, sampler), ``loss.set_epoch`` and the
+probes; there is no per-method copy of this loop. Every epoch is seeded from ``(seed, epoch)``, so a
+run resumed from its checkpoint replays exactly the epochs it had left.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import __version__, probes, schedules
+from .config import RunConfig
+from .data import DeviceLoader, create_sampler, get_dataset
+from .losses import create_loss
+from .metrics import per_class_accuracy, shot_accuracy
+from .models import create_model
+from .runs import METRIC_COLUMNS, Run, load_run, runs_root, save_torch, write_csv, write_json, write_npz
+
+Callback = Callable[[int, dict, "TrainState"], Any]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("RunConfig.device='cuda' but no CUDA device is visible; use device='auto' or 'cpu'")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+@dataclass
+class TrainState:
+    """Everything the loop mutates; saved in the checkpoint."""
+
+    model: nn.Module
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    epoch: int = -1                                   # last completed 0-based epoch
+    metrics: list[dict] = field(default_factory=list)
+    per_class: list[np.ndarray] = field(default_factory=list)
+    eval_epochs: list[int] = field(default_factory=list)
+    probe_records: list[dict] = field(default_factory=list)
+    test_logits: np.ndarray | None = None
+    test_labels: np.ndarray | None = None
+    stop_requested: bool = False
+
+
+# ---------------------------------------------------------------------- one epoch
+def train_one_epoch(state: TrainState, loader: DeviceLoader, *, device: torch.device, precision: str = "fp32",
+                    mixup_alpha: float = 0.0, rng: np.random.Generator | None = None,
+                    probe: probes.GradientProbe | None = None, scaler=None) -> dict[str, float]:
+    """Train ``state.model`` for one pass over ``loader``. Syncs with the host once, at the end."""
+    model, loss_fn, opt = state.model, state.loss_fn, state.optimizer
+    model.train()
+    loss_fn.train()
+    amp = autocast_dtype(precision)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    for step, (x, y) in enumerate(loader):
+        lam, perm = 1.0, None
+        if mixup_alpha > 0:
+            lam = float(rng.beta(mixup_alpha, mixup_alpha))
+            perm = torch.randperm(x.shape[0], device=device)
+            x = lam * x + (1 - lam) * x[perm]
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            out = model(x)
+        out = out.float()
+        if probe is not None:
+            out.retain_grad()
+        loss = loss_fn(out, y)
+        if perm is not None:
+            loss = lam * loss + (1 - lam) * loss_fn(out, y[perm])
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        if probe is not None and out.grad is not None:
+            probe.update(out.grad / (scaler.get_scale() if scaler is not None else 1.0), y)
+        ld = loss.detach()
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(ld), torch.full_like(first_bad, step), first_bad)
+        total += ld.double() * y.shape[0]
+        count += y.shape[0]
+    bad = int(first_bad)
+    return {"train_loss": float(total) / max(count, 1), "first_bad_step": bad}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DeviceLoader, *, device: torch.device,
+             precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
+    """Test-set outputs (M, C) as float32 numpy and labels (M,). Predictions are argmax of the raw outputs."""
+    model.eval()
+    amp = autocast_dtype(precision)
+    outs, labels = [], []
+    for x, y in loader:
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            outs.append(model(x).float())
+        labels.append(y)
+    return torch.cat(outs).cpu().numpy(), torch.cat(labels).cpu().numpy()
+
+
+# ---------------------------------------------------------------------- building
+def _progress_enabled(config: RunConfig) -> bool:
+    return bool(config.progress) and not os.environ.get("CI") and os.environ.get("LTLAB_PROGRESS", "1") != "0"
+
+
+def _default_run_dir(config: RunConfig) -> Path:
+    rid = config.run_id or "{}_{}_{}_if{:g}_s{}".format(time.strftime("%Y%m%d-%H%M%S"), config.dataset,
+                                                         config.loss, config.imbalance_factor, config.seed)
+    return runs_root() / rid
+
+
+def load_datasets(config: RunConfig):
+    kw = dict(imbalance_factor=config.imbalance_factor, seed=config.data_seed, **config.dataset_params)
+    if config.imbalance_profile != "exp":
+        kw["profile"] = config.imbalance_profile
+    train = get_dataset(config.dataset, config.root, split="train", **kw)
+    test = get_dataset(config.dataset, config.root, split="test", **{k: v for k, v in kw.items()
+                                                                     if k not in ("imbalance_factor", "profile")})
+    return train, test
+
+
+def _git_commit() -> str | None:
+    head = Path(__file__).resolve().parent.parent / ".git"
+    try:
+        ref = (head / "HEAD").read_text().strip()
+        if ref.startswith("ref:"):
+            return (head / ref.split()[1]).read_text().strip()
+        return ref
+    except OSError:
+        return None
+
+
+def build_model(config: RunConfig, train_ds) -> nn.Module:
+    torch.manual_seed(config.seed)
+    model = create_model(config.model, train_ds.num_classes, head=config.resolved_head,
+                         in_channels=train_ds.image_shape[0])
+    if config.init_from:
+        _init_from(model, config)
+    return model
+
+
+def _init_from(model: nn.Module, config: RunConfig) -> None:
+    src = load_run(config.init_from)
+    for key in ("dataset", "model"):
+        if src.config.get(key) != getattr(config, key):
+            raise ValueError(f"init_from={config.init_from}: stage one used {key}={src.config.get(key)!r} but this "
+                             f"run has {key}={getattr(config, key)!r}; point init_from at a compatible run")
+    ckpt = load_checkpoint(src.dir)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise ValueError(f"init_from={config.init_from}: its model weights do not fit this model "
+                         f"({config.model}, head={config.resolved_head}): {exc}") from exc
+    if config.stage == "classifier":
+        for name, p in model.named_parameters():
+            if not name.startswith("head."):
+                p.requires_grad_(False)
+
+
+def load_checkpoint(run_dir: Path) -> dict:
+    """Newest readable checkpoint of ``run_dir`` (falls back to the previous one if the newest is corrupt)."""
+    errors = []
+    for name in ("checkpoint.pt", "checkpoint_prev.pt"):
+        path = Path(run_dir) / name
+        if not path.exists():
+            continue
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means "corrupt"
+            errors.append(f"{path}: {exc}")
+    if errors:
+        raise ValueError("no readable checkpoint: " + "; ".join(errors))
+    raise FileNotFoundError(f"no checkpoint.pt in {run_dir}; start the run with resume=False")
+
+
+def _check_resume(config: RunConfig, ckpt: dict, run_dir: Path) -> None:
+    old = ckpt.get("fingerprint", {})
+    new = config.fingerprint()
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diff:
+        details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+        raise ValueError(f"cannot resume {run_dir}: its checkpoint was written by a different config ({details}). "
+                         "Resume with the original parameters, or start a new run_dir with resume=False")
+
+
+# ---------------------------------------------------------------------- checkpoint and outputs
+def save_checkpoint(run_dir: Path, state: TrainState, config: RunConfig, loader: DeviceLoader) -> None:
+    """Atomically write ``checkpoint.pt``, keeping the previous one as ``checkpoint_prev.pt``."""
+    ckpt = {
+        "epoch": state.epoch, "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+        "loss": state.loss_fn.state_dict(), "fingerprint": config.fingerprint(), "ltlab_version": __version__,
+        "history": {"metrics": state.metrics, "per_class": state.per_class, "eval_epochs": state.eval_epochs,
+                    "probe_records": state.probe_records, "test_logits": state.test_logits,
+                    "test_labels": state.test_labels},
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
+    }
+    path = run_dir / "checkpoint.pt"
+    if path.exists():
+        os.replace(path, run_dir / "checkpoint_prev.pt")
+    save_torch(path, ckpt)
+
+
+def restore(state: TrainState, ckpt: dict) -> None:
+    state.model.load_state_dict(ckpt["model"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.loss_fn.load_state_dict(ckpt["loss"])
+    h = ckpt["history"]
+    state.epoch = int(ckpt["epoch"])
+    state.metrics, state.per_class, state.eval_epochs = list(h["metrics"]), list(h["per_class"]), list(h["eval_epochs"])
+    state.probe_records, state.test_logits, state.test_labels = list(h["probe_records"]), h["test_logits"], h["test_labels"]
+
+
+def write_outputs(run_dir: Path, state: TrainState, class_counts: list[int]) -> None:
+    """metrics.csv, per_class.npz and probes.npz from the history held in ``state``."""
+    write_csv(run_dir / "metrics.csv", pd.DataFrame(state.metrics, columns=METRIC_COLUMNS))
+    pc = {"epochs": np.asarray(state.eval_epochs, dtype=np.int64), "class_counts": np.asarray(class_counts),
+          "acc": np.stack(state.per_class) if state.per_class else np.zeros((0, len(class_counts)))}
+    if state.test_logits is not None:
+        pc["test_logits"], pc["test_labels"] = state.test_logits, state.test_labels
+    write_npz(run_dir / "per_class.npz", pc)
+    recs = state.probe_records
+    arrays = probes.stack_epochs(recs)
+    arrays["epochs"] = np.arange(len(recs), dtype=np.int64)
+    write_npz(run_dir / "probes.npz", arrays)
+
+
+# ---------------------------------------------------------------------- the run
+def run(config: RunConfig | dict | None = None, *, callbacks: list[Callback] | None = None, **overrides) -> Run:
+    """Train one configuration and write its run directory; returns the loaded :class:`~ltlab.runs.Run`.
+
+    ``config`` may be a RunConfig, a dict of parameters, or None (keywords only). Data, model and
+    loss are all built and validated before anything is written. ``callbacks`` are called as
+    ``cb(epoch, metrics_row, state)`` after every epoch; returning ``"stop"`` ends the run cleanly
+    after its checkpoint (resumable).
+    """
+    if config is None or isinstance(config, dict):
+        config = RunConfig(**{**(config or {}), **overrides})
+    elif overrides:
+        config = config.replace(**overrides)
+    device = resolve_device(config.device)
+    train_ds, test_ds = load_datasets(config)
+    counts = list(train_ds.class_counts)
+    model = build_model(config, train_ds).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = create_loss(config.loss, counts, **config.loss_kwargs()).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                          nesterov=config.nesterov and config.momentum > 0, foreach=True)
+    state = TrainState(model=model, loss_fn=loss_fn, optimizer=opt)
+
+    run_dir = Path(config.run_dir) if config.run_dir else _default_run_dir(config)
+    if config.resume:
+        ckpt = load_checkpoint(run_dir)
+        _check_resume(config, ckpt, run_dir)
+        restore(state, ckpt)
+    elif (run_dir / "checkpoint.pt").exists() or (run_dir / "metrics.csv").exists():
+        raise ValueError(f"{run_dir} already holds a run; pass resume=True to continue it, or choose another run_dir")
+    config = config.replace(run_dir=str(run_dir))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", {**config.to_dict(), "ltlab_version": __version__, "git_commit": _git_commit(),
+                                         "class_counts": counts, "num_classes": train_ds.num_classes,
+                                         "classes": list(train_ds.classes), "resolved_head": config.resolved_head,
+                                         "device_used": str(device), "loss_input_kind": loss_fn.input_kind})
+    fit(state, config, train_ds, test_ds, run_dir, device, callbacks or [])
+    return load_run(run_dir)
+
+
+def _sampler(config: RunConfig, train_ds):
+    if config.sampler == "instance" and not config.sampler_params:
+        return None  # the loader's own seeded permutation
+    kw = dict(config.sampler_params)
+    if config.sampler == "progressive":
+        kw.setdefault("num_epochs", config.epochs)
+    return create_sampler(config.sampler, train_ds.targets, seed=config.seed, **kw)
+
+
+def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, device: torch.device,
+        callbacks: list[Callback]) -> TrainState:
+    """The loop over epochs: lr, ``set_epoch``, one epoch, evaluation, outputs and checkpoint."""
+    from tqdm import tqdm
+
+    augment = None if config.augment else {}
+    train_loader = DeviceLoader(train_ds, config.batch_size, device=device, train=True, sampler=_sampler(config, train_ds),
+                                seed=config.seed, channels_last=config.channels_last, augment=augment)
+    test_loader = DeviceLoader(test_ds, max(config.batch_size, 256), device=device, train=False,
+                               channels_last=config.channels_last)
+    scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" and device.type == "cuda" else None
+    model_call = torch.compile(state.model) if config.compile else state.model
+    counts = list(train_ds.class_counts)
+    first = state.epoch + 1
+    last = config.epochs if config.epochs_per_call is None else min(config.epochs, first + config.epochs_per_call)
+    bar = tqdm(range(first, last), initial=first, total=config.epochs, desc=run_dir.name, file=sys.stderr,
+               disable=not _progress_enabled(config), leave=True)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        torch.manual_seed(config.seed * 1_000_003 + epoch + 1)
+        rng = np.random.default_rng([config.seed, epoch])
+        lr = schedules.lr_at(epoch, config.lr, config.epochs, warmup_epochs=config.warmup_epochs,
+                             schedule=config.lr_schedule, milestones=config.milestones, gamma=config.lr_gamma)
+        for g in state.optimizer.param_groups:
+            g["lr"] = lr
+        state.loss_fn.set_epoch(epoch, config.epochs)
+        train_loader.set_epoch(epoch)
+        probe = probes.GradientProbe(train_ds.num_classes, device)
+        train_model = _ModelView(state, model_call)
+        out = train_one_epoch(train_model, train_loader, device=device, precision=config.precision,
+                              mixup_alpha=config.mixup_alpha, rng=rng, probe=probe, scaler=scaler)
+        if out["first_bad_step"] >= 0 or not np.isfinite(out["train_loss"]):
+            raise FloatingPointError(
+                f"loss became NaN/inf at epoch {epoch}, batch {out['first_bad_step']} (lr={lr:g}, "
+                f"precision={config.precision}); the last good checkpoint is {run_dir / 'checkpoint.pt'} "
+                f"(epoch {state.epoch}). Lower lr, use warmup_epochs, or precision='fp32'/'bf16'.")
+        state.epoch = epoch
+        rec = {**{f"grad_{k}": v for k, v in probe.summary().items()},
+               "weight_norm": probes.weight_norms(state.model), **probes.loss_summary(state.loss_fn)}
+        state.probe_records.append(rec)
+        row = None
+        if (epoch + 1) % config.eval_every == 0 or epoch == config.epochs - 1:
+            logits, labels = evaluate(model_call, test_loader, device=device, precision=config.precision)
+            acc_c = per_class_accuracy(logits.argmax(1), labels, train_ds.num_classes)
+            shots = shot_accuracy(acc_c, counts)
+            row = {"epoch": epoch, "lr": lr, "train_loss": out["train_loss"], "acc": float((logits.argmax(1) == labels).mean()),
+                   "acc_many": shots["many"], "acc_medium": shots["medium"], "acc_few": shots["few"],
+                   "seconds": time.perf_counter() - t0}
+            state.metrics.append(row)
+            state.per_class.append(acc_c)
+            state.eval_epochs.append(epoch)
+            state.test_logits, state.test_labels = logits, labels
+            bar.set_postfix(loss=f"{out['train_loss']:.3f}", acc=f"{row['acc']:.3f}")
+        write_outputs(run_dir, state, counts)
+        save_checkpoint(run_dir, state, config, train_loader)
+        if any(cb(epoch, row or {}, state) == "stop" for cb in callbacks):
+            state.stop_requested = True
+            break
+    bar.close()
+    return state
+
+
+class _ModelView:
+    """TrainState whose ``model`` is the (possibly compiled) callable; the rest is shared."""
+
+    def __init__(self, state: TrainState, model_call):
+        self.model, self.loss_fn, self.optimizer = model_call, state.loss_fn, state.optimizer

@@ -1,0 +1,21 @@
+"""Models: CIFAR ResNets, a small convnet, torchvision ResNets, and the linear / cosine / LWS heads.
+
+Every model has ``forward_features(x) -> (B, D)``, ``forward_head(features, pre_logits=False) ->
+(B, C)``, ``reset_classifier(num_classes, head=None)``, ``feature_dim``, ``num_classes``,
+``head_kind``, a ``head`` submodule and ``backbone_parameters()``.
+"""
+from __future__ import annotations
+
+from .heads import HEADS, CosineHead, HeadedModel, LinearHead, LWSHead, create_head
+from .registry import MODELS, create_model
+
+__all__ = [
+    "MODELS",
+    "HEADS",
+    "create_model",
+    "create_head",
+    "HeadedModel",
+    "LinearHead",
+    "CosineHead",
+    "LWSHead",
+]

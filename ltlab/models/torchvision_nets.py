@@ -1,0 +1,108 @@
+"""ImageNet-style ResNets from torchvision for large images (ImageNet-LT, Places-LT, iNaturalist).
+
+ResNet-10 (BasicBlock, [1, 1, 1, 1], as in the decoupling / GLAG ImageNet-LT recipes), ResNet-18,
+ResNet-50, ResNet-152 and ResNeXt-50 32x4d. Always built with ``weights=None`` (no downloads); pass
+``weights_path`` to load a local state_dict into the backbone. x (B, in_channels, H, W) ->
+features (B, 512) (BasicBlock nets) or (B, 2048) (bottleneck nets) -> head (B, C).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torchvision.models import resnet as tv
+
+from .heads import HeadedModel, HeadKind
+
+
+def _resnet10(**kw) -> tv.ResNet:
+    return tv.ResNet(tv.BasicBlock, [1, 1, 1, 1], **kw)
+
+
+_BUILDERS: dict[str, Callable[..., tv.ResNet]] = {
+    "resnet10": _resnet10,
+    "resnet18": lambda **kw: tv.resnet18(weights=None, **kw),
+    "resnet50": lambda **kw: tv.resnet50(weights=None, **kw),
+    "resnet152": lambda **kw: tv.resnet152(weights=None, **kw),
+    "resnext50_32x4d": lambda **kw: tv.resnext50_32x4d(weights=None, **kw),
+}
+
+
+def _backbone_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Backbone tensors of a local checkpoint, keyed as in torchvision (``fc.*`` / ``head.*`` dropped).
+
+    Accepts a torchvision state_dict, an ltlab model state_dict (``backbone.`` prefix) or either
+    wrapped in ``{"state_dict": ...}`` / ``{"model": ...}``; a DDP ``module.`` prefix is stripped.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state_dict, got {type(state).__name__}")
+    out = {}
+    for k, v in state.items():
+        k = k.removeprefix("module.").removeprefix("backbone.")
+        if not (k.startswith("fc.") or k.startswith("head.")):
+            out[k] = v
+    return out
+
+
+class TorchvisionResNet(HeadedModel):
+    """A torchvision ResNet with ``fc`` removed; ``forward_features`` ends at the global average pool."""
+
+    def __init__(
+        self,
+        arch: str,
+        num_classes: int,
+        head: HeadKind = "linear",
+        in_channels: int = 3,
+        weights_path: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__()
+        if arch not in _BUILDERS:
+            raise ValueError(f"unknown torchvision architecture {arch!r}; valid: {sorted(_BUILDERS)}")
+        net = _BUILDERS[arch]()
+        if in_channels != 3:
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.feature_dim = net.fc.in_features
+        net.fc = nn.Identity()
+        self.backbone = net
+        self.arch = arch
+        self._build_head(head, num_classes)
+        if weights_path is not None:
+            self.load_backbone(weights_path)
+
+    def load_backbone(self, path: str | os.PathLike) -> None:
+        """Load backbone weights from a local file (strict: missing or unexpected keys raise)."""
+        try:
+            self.backbone.load_state_dict(_backbone_state(path), strict=True)
+        except RuntimeError as err:
+            raise ValueError(f"{path} does not match the {self.arch} backbone: {err}") from err
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)  # conv ... layer4 -> avgpool -> flatten (fc is Identity)
+
+
+def _factory(arch: str, doc: str) -> Callable[..., TorchvisionResNet]:
+    def build(
+        num_classes: int,
+        head: HeadKind = "linear",
+        in_channels: int = 3,
+        weights_path: str | os.PathLike | None = None,
+    ) -> TorchvisionResNet:
+        return TorchvisionResNet(arch, num_classes, head, in_channels, weights_path)
+
+    build.__name__ = build.__qualname__ = arch
+    build.__doc__ = doc
+    return build
+
+
+resnet10 = _factory("resnet10", "ResNet-10 (BasicBlock, [1, 1, 1, 1]; D = 512), the ImageNet-LT baseline net.")
+resnet18 = _factory("resnet18", "torchvision ResNet-18 (D = 512), weights=None.")
+resnet50 = _factory("resnet50", "torchvision ResNet-50 (D = 2048), weights=None.")
+resnet152 = _factory("resnet152", "torchvision ResNet-152 (D = 2048), weights=None; the Places-LT net.")
+resnext50_32x4d = _factory("resnext50_32x4d", "torchvision ResNeXt-50 32x4d (D = 2048), weights=None.")

@@ -1,0 +1,187 @@
+"""Run directories: atomic writes, ``load_run`` and listing runs.
+
+A run directory (ARCHITECTURE.md "Run directory") is the only contract between training and
+analysis. Every file is written to a temporary name in the same folder, fsynced and renamed, so a
+crash never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+METRIC_COLUMNS = ["epoch", "lr", "train_loss", "acc", "acc_many", "acc_medium", "acc_few", "seconds"]
+
+
+def project_home() -> Path:
+    """Where ``runs/`` and ``figures/`` live: ``$LTLAB_HOME``, else the source checkout, else the cwd."""
+    env = os.environ.get("LTLAB_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").exists():
+        return checkout
+    return Path.cwd()
+
+
+def runs_root() -> Path:
+    return project_home() / "runs"
+
+
+# ---------------------------------------------------------------------- atomic writes
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file + fsync + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OSError(f"cannot write {path}: {exc.strerror} (check free disk space and permissions)") from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(f"cannot write {path}: {exc.strerror} (check free disk space and permissions)") from exc
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path, obj: Any) -> Path:
+    return atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+
+def write_csv(path, df: pd.DataFrame) -> Path:
+    return atomic_write_bytes(path, df.to_csv(index=False).encode())
+
+
+def write_npz(path, arrays: dict[str, Any]) -> Path:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def save_torch(path, obj: Any) -> Path:
+    import torch
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+# ---------------------------------------------------------------------- reading
+class RunFileError(ValueError):
+    """A run directory lacks a file or holds a corrupt one."""
+
+
+def _need(path: Path, producer: str) -> Path:
+    if not path.exists():
+        raise RunFileError(f"{path} is missing; {producer}")
+    return path
+
+
+def read_npz(path: Path, producer: str = "re-run training to produce it") -> dict[str, np.ndarray]:
+    _need(path, producer)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise RunFileError(f"{path} is corrupt or truncated ({exc}); {producer}") from exc
+
+
+def read_metrics(path: Path) -> pd.DataFrame:
+    _need(path, "it is written by ltlab.run after every evaluated epoch")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise RunFileError(f"{path} is corrupt or truncated ({exc}); resume the run with resume=True") from exc
+    missing = [c for c in METRIC_COLUMNS if c not in df.columns]
+    if missing:
+        raise RunFileError(f"{path} lacks columns {missing}; it was not written by ltlab.run")
+    try:
+        df = df.astype({c: float for c in METRIC_COLUMNS if c != "epoch"}).astype({"epoch": int})
+    except (ValueError, TypeError) as exc:
+        raise RunFileError(f"{path} holds non-numeric values ({exc}); it is corrupt or truncated") from exc
+    return df
+
+
+@dataclass
+class Run:
+    """A loaded run directory: ``dir``, ``config`` (dict), ``metrics`` (DataFrame), ``per_class``, ``probes``."""
+
+    dir: Path
+    config: dict
+    metrics: pd.DataFrame
+    per_class: dict[str, np.ndarray] = field(default_factory=dict)
+    probes: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.dir / "checkpoint.pt"
+
+    @property
+    def class_counts(self) -> list[int]:
+        return [int(n) for n in self.per_class["class_counts"]]
+
+    def summary(self) -> dict[str, float]:
+        """Last evaluated epoch's overall and many/medium/few accuracy."""
+        last = self.metrics.iloc[-1]
+        return {k: float(last[k]) for k in ("epoch", "acc", "acc_many", "acc_medium", "acc_few")}
+
+    def features(self, split: str = "test") -> dict[str, np.ndarray]:
+        return read_npz(self.dir / f"features_{split}.npz",
+                        f"extract them with ltlab.features.extract_features or the 02_tsne notebook (extract=True)")
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.dir)!r}, epochs={len(self.metrics)})"
+
+
+def load_run(path: str | os.PathLike) -> Run:
+    """Read a run directory written by :func:`ltlab.run`; fail clearly on a missing or corrupt file."""
+    d = Path(path).expanduser()
+    if not d.is_dir():
+        alt = runs_root() / str(path)
+        if alt.is_dir():
+            d = alt
+        else:
+            raise RunFileError(f"run directory {d} does not exist (looked in {runs_root()} too)")
+    cfg_path = _need(d / "config.json", "it is written by ltlab.run when the run starts")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunFileError(f"{cfg_path} is corrupt ({exc})") from exc
+    metrics = read_metrics(d / "metrics.csv")
+    per_class = read_npz(d / "per_class.npz")
+    probes = read_npz(d / "probes.npz") if (d / "probes.npz").exists() else {}
+    return Run(dir=d, config=config, metrics=metrics, per_class=per_class, probes=probes)
+
+
+def list_runs(root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per readable run under ``root`` (default ``runs/``): id, dataset, loss, IF and last metrics."""
+    root = Path(root) if root else runs_root()
+    rows = []
+    for d in sorted(p for p in root.glob("*") if (p / "metrics.csv").exists()):
+        try:
+            r = load_run(d)
+        except RunFileError:
+            continue
+        c = r.config
+        rows.append({"run_id": d.name, "dataset": c.get("dataset"), "loss": c.get("loss"),
+                     "imbalance_factor": c.get("imbalance_factor"), "seed": c.get("seed"), **r.summary()})
+    return pd.DataFrame(rows)
+
+
+def iter_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Run]:
+    return [load_run(p) for p in paths]

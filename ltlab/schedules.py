@@ -1,0 +1,92 @@
+"""Values that move during training, as pure functions of the epoch.
+
+Everything here is a plain function of ``epoch`` (0-based), ``num_epochs`` and class counts, so a
+notebook can plot a schedule without training, and losses receive the values through
+``set_epoch(epoch, num_epochs)``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import numpy as np
+
+
+def glag_alpha(epoch: float, num_epochs: float, s: float = 1.0, c: float = 2.0) -> float:
+    """GLAG gradual balance factor ``alpha(T) = s * (c ** (T / Tmax) - 1)``.
+
+    Paper 000 (GLAG), Eq. 4. ``T`` is the 0-based epoch and ``Tmax`` the number of epochs of the
+    stage (LIB decision in reference/methods.md 1a), so ``alpha(0) = 0``. Defined for
+    ``0 <= epoch <= num_epochs``; ``c = 2`` (convex, paper Tab. 5) and ``s = 1`` (CIFAR) are defaults.
+    """
+    if num_epochs <= 0:
+        raise ValueError(f"glag_alpha: num_epochs must be > 0, got {num_epochs}")
+    if not 0 <= epoch <= num_epochs:
+        raise ValueError(f"glag_alpha: epoch must be in [0, num_epochs={num_epochs}], got {epoch}")
+    return float(s * (c ** (epoch / num_epochs) - 1.0))
+
+
+def glag_beta_update(beta, acc, prev_acc, step: float = 0.05) -> np.ndarray:
+    """GLAG class-wise calibration strength update (paper 000, Sec. 3.3; LIB rule, methods.md 1b.6).
+
+    ``beta_c <- clip(beta_c + step * sign(acc_c - prev_acc_c), 0, 1)``, no change on ties. Arrays are
+    per tail class (same shape).
+    """
+    beta = np.asarray(beta, dtype=np.float64)
+    delta = np.sign(np.asarray(acc, dtype=np.float64) - np.asarray(prev_acc, dtype=np.float64))
+    return np.clip(beta + step * delta, 0.0, 1.0)
+
+
+def effective_number_weights(class_counts: Sequence[int], beta: float = 0.9999) -> np.ndarray:
+    """Class-balanced weights ``w_c = (1 - beta) / (1 - beta ** n_c)`` rescaled to sum to ``C``.
+
+    Cui et al. 2019 (Class-Balanced Loss), Eq. 3-4; reference/baselines.md 2.3. ``beta = 0`` gives
+    all ones (the DRW "off" state of LDAM-DRW).
+    """
+    n = np.asarray(class_counts, dtype=np.float64)
+    if np.any(n <= 0):
+        raise ValueError(f"effective_number_weights: every class count must be > 0, got {n.tolist()}")
+    w = (1.0 - beta) / (1.0 - np.power(beta, n))
+    return w / w.sum() * len(n)
+
+
+def drw_active(epoch: int, drw_start: int | None) -> bool:
+    """Deferred re-weighting switch (Cao et al. 2019, LDAM-DRW): on for 0-based ``epoch >= drw_start``."""
+    return drw_start is not None and epoch >= drw_start
+
+
+def drw_weights(class_counts: Sequence[int], epoch: int, drw_start: int | None,
+                beta: float = 0.9999) -> np.ndarray:
+    """Per-class CE weights of DRW at ``epoch``: all ones before ``drw_start``, effective-number after."""
+    if drw_active(epoch, drw_start):
+        return effective_number_weights(class_counts, beta)
+    return np.ones(len(class_counts))
+
+
+def lr_at(epoch: int, base_lr: float, num_epochs: int, *, warmup_epochs: int = 0,
+          schedule: Literal["step", "cosine", "constant"] = "step",
+          milestones: Sequence[int] = (), gamma: float = 0.1,
+          step_factors: Sequence[float] | None = None) -> float:
+    """Learning rate for 0-based ``epoch``, set once at the start of the epoch.
+
+    Warm-up follows LDAM-DRW: ``lr * (epoch + 1) / warmup_epochs`` for the first ``warmup_epochs``
+    epochs. ``step``: multiply by ``gamma`` per milestone passed (0-based epochs ``>= m``), or by the
+    matching ``step_factors[i]`` when given (LDAM-DRW uses 0.01 then 1e-4). ``cosine``: half cosine
+    from ``base_lr`` after warm-up down to 0 at the last epoch.
+    """
+    if warmup_epochs > 0 and epoch < warmup_epochs:
+        return base_lr * (epoch + 1) / warmup_epochs
+    if schedule == "constant":
+        return base_lr
+    if schedule == "step":
+        passed = [i for i, m in enumerate(sorted(milestones)) if epoch >= m]
+        if not passed:
+            return base_lr
+        if step_factors is not None:
+            return base_lr * step_factors[passed[-1]]
+        return base_lr * gamma ** len(passed)
+    if schedule == "cosine":
+        span = max(num_epochs - warmup_epochs - 1, 1)
+        t = min(max(epoch - warmup_epochs, 0), span)
+        return 0.5 * base_lr * (1.0 + math.cos(math.pi * t / span))
+    raise ValueError(f"lr schedule must be one of 'step', 'cosine', 'constant', got {schedule!r}")

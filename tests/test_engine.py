@@ -1,0 +1,108 @@
+"""The training loop: run directory contents, determinism, resume, errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import ltlab
+from ltlab.engine import load_checkpoint
+from ltlab.runs import RunFileError, load_run
+
+TINY = dict(dataset="digits_lt", imbalance_factor=10, model="convnet_small", epochs=3, batch_size=64, lr=0.05,
+            lr_schedule="cosine", device="cpu", progress=False)
+
+
+def _weights(run_dir):
+    return load_checkpoint(run_dir)["model"]
+
+
+def test_run_writes_the_run_directory(tmp_path):
+    run = ltlab.run({**TINY, "run_dir": str(tmp_path / "r")})
+    d = run.dir
+    for name in ("config.json", "metrics.csv", "per_class.npz", "probes.npz", "checkpoint.pt"):
+        assert (d / name).exists(), name
+    assert not list(d.glob("*.tmp")) and not list(d.glob(".*tmp"))
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["loss"] == "ce" and cfg["ltlab_version"] and sum(cfg["class_counts"]) > 0
+    m = run.metrics
+    assert list(m.epoch) == [0, 1, 2]
+    for col in ("epoch", "lr", "train_loss", "acc", "acc_many", "acc_medium", "acc_few", "seconds"):
+        assert col in m.columns
+    assert m.acc.between(0, 1).all()
+    assert run.per_class["acc"].shape == (3, 10)
+    assert run.per_class["test_logits"].shape == (len(run.per_class["test_labels"]), 10)
+    # balanced test split: overall accuracy equals the mean of per-class accuracies
+    assert np.isclose(m.acc.iloc[-1], run.per_class["acc"][-1].mean())
+    assert run.probes["grad_ratio"].shape == (3, 10)
+    assert m.acc.iloc[-1] > 0.3  # learns something in 3 epochs (chance is 0.1)
+
+
+def test_same_seed_same_weights(tmp_path):
+    a = ltlab.run({**TINY, "epochs": 2, "run_dir": str(tmp_path / "a")})
+    b = ltlab.run({**TINY, "epochs": 2, "run_dir": str(tmp_path / "b")})
+    wa, wb = _weights(a.dir), _weights(b.dir)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    pd.testing.assert_frame_equal(a.metrics.drop(columns="seconds"), b.metrics.drop(columns="seconds"))
+
+
+@pytest.mark.parametrize("loss,extra", [("ce", {}), ("ce", {"mixup_alpha": 1.0, "drw_start": 2})])
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, loss, extra):
+    cfg = {**TINY, "epochs": 4, "loss": loss, **extra}
+    full = ltlab.run({**cfg, "run_dir": str(tmp_path / "full")})
+    # interrupt after epoch k = 1 (two epochs done), then resume
+    part_dir = tmp_path / "part"
+    part = ltlab.run({**cfg, "run_dir": str(part_dir), "epochs_per_call": 2})
+    assert len(part.metrics) == 2
+    resumed = ltlab.run({**cfg, "run_dir": str(part_dir), "resume": True})
+    wf, wr = _weights(full.dir), _weights(resumed.dir)
+    assert all(torch.equal(wf[k], wr[k]) for k in wf)
+    pd.testing.assert_frame_equal(full.metrics.drop(columns="seconds"), resumed.metrics.drop(columns="seconds"))
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path):
+    d = str(tmp_path / "r")
+    ltlab.run({**TINY, "epochs": 2, "run_dir": d, "epochs_per_call": 1})
+    with pytest.raises(ValueError, match="different config.*lr"):
+        ltlab.run({**TINY, "epochs": 2, "run_dir": d, "resume": True, "lr": 0.2})
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path):
+    d = str(tmp_path / "r")
+    ltlab.run({**TINY, "epochs": 1, "run_dir": d})
+    with pytest.raises(ValueError, match="already holds a run"):
+        ltlab.run({**TINY, "epochs": 1, "run_dir": d})
+
+
+def test_resume_without_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        ltlab.run({**TINY, "run_dir": str(tmp_path / "empty"), "resume": True})
+
+
+def test_corrupt_checkpoint_falls_back_to_previous(tmp_path):
+    d = tmp_path / "r"
+    ltlab.run({**TINY, "epochs": 2, "run_dir": str(d)})
+    (d / "checkpoint.pt").write_bytes(b"garbage")
+    assert load_checkpoint(d)["epoch"] == 0
+
+
+def test_nan_loss_stops_with_a_hint(tmp_path):
+    with pytest.raises(FloatingPointError, match="epoch 0, batch .*Lower lr"):
+        ltlab.run({**TINY, "lr": 1e30, "epochs": 1, "run_dir": str(tmp_path / "r")})
+
+
+def test_load_run_errors(tmp_path):
+    with pytest.raises(RunFileError, match="does not exist"):
+        load_run(tmp_path / "nope")
+    d = tmp_path / "r"
+    ltlab.run({**TINY, "epochs": 1, "run_dir": str(d)})
+    (d / "metrics.csv").write_text("epoch,lr,train_loss,acc\n0,0.1,")
+    with pytest.raises(RunFileError, match="metrics.csv"):
+        load_run(d)
+    (d / "per_class.npz").write_bytes(b"PK\x03\x04trunc")
+    (d / "metrics.csv").unlink()
+    with pytest.raises(RunFileError, match="metrics.csv is missing"):
+        load_run(d)

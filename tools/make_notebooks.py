@@ -1,0 +1,68 @@
+"""Write the committed notebooks (no outputs, a tagged `parameters` cell). Run: python tools/make_notebooks.py"""
+from pathlib import Path
+
+import nbformat as nbf
+
+HERE = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def notebook(cells):
+    nb = nbf.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    out = []
+    for kind, src, *tags in cells:
+        c = nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src)
+        if tags:
+            c.metadata["tags"] = list(tags)
+        out.append(c)
+    nb.cells = out
+    return nb
+
+
+TRAIN = [
+    ("md", "# Train a long-tailed classifier\n\nAny method on any long-tailed dataset. Edit the `parameters` "
+           "cell (or pass `-p key value` to `python -m ltlab run notebooks/01_train.ipynb`). The run is written "
+           "to `runs/<run_id>/`, the only thing the analysis notebooks read."),
+    ("code", '''dataset = "digits_lt"          # digits_lt | fashion_mnist_lt | cifar10_lt | cifar100_lt | synthetic_lt | file_list
+root = None                    # data folder; None = the dataset's default
+imbalance_factor = 100         # n_max / n_min of the training split
+model = "convnet_small"        # convnet_small | resnet20 | resnet32 | resnet56 | resnet18 | ...
+head = "auto"                  # auto | linear | cosine | lws (auto: cosine for cosine-input losses)
+loss = "ce"                    # any name in ltlab.losses.LOSSES
+loss_params = {}               # loss hyper-parameters; None = method default
+drw_start = None               # epoch where deferred re-weighting starts (None: off)
+sampler = "instance"           # instance | class_balanced | sqrt | progressive | effective_number | cben | class_aware
+epochs = 30                    # training epochs
+batch_size = 64                # mini-batch size
+lr = 0.05                      # peak learning rate (SGD, momentum 0.9)
+weight_decay = 5e-4            # L2 weight decay
+warmup_epochs = 0              # linear warm-up epochs
+lr_schedule = "cosine"         # step | cosine | constant
+milestones = []                # step schedule: epochs where lr is multiplied by lr_gamma
+mixup_alpha = 0.0              # mixup Beta(a, a); 0 = off
+seed = 0                       # training seed
+device = "auto"                # auto | cpu | cuda
+precision = "fp32"             # fp32 | bf16 | fp16
+eval_every = 1                 # evaluate every k epochs
+progress = True                # tqdm progress bar
+run_dir = None                 # output directory; None = runs/<time>_<dataset>_<loss>_...
+init_from = None               # stage-one run directory for a second stage
+stage = "joint"                # joint | classifier
+resume = False                 # continue an interrupted run in run_dir''', "parameters"),
+    ("code", '''import ltlab
+from ltlab import plotting
+
+config = ltlab.RunConfig.from_namespace(globals())
+config'''),
+    ("code", "run = ltlab.run(config)\nprint(run.dir)"),
+    ("md", "## Result\n\nBalanced test split; many > 100, medium 20-100, few < 20 training images."),
+    ("code", "plotting.summary_table(run)"),
+    ("code", "plotting.per_class_accuracy_bar(run).show()"),
+    ("code", "run.metrics.tail(10)"),
+]
+
+if __name__ == "__main__":
+    HERE.mkdir(exist_ok=True)
+    nbf.write(notebook(TRAIN), HERE / "01_train.ipynb")
+    print("wrote", HERE / "01_train.ipynb")
