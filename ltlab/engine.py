@@ -83,7 +83,11 @@ def train_one_epoch(state: TrainState, loader: DeviceLoader, *, device: torch.de
             out.retain_grad()
         loss = loss_fn(out, y)
         if perm is not None:
+            # mixup: lam * L(out, y) + (1 - lam) * L(out, y[perm]). Stateful losses (GALA, Seesaw, GHM)
+            # accumulate from the first call only; the second runs in eval mode, which never updates state.
+            loss_fn.eval()
             loss = lam * loss + (1 - lam) * loss_fn(out, y[perm])
+            loss_fn.train()
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -128,7 +132,9 @@ def _default_run_dir(config: RunConfig) -> Path:
 
 
 def load_datasets(config: RunConfig):
-    kw = dict(imbalance_factor=config.imbalance_factor, seed=config.data_seed, **config.dataset_params)
+    # file lists (ImageNet-LT, Places-LT, iNat) are long-tailed already: no subsampling
+    imbalance = None if config.dataset == "file_list" else config.imbalance_factor
+    kw = dict(imbalance_factor=imbalance, seed=config.data_seed, **config.dataset_params)
     if config.imbalance_profile != "exp":
         kw["profile"] = config.imbalance_profile
     train = get_dataset(config.dataset, config.root, split="train", **kw)
@@ -300,9 +306,10 @@ def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, 
 
     augment = None if config.augment else {}
     train_loader = DeviceLoader(train_ds, config.batch_size, device=device, train=True, sampler=_sampler(config, train_ds),
-                                seed=config.seed, channels_last=config.channels_last, augment=augment)
+                                seed=config.seed, channels_last=config.channels_last, augment=augment,
+                                num_workers=config.num_workers)
     test_loader = DeviceLoader(test_ds, max(config.batch_size, 256), device=device, train=False,
-                               channels_last=config.channels_last)
+                               channels_last=config.channels_last, num_workers=config.num_workers)
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" and device.type == "cuda" else None
     model_call = torch.compile(state.model) if config.compile else state.model
     counts = list(train_ds.class_counts)

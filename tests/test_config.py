@@ -61,6 +61,6 @@ def test_failed_validation_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("LTLAB_HOME", str(tmp_path))
     with pytest.raises(ValueError):
         ltlab.run({"batch_size": 0})
-    with pytest.raises(ValueError):
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
         ltlab.run({"dataset": "cifar10_lt", "root": str(tmp_path / "nowhere")})
     assert not (tmp_path / "runs").exists()

@@ -40,7 +40,7 @@ def test_model_contract(name, head):
     model = create_model(name, 5, head=head, in_channels=in_ch)
     assert model.num_classes == 5 and model.head_kind == head and isinstance(model.head, HEADS[head])
     assert model.feature_dim == FEATURE_DIM.get(name, 64)
-    size = 32 if name in ("resnet10", "resnet18") else 16
+    size = 16 if name in ("resnet10", "resnet18") else 8
     x = torch.randn(3, in_ch, size, size)
     _check_contract(model, x, 5, torch.float32)
     model.zero_grad()

@@ -48,3 +48,17 @@ def test_train_notebook_fashion_mnist_lt(tmp_path):
 def test_cli_reports_bad_parameters(tmp_path, capsys):
     assert main(["run", str(NB / "01_train.ipynb"), "-p", "epoch", "3"]) == 2
     assert "unknown parameter" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("loss,extra", [
+    ("graloss", {}), ("gcl", {}), ("ala", {"drw_start": 1}), ("gala", {}), ("ghm_cwap", {}),
+    ("ldam", {"drw_start": 1}), ("balanced_softmax", {}),
+])
+def test_train_notebook_each_seed_method(tmp_path, loss, extra):
+    d = run_notebook(NB / "01_train.ipynb", {"loss": loss, "epochs": 2, "progress": False, "device": "cpu",
+                                            "run_dir": str(tmp_path / loss), **extra}, quiet=True)
+    run = load_run(d)
+    assert run.config["loss"] == loss and len(run.metrics) == 2
+    assert run.metrics.train_loss.notna().all()
+    kind = run.config["loss_input_kind"]
+    assert run.config["resolved_head"] == ("cosine" if kind == "cosine" else "linear")

@@ -6,7 +6,7 @@ import nbformat as nbf
 HERE = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def notebook(cells):
+def notebook(cells, stem="nb"):
     nb = nbf.v4.new_notebook()
     nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                    "language_info": {"name": "python"}}
@@ -15,6 +15,7 @@ def notebook(cells):
         c = nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src)
         if tags:
             c.metadata["tags"] = list(tags)
+        c.id = f"{stem}-{len(out):02d}"  # stable ids: regenerating gives no diff
         out.append(c)
     nb.cells = out
     return nb
@@ -62,7 +63,24 @@ config'''),
     ("code", "run.metrics.tail(10)"),
 ]
 
+NOTEBOOKS = {"01_train.ipynb": TRAIN}
+
+
+def all_notebooks() -> dict:
+    """01_train here plus every ``NOTEBOOKS`` dict of the sibling modules ``tools/nb_*.py``."""
+    import importlib.util
+
+    out = dict(NOTEBOOKS)
+    for path in sorted(Path(__file__).resolve().parent.glob("nb_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        out.update(mod.NOTEBOOKS)
+    return out
+
+
 if __name__ == "__main__":
     HERE.mkdir(exist_ok=True)
-    nbf.write(notebook(TRAIN), HERE / "01_train.ipynb")
-    print("wrote", HERE / "01_train.ipynb")
+    for name, cells in all_notebooks().items():
+        nbf.write(notebook(cells, name.split(".")[0].replace("_", "-")), HERE / name)
+        print("wrote", HERE / name)

@@ -43,13 +43,14 @@ class ALALoss(CosineMarginLoss):
         return F.ala_adjust(cosine, labels, self.quantity_factor)
 
     def state_summary(self) -> dict[str, Tensor]:
-        """``quantity_factor`` (C,) and ``difficulty_factor`` (C,): mean DF per class over the last batch (NaN if absent)."""
+        """``quantity_factor`` (C,); ``difficulty_factor`` (C,): mean DF per class in the last batch (NaN: absent)."""
         out = {"quantity_factor": self.quantity_factor.clone()}
         if self._last_df is not None:
             df, y = self._last_df.double(), self._last_labels
             total = torch.zeros(self.num_classes, dtype=torch.float64, device=df.device).index_add_(0, y, df)
             count = torch.zeros_like(total).index_add_(0, y, torch.ones_like(df))
-            out["difficulty_factor"] = torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("nan")))
+            nan = torch.full_like(total, float("nan"))
+            out["difficulty_factor"] = torch.where(count > 0, total / count.clamp(min=1), nan)
         return out
 
     def extra_repr(self) -> str:

@@ -17,10 +17,11 @@ class EQLLoss(LossBase):
     """Equalization loss (Tan et al. 2020; reference/baselines.md 2.7). Input logits (B, C).
 
     ``T_lambda(f_j) = [f_j < lambda]`` with class frequency ``f_j = n_j / N`` marks rare classes.
-    ``form="sigmoid"`` (official ``eql.detectron2``, Eq. 2-3 with E = 1): ``sum_ij w_ij BCE_ij / B``,
-    ``w_ij = 1 - T_lambda(f_j)(1 - y_ij)``. ``form="softmax"`` (paper Eq. 7-8, as in BagofTricks-LT
-    SEQL): ``-log(e^{z_y} / sum_k w_k e^{z_k})``, ``w_k = 1 - beta_k T_lambda(f_k)(1 - y_k)`` with
-    ``beta`` ~ Bernoulli(gamma) per (sample, class) and call; batch mean.
+    ``form="sigmoid"`` (official ``eql.detectron2``, E = 1): ``sum_ij w_ij BCE_ij / B``,
+    ``w_ij = 1 - T_lambda(f_j)(1 - y_ij)``. ``form="softmax"`` (the paper's classification variant,
+    as in BagofTricks-LT SEQL): ``-log(e^{z_y} / sum_k w_k e^{z_k})`` with
+    ``w_k = 1 - beta_k T_lambda(f_k)(1 - y_k)``, ``beta`` ~ Bernoulli(gamma) per (sample, class)
+    and call; batch mean.
 
     Args:
         class_counts: training count per class ``n_c`` (C,).
@@ -41,7 +42,8 @@ class EQLLoss(LossBase):
         if form not in _FORMS:
             raise ValueError(f"EQLLoss: form must be one of {_FORMS}, got {form!r}")
         if form == "sigmoid" and gamma is not None:
-            raise ValueError("EQLLoss: gamma applies only to form='softmax' (the sigmoid form has no random mask)")
+            raise ValueError("EQLLoss: gamma applies only to form='softmax' "
+                             "(the sigmoid form has no random mask)")
         self.form = form
         self.lambda_ = float(_DEFAULT_LAMBDA[form] if lambda_ is None else lambda_)
         self.gamma = float(0.9 if gamma is None else gamma)
@@ -63,7 +65,8 @@ class EQLLoss(LossBase):
             u = torch.rand(logits.shape, device=logits.device, generator=generator)
             beta_mask = u < self.gamma
         elif beta_mask.shape != logits.shape:
-            raise ValueError(f"EQLLoss: beta_mask must have shape {tuple(logits.shape)}, got {tuple(beta_mask.shape)}")
+            raise ValueError(f"EQLLoss: beta_mask must have shape {tuple(logits.shape)}, "
+                             f"got {tuple(beta_mask.shape)}")
         return F.eql_softmax_loss(logits, labels, self.tail_mask, beta_mask)
 
     def state_summary(self) -> dict[str, Tensor]:

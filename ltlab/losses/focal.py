@@ -39,7 +39,8 @@ class FocalLoss(DRWMixin, LossBase):
         if form not in _FORMS:
             raise ValueError(f"FocalLoss: form must be one of {_FORMS}, got {form!r}")
         if form == "softmax" and alpha is not None:
-            raise ValueError("FocalLoss: alpha applies only to form='sigmoid' (the softmax form has no alpha)")
+            raise ValueError("FocalLoss: alpha applies only to form='sigmoid' "
+                             "(the softmax form has no alpha)")
         if form == "sigmoid" and drw_start is not None:
             raise ValueError("FocalLoss: drw_start applies only to form='softmax' (LDAM-DRW Focal-DRW)")
         self.form = form

@@ -11,7 +11,7 @@ from .base import CosineMarginLoss
 
 
 class GCLLoss(CosineMarginLoss):
-    """Gaussian clouded logit loss ``CE(s * (cos - noise_mul*|eps|*delta_hat - m*onehot), y)`` (GCL paper 001, Eq. 9-12).
+    """Gaussian clouded logit loss ``CE(s*(cos - noise_mul*|eps|*delta_hat - m*onehot), y)`` (GCL 001, Eq. 9-12).
 
     ``delta_c = log n_max - log n_c``, ``delta_hat = delta / max(delta)`` (0 on balanced data);
     ``eps`` (B, C) is drawn per element from N(0, std 1/3), clamped to [-1, 1], absolute value taken,

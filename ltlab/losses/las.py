@@ -12,7 +12,7 @@ _SHAPES = ("concave", "linear", "convex")
 
 
 class LabelAwareSmoothingLoss(LossBase):
-    """Label-aware smoothing CE (Zhong et al. 2021, Eq. 5; reference/baselines.md 2.10). Logits (B, C).
+    """Label-aware smoothing CE (Zhong et al. 2021, MiSLAS; baselines.md 2.10). Logits (B, C).
 
     Per-class smoothing ``eps_c`` from the counts (head ``n_1`` = max gets ``smooth_head``, tail
     ``n_K`` = min gets ``smooth_tail``, in between by ``shape``); per sample

@@ -12,21 +12,27 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torchvision.models import resnet as tv
 
 from .heads import HeadedModel, HeadKind
 
 
-def _resnet10(**kw) -> tv.ResNet:
+def _tv():
+    """torchvision.models.resnet, imported on first use (importing torchvision costs seconds)."""
+    from torchvision.models import resnet as tv
+    return tv
+
+
+def _resnet10(**kw) -> nn.Module:
+    tv = _tv()
     return tv.ResNet(tv.BasicBlock, [1, 1, 1, 1], **kw)
 
 
-_BUILDERS: dict[str, Callable[..., tv.ResNet]] = {
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet10": _resnet10,
-    "resnet18": lambda **kw: tv.resnet18(weights=None, **kw),
-    "resnet50": lambda **kw: tv.resnet50(weights=None, **kw),
-    "resnet152": lambda **kw: tv.resnet152(weights=None, **kw),
-    "resnext50_32x4d": lambda **kw: tv.resnext50_32x4d(weights=None, **kw),
+    "resnet18": lambda **kw: _tv().resnet18(weights=None, **kw),
+    "resnet50": lambda **kw: _tv().resnet50(weights=None, **kw),
+    "resnet152": lambda **kw: _tv().resnet152(weights=None, **kw),
+    "resnext50_32x4d": lambda **kw: _tv().resnext50_32x4d(weights=None, **kw),
 }
 
 

@@ -100,7 +100,7 @@ def logit_adjusted_loss(logits: Tensor, labels: Tensor, prior: Tensor, tau: floa
 
 
 def balanced_softmax_loss(logits: Tensor, labels: Tensor, class_counts: Tensor) -> Tensor:
-    """Ren et al. 2020 Balanced Softmax (Eq. 4 as coded): ``CE(z + log n_c, y)`` with raw counts."""
+    """Ren et al. 2020 Balanced Softmax as coded: ``CE(z + log n_c, y)`` with raw counts."""
     return nnf.cross_entropy(logits + torch.log(_like(class_counts, logits)), labels)
 
 
@@ -125,7 +125,7 @@ def ldam_loss(cosine: Tensor, labels: Tensor, margins: Tensor, s: float = 30.0,
 # ------------------------------------------------------------------ label-aware smoothing (2.10)
 def las_smoothing(class_counts: Tensor, shape: Literal["concave", "linear", "convex"] = "concave",
                   smooth_head: float = 0.4, smooth_tail: float = 0.1) -> Tensor:
-    """MiSLAS per-class smoothing ``eps_c`` (Zhong et al. 2021, Eq. 5; baselines.md 2.10), float64 (C,).
+    """MiSLAS per-class smoothing ``eps_c`` (Zhong et al. 2021; baselines.md 2.10), float64 (C,).
 
     ``r_c = (n_c - n_K) / (n_1 - n_K)``; concave ``e_K + (e_1 - e_K) sin(pi r / 2)``, linear
     ``e_K + (e_1 - e_K) r``, convex ``e_1 + (e_1 - e_K) sin(3 pi / 2 + pi r / 2)``. With all counts
@@ -160,7 +160,7 @@ def eql_tail_mask(class_counts: Tensor, lambda_: float) -> Tensor:
 
 
 def eql_sigmoid_loss(logits: Tensor, labels: Tensor, tail_mask: Tensor) -> Tensor:
-    """Sigmoid EQL (Tan et al. 2020, Eq. 2-3 with E = 1): ``sum_ij w_ij BCE_ij / B``.
+    """Sigmoid EQL (Tan et al. 2020, official code, E = 1): ``sum_ij w_ij BCE_ij / B``.
 
     ``w_ij = 1 - T_lambda(f_j) (1 - y_ij)``: negatives of rare classes are dropped.
     """
@@ -171,10 +171,11 @@ def eql_sigmoid_loss(logits: Tensor, labels: Tensor, tail_mask: Tensor) -> Tenso
 
 
 def eql_softmax_loss(logits: Tensor, labels: Tensor, tail_mask: Tensor, beta_mask: Tensor) -> Tensor:
-    """Softmax EQL (Tan et al. 2020, Eq. 7-8): ``mean_i [logsumexp_k(z_ik + log w_ik) - z_iy]``.
+    """Softmax EQL (Tan et al. 2020, classification variant), batch mean of the rows below.
 
-    ``w_ik = 1 - beta_ik T_lambda(f_k) (1 - y_ik)`` with ``beta_mask`` (B, C) the Bernoulli(gamma)
-    draw; dropped columns get ``-inf`` (the target column is never dropped).
+    Row i: ``logsumexp_k(z_ik + log w_ik) - z_iy`` with ``w_ik = 1 - beta_ik T_lambda(f_k)(1 - y_ik)``;
+    ``beta_mask`` (B, C) is the Bernoulli(gamma) draw. Dropped columns get ``-inf`` (the target
+    column is never dropped).
     """
     y = nnf.one_hot(labels, logits.shape[1]).bool()
     drop = beta_mask.to(device=logits.device).bool() & tail_mask.to(logits.device)[None, :] & ~y
@@ -185,7 +186,7 @@ def eql_softmax_loss(logits: Tensor, labels: Tensor, tail_mask: Tensor, beta_mas
 # ---------------------------------------------------------------------------- Seesaw (2.8)
 def seesaw_loss(logits: Tensor, labels: Tensor, cum_samples: Tensor, p: float = 0.8,
                 q: float = 2.0, eps: float = 1e-2) -> Tensor:
-    """Seesaw loss (Wang et al. 2021, Eq. 2-4; mmdetection ``seesaw_ce_loss``), batch mean.
+    """Seesaw loss (Wang et al. 2021; mmdetection ``seesaw_ce_loss``), batch mean.
 
     ``cum_samples`` (C,) are the counts including the current batch. For j != y: mitigation
     ``(N_j / N_y)^p`` where ``N_j < N_y`` (counts clamped to >= 1), compensation
@@ -207,7 +208,7 @@ def seesaw_loss(logits: Tensor, labels: Tensor, cum_samples: Tensor, p: float = 
 
 # ----------------------------------------------------------------------------- GHM-C (2.9)
 def ghmc_histogram(logits: Tensor, labels: Tensor, bins: int = 10) -> tuple[Tensor, Tensor]:
-    """Gradient-norm bins of the (B, C) binary problem (Li et al. 2019, Eq. 4-5; mmdet ``GHMC``).
+    """Gradient-norm bins of the (B, C) binary problem (Li et al. 2019; mmdet ``GHMC``).
 
     ``g = |sigmoid(z) - y|`` (detached); bin b holds ``edges[b] <= g < edges[b+1]`` with edges
     ``k / bins`` and the last edge raised by 1e-6. Returns (bin index (B, C) int64, counts (bins,) int64).

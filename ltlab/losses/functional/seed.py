@@ -169,7 +169,7 @@ def ghm_cwap_count_increment(g: Tensor, labels: Tensor, widths: Tensor) -> Tenso
 
 
 def ghm_cwap_new_widths(counts: Tensor) -> Tensor:
-    """Next epoch's widths (C, N): ``d ∝ 1/log(e + v)`` per class, normalised to sum 1 (AURA, paper Sec. 3.3; methods.md 5).
+    """Next epoch's widths (C, N): ``d ∝ 1/log(e + v)`` per class, normalised to sum 1 (AURA, Sec. 3.3; methods.md 5).
 
     The paper's ``1/log v`` is undefined for v <= 1; ``+e`` is the LIB guard (empty bin -> weight 1).
     """
@@ -186,7 +186,7 @@ def ghm_cwap_class_sum(frozen_counts: Tensor, alpha: float = 0.9) -> Tensor:
 
 def ghm_cwap_sample_weight(g: Tensor, labels: Tensor, frozen_widths: Tensor, frozen_counts: Tensor,
                            alpha: float = 0.9, weight_norm: Literal["bins", "none"] = "bins") -> Tensor:
-    """Per-sample weight ``W = S_y / vbar_{y,i}**alpha`` (B,), bin i by the frozen widths (GHM-CWAP Eq. 1; methods.md 5).
+    """Per-sample weight ``W = S_y / vbar_{y,i}**alpha`` (B,), bin i by the frozen widths (Eq. 1; methods.md 5).
 
     An empty bin uses ``vbar = 1/(N*dbar_{y,i})``. ``weight_norm="bins"`` (LIB default, GHM-C
     convention) divides by the number of non-empty bins of the class (at least 1); "none" is

@@ -1,0 +1,322 @@
+"""Image sources: CIFAR-10/100, Fashion-MNIST, digits, synthetic and file-list sets, with long-tailed train splits.
+
+Each builder returns the full split as an :class:`LTDataset` (uint8 images held in memory, or lazy
+paths for file lists); :func:`get_dataset` then applies the standard CIFAR-LT selection
+(reference/baselines.md 1.1) to the train split. Test splits are never subsampled.
+"""
+from __future__ import annotations
+
+import gzip
+import inspect
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+import torch
+
+from .longtail import longtail_counts, longtail_indices
+
+Split = Literal["train", "val", "test"]
+# LDAM-DRW / MiSLAS / GCL normalise CIFAR-10 and CIFAR-100 alike with these (baselines.md 1.4).
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+FASHION_ROOT = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                   "Bag", "Ankle boot"]
+
+
+class LTDataset(torch.utils.data.Dataset):
+    """One split of an image classification set; ``ds[i] -> (uint8 image (C, H, W), int label)``.
+
+    ``images`` is a uint8 tensor (N, C, H, W), or None for lazy file-list sets whose items are decoded
+    from ``paths`` and resized to ``image_shape``. ``source_indices`` are the positions of the kept
+    items in the full split (the long-tail selection). ``augment`` is the default *train* augmentation.
+    """
+
+    def __init__(self, name: str, split: str, images: torch.Tensor | None, targets: Sequence[int],
+                 classes: Sequence[str], mean: Sequence[float], std: Sequence[float],
+                 augment: dict[str, Any], *, image_shape: tuple[int, ...] | None = None,
+                 paths: np.ndarray | None = None, lines: np.ndarray | None = None,
+                 list_file: str | None = None, source_indices: np.ndarray | None = None) -> None:
+        self.name, self.split = name, split
+        self.images = images
+        self.targets = np.asarray(targets, dtype=np.int64)
+        self.classes = list(classes)
+        self.num_classes = len(self.classes)
+        if len(self.targets) and not 0 <= self.targets.min() <= self.targets.max() < self.num_classes:
+            raise ValueError(f"{name}: labels must lie in 0..{self.num_classes - 1}, got "
+                             f"{self.targets.min()}..{self.targets.max()}")
+        if images is not None and len(images) != len(self.targets):
+            raise ValueError(f"{name}: {len(images)} images but {len(self.targets)} labels")
+        self.class_counts = np.bincount(self.targets, minlength=self.num_classes).astype(int).tolist()
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        self.augment = dict(augment)
+        self.image_shape = tuple(images.shape[1:]) if images is not None else tuple(image_shape)
+        self.paths, self.lines, self.list_file = paths, lines, list_file
+        self.source_indices = (np.arange(len(self.targets)) if source_indices is None
+                               else np.asarray(source_indices, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        if self.images is not None:
+            return self.images[i], int(self.targets[i])
+        return _decode(self.paths[i], int(self.lines[i]), self.list_file, self.image_shape[1:]), int(self.targets[i])
+
+    def subset(self, indices: Sequence[int]) -> "LTDataset":
+        """The items at ``indices`` (same classes, normalisation and augmentation)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return LTDataset(self.name, self.split, None if self.images is None else self.images[torch.from_numpy(idx)],
+                         self.targets[idx], self.classes, self.mean, self.std, self.augment,
+                         image_shape=self.image_shape,
+                         paths=None if self.paths is None else self.paths[idx],
+                         lines=None if self.lines is None else self.lines[idx], list_file=self.list_file,
+                         source_indices=self.source_indices[idx])
+
+    def __repr__(self) -> str:
+        return (f"LTDataset({self.name!r}, split={self.split!r}, n={len(self)}, num_classes={self.num_classes}, "
+                f"image_shape={self.image_shape}, max/min count={max(self.class_counts)}/{min(self.class_counts)})")
+
+
+def _default_root() -> Path:
+    return Path(os.environ.get("LTLAB_DATA", Path.home() / ".cache" / "ltlab" / "data")).expanduser()
+
+
+# ----------------------------------------------------------------------------------------- CIFAR
+_CIFAR = {
+    "cifar10": dict(folder="cifar-10-batches-py", title="CIFAR-10", tar="cifar-10-python.tar.gz",
+                    train=[f"data_batch_{i}" for i in range(1, 6)], test=["test_batch"], meta="batches.meta",
+                    labels="labels", names="label_names"),
+    "cifar100": dict(folder="cifar-100-python", title="CIFAR-100", tar="cifar-100-python.tar.gz",
+                     train=["train"], test=["test"], meta="meta", labels="fine_labels", names="fine_label_names"),
+}
+
+
+def _str(x: Any) -> str:
+    return x.decode("latin1") if isinstance(x, bytes) else str(x)
+
+
+def _unpickle(path: Path) -> dict[str, Any]:
+    """A CIFAR pickle as a dict with str keys (real files give str keys under latin1, fakes give bytes)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"missing CIFAR file {path}")
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="latin1")
+    except Exception as e:  # truncated/corrupt pickles raise many different types
+        raise ValueError(f"corrupt or truncated CIFAR file {path}: {type(e).__name__}: {e}") from e
+    if not isinstance(d, dict):
+        raise ValueError(f"corrupt CIFAR file {path}: expected a dict, got {type(d).__name__}")
+    return {_str(k): v for k, v in d.items()}
+
+
+def _read_cifar(which: str, root: str | Path | None, split: str, download: bool) -> LTDataset:
+    spec = _CIFAR[which]
+    root = Path(root).expanduser() if root is not None else _default_root()
+    folder = root / spec["folder"]
+    if not folder.is_dir() and download:
+        import torchvision.datasets as tvd  # downloads + checks md5 of the real archive
+        (tvd.CIFAR10 if which == "cifar10" else tvd.CIFAR100)(str(root), train=True, download=True)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{spec['title']} not found: expected folder {folder}; pass download=True "
+                                f"or put the extracted {spec['tar']} there")
+    images, labels = [], []
+    for fname in spec[split]:
+        d = _unpickle(folder / fname)
+        data, lab = np.asarray(d.get("data")), d.get(spec["labels"])
+        if data.ndim != 2 or data.shape[1] != 3072 or lab is None or len(lab) != data.shape[0]:
+            raise ValueError(f"corrupt CIFAR file {folder / fname}: data {data.shape}, "
+                             f"{spec['labels']} {None if lab is None else len(lab)}")
+        images.append(data.astype(np.uint8, copy=False))
+        labels.append(np.asarray(lab, dtype=np.int64))
+    meta = _unpickle(folder / spec["meta"])
+    classes = [_str(n) for n in meta[spec["names"]]]
+    x = torch.from_numpy(np.concatenate(images).reshape(-1, 3, 32, 32))
+    return LTDataset(f"{which}_lt", split, x, np.concatenate(labels), classes, CIFAR_MEAN, CIFAR_STD,
+                     {"crop_padding": 4, "flip": True})
+
+
+def _cifar10(root, split, download):
+    return _read_cifar("cifar10", root, split, download)
+
+
+def _cifar100(root, split, download):
+    return _read_cifar("cifar100", root, split, download)
+
+
+# ---------------------------------------------------------------------------------- Fashion-MNIST
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An IDX ubyte array (magic 0x0000 08 ndim, big-endian uint32 sizes) from a .gz or raw file."""
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"corrupt or truncated IDX file {path}: {e}") from e
+    head = 4 + 4 * ndim
+    if len(raw) < head or raw[:4] != bytes([0, 0, 8, ndim]):
+        raise ValueError(f"bad IDX file {path}: magic {raw[:4].hex()} (want 000008{ndim:02x})")
+    dims = np.frombuffer(raw, ">u4", count=ndim, offset=4).astype(np.int64)
+    if len(raw) != head + int(np.prod(dims)):
+        raise ValueError(f"truncated IDX file {path}: {len(raw) - head} bytes of data, header says {tuple(dims)}")
+    return np.frombuffer(raw, np.uint8, offset=head).reshape(dims)
+
+
+def _idx_path(folder: Path, stem: str) -> Path:
+    gz = folder / f"{stem}.gz"
+    return gz if gz.is_file() or not (folder / stem).is_file() else folder / stem
+
+
+def _fashion_mnist(root, split, download):
+    folder = Path(root).expanduser() if root is not None else Path(FASHION_ROOT)
+    prefix = "train" if split == "train" else "t10k"
+    img_p, lab_p = (_idx_path(folder, f"{prefix}-{k}") for k in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+    if not (img_p.is_file() and lab_p.is_file()) and download:
+        import torchvision.datasets as tvd
+        tvd.FashionMNIST(str(folder), train=split == "train", download=True)
+        folder = folder / "FashionMNIST" / "raw"
+        img_p, lab_p = (_idx_path(folder, f"{prefix}-{k}") for k in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+    for p in (img_p, lab_p):
+        if not p.is_file():
+            raise FileNotFoundError(f"Fashion-MNIST file {p} not found; install the Debian package "
+                                    f"(apt-get install dataset-fashion-mnist, files in {FASHION_ROOT}), "
+                                    f"pass root=<folder with the IDX .gz files> or download=True")
+    x, y = _read_idx(img_p, 3), _read_idx(lab_p, 1)
+    if len(x) != len(y):
+        raise ValueError(f"Fashion-MNIST {img_p} has {len(x)} images but {lab_p} has {len(y)} labels")
+    return LTDataset("fashion_mnist_lt", split, torch.from_numpy(x.copy()).unsqueeze(1), y, FASHION_CLASSES,
+                     (0.2860,), (0.3530,), {"crop_padding": 2, "flip": True})
+
+
+# ----------------------------------------------------------------------------------------- digits
+def _digits(root, split, download, n_test_per_class: int = 50):
+    """sklearn's 8x8 digits (values 0..16 -> uint8 0..255); a balanced test split of ``n_test_per_class``
+    per class chosen by a fixed ``RandomState(0)`` permutation (LIB), independent of ``seed``."""
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    y = d.target.astype(np.int64)
+    perm = np.random.RandomState(0).permutation(len(y))
+    test = np.sort(np.concatenate([perm[y[perm] == c][:n_test_per_class] for c in range(10)]))
+    keep = test if split != "train" else np.setdiff1d(np.arange(len(y)), test)
+    mean, std = (float(x.mean() / 255),), (float(x.std() / 255),)
+    return LTDataset("digits_lt", split, torch.from_numpy(x[keep]), y[keep], [str(c) for c in range(10)],
+                     mean, std, {"crop_padding": 1, "flip": False}, source_indices=keep)
+
+
+# -------------------------------------------------------------------------------------- synthetic
+def _synthetic(root, split, download, num_classes: int = 10, n_max: int = 100, image_size: int = 8,
+               channels: int = 3, n_test_per_class: int = 20, noise: float = 0.25, data_seed: int = 0):
+    """Gaussian clusters in pixel space: class c = a random prototype image + N(0, noise^2) per pixel
+    (LIB). Train pool ``n_max`` per class, test ``n_test_per_class``; both drawn from ``data_seed``."""
+    rs = np.random.RandomState(data_seed)
+    protos = rs.uniform(0.15, 0.85, size=(num_classes, channels, image_size, image_size))
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rs.permutation(np.repeat(np.arange(num_classes), n))
+        x = protos[y] + rs.normal(0.0, noise, size=(len(y),) + protos.shape[1:])
+        return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8), y
+
+    train, test = draw(n_max), draw(n_test_per_class)
+    x, y = train if split == "train" else test
+    return LTDataset("synthetic_lt", split, torch.from_numpy(x), y, [f"class_{c}" for c in range(num_classes)],
+                     (0.5,) * channels, (0.25,) * channels, {"crop_padding": 0, "flip": False})
+
+
+# -------------------------------------------------------------------------------------- file list
+def _decode(path: str, line: int, list_file: str | None, size: Sequence[int]) -> torch.Tensor:
+    """Decode an image to uint8 RGB (3, H, W): shorter side resized to ``size`` then centre crop.
+
+    Decoding uses Pillow (torchvision.io's decoders are deprecated from torchvision 0.29 on)."""
+    import torchvision.transforms.v2.functional as TF
+    from PIL import Image, UnidentifiedImageError
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image {path} (line {line} of {list_file}) not found")
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"cannot decode image {path} (line {line} of {list_file}): {e}") from e
+    img = torch.from_numpy(arr.copy()).permute(2, 0, 1)
+    return TF.center_crop(TF.resize(img, [min(size)], antialias=True), list(size))
+
+
+def _file_list(root, split, download, list_file=None, train_list=None, val_list=None, test_list=None,
+               image_size: int = 224, num_classes: int | None = None, classes: Sequence[str] | None = None,
+               mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """ImageNet-LT / Places-LT / iNat lists: lines ``relative/path label`` (baselines.md 1.3)."""
+    lf = list_file or {"train": train_list, "val": val_list, "test": test_list}[split]
+    if lf is None:
+        raise ValueError(f"file_list needs list_file=... or {split}_list=... for split={split!r}")
+    if root is None:
+        raise ValueError("file_list needs root=<image root> (paths in the list are relative to it)")
+    if not Path(lf).is_file():
+        raise FileNotFoundError(f"list file {lf} not found")
+    paths, labels, lines = [], [], []
+    with open(lf) as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                labels.append(int(parts[1]))
+            except (IndexError, ValueError):
+                raise ValueError(f"line {n} of {lf}: expected 'relative/path label', got {line.strip()!r}") from None
+            paths.append(os.path.join(str(root), parts[0]))
+            lines.append(n)
+    if not labels or min(labels) < 0:
+        raise ValueError(f"list file {lf}: no entries or a negative label")
+    c = num_classes or (len(classes) if classes is not None else max(labels) + 1)
+    return LTDataset("file_list", split, None, labels, classes or [str(i) for i in range(c)], mean, std,
+                     {"crop_padding": 0, "flip": True}, image_shape=(3, image_size, image_size),
+                     paths=np.asarray(paths, dtype=object), lines=np.asarray(lines), list_file=str(lf))
+
+
+DATASETS: dict[str, Callable[..., LTDataset]] = {
+    "cifar10_lt": _cifar10, "cifar100_lt": _cifar100, "fashion_mnist_lt": _fashion_mnist,
+    "digits_lt": _digits, "synthetic_lt": _synthetic, "file_list": _file_list,
+}
+
+
+def _long_tail(ds: LTDataset, imbalance_factor: float, seed: int, profile: str) -> LTDataset:
+    n_max = min(ds.class_counts)  # per-class pool size; digits' classes differ slightly, so the minimum
+    counts = longtail_counts(n_max, ds.num_classes, imbalance_factor, profile)
+    for c, n in enumerate(counts):
+        if n == 0:
+            raise ValueError(f"{ds.name}: class {c} ({ds.classes[c]!r}) would keep 0 of {n_max} training images "
+                             f"at imbalance_factor={imbalance_factor}; use a smaller imbalance factor (<= {n_max})")
+    return ds.subset(longtail_indices(ds.targets, counts, seed))
+
+
+def get_dataset(name: str, root: str | Path | None = None, *, split: Split = "train",
+                imbalance_factor: float | None = None, seed: int = 0, download: bool = False,
+                profile: Literal["exp", "step"] = "exp", **kw: Any) -> LTDataset:
+    """A dataset split; the train split is long-tailed when ``imbalance_factor`` > 1 (baselines.md 1.1).
+
+    Counts ``longtail_counts(n_max, C, imbalance_factor, profile)`` with n_max the per-class size of the
+    train pool; images chosen by ``longtail_indices(targets, counts, seed)`` (np.random.seed(seed), per-class
+    shuffle in class order). ``imbalance_factor`` None or 1 keeps the full train set; test/val splits are
+    never subsampled. ``root`` defaults to $LTLAB_DATA or ~/.cache/ltlab/data (Fashion-MNIST:
+    /usr/share/datasets/fashion-mnist). Extra ``kw`` go to the builder (see each builder's docstring).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    if split not in ("train", "val", "test") or (split == "val" and name != "file_list"):
+        raise ValueError(f"split must be 'train' or 'test' ('val' only for file_list), got {split!r}")
+    if imbalance_factor is not None:
+        if isinstance(imbalance_factor, bool) or not float(imbalance_factor) >= 1:  # also rejects NaN
+            raise ValueError(f"imbalance_factor must be a number >= 1 (1 = balanced) or None, got {imbalance_factor}")
+        if name == "file_list" and imbalance_factor != 1:
+            raise ValueError("file_list sets are long-tailed by their list; leave imbalance_factor=None")
+    if profile not in ("exp", "step"):
+        raise ValueError(f"profile must be 'exp' or 'step', got {profile!r}")
+    allowed = list(inspect.signature(DATASETS[name]).parameters)[3:]
+    unknown = sorted(set(kw) - set(allowed))
+    if unknown:
+        raise ValueError(f"{name}: unknown keyword(s) {unknown}; valid: {allowed}")
+    ds = DATASETS[name](root, split, download, **kw)
+    if split == "train" and imbalance_factor is not None and imbalance_factor != 1:
+        ds = _long_tail(ds, float(imbalance_factor), seed, profile)
+    return ds

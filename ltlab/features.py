@@ -1,0 +1,218 @@
+"""Feature-space tools: Tukey's transform and GLAG's adaptive feature generator (stage two).
+
+Follows scikit-learn habits: ``__init__`` stores hyper-parameters unchanged, ``fit`` returns
+``self``, learned attributes end in ``_`` and randomness comes through ``random_state``.
+Arrays are computed in float64 numpy. Reference: reference/methods.md section 1b.
+"""
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["tukey", "TailFeatureGenerator"]
+
+# extract_features(model, loader, ...) and the t-SNE wrapper are added here by a later issue.
+
+
+def tukey(features, lam: float = 0.5):
+    """Tukey's ladder of powers ``x ** lam`` (lam != 0) or ``log x`` (lam = 0) (GLAG Eq. 5; DC code).
+
+    Features are post-ReLU, so they are clamped at 0 first (lam = 0: at 1e-6) (methods.md 1b.2).
+    lam = 0.5 is DC's value (LIB; the GLAG paper gives none). numpy or torch in, same type out.
+    """
+    if isinstance(features, torch.Tensor):
+        x = features if features.is_floating_point() else features.to(torch.float64)
+        return torch.log(x.clamp(min=1e-6)) if lam == 0 else x.clamp(min=0.0) ** lam
+    x = np.asarray(features)
+    x = x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64)
+    return np.log(np.maximum(x, 1e-6)) if lam == 0 else np.maximum(x, 0.0) ** lam
+
+
+def _np64(a) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
+def _labels(a) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a).astype(np.int64).reshape(-1)
+
+
+class TailFeatureGenerator:
+    """GLAG adaptive feature generator (AFG): calibrated Gaussians for tail samples (GLAG Eq. 7-9).
+
+    For each real sample i of a tail class y: ``x^ = tukey(x_i)``; support S = the K classes with
+    strictly larger count nearest to x^ (``d_ik = ||x^ - mu_k||``, guarded at 1e-12);
+    ``omega_j = n_j / d_ij``; ``mu' = (1-beta_y) x^ + beta_y sum omega_j mu_j / sum omega_j`` and
+    ``Sigma' = (1-beta_y)^2 Sigma_y + beta_y^2 sum omega_j Sigma_j / sum omega_j + gamma`` with
+    ``+gamma`` on every entry (DC/TailCalib convention; methods.md 1b.4). Head classes are sampled
+    from their own ``N(mu_k, Sigma_k)``.
+
+    Args:
+        k: support size K (paper: 2 or 3).
+        beta: calibration strength, scalar or (C,) array (paper implementation details: 0.6 for the
+            tail classes; the ablation text's 0.4 is not used). Updated per class with ``set_beta``
+            (rule: ``schedules.glag_beta_update``).
+        gamma: dispersion added to every covariance entry (paper: 0 or 0.1), >= 0.
+        tukey_lambda: Tukey exponent (LIB 0.5, DC's value).
+        stats_space: "raw" (LIB default; paper Eq. 5-6 and DC/TailCalib code) or "tukey": where the
+            class means ``means_`` and covariances ``covs_`` (divisor n-1) are computed.
+        tail_classes: class indices to calibrate; default (LIB, methods.md 1b.7) classes with
+            ``0 < n_c <= 100`` (Medium + Few).
+        random_state: None, int or ``np.random.Generator``; one generator is made at ``fit`` and
+            consumed by every ``sample`` call (fresh draws each generation epoch, reproducible run).
+
+    Fitted attributes: ``means_`` (C, D), ``covs_`` (C, D, D), ``class_counts_`` (C,),
+    ``tail_classes_`` (T,), ``beta_`` (C,) (entries of non-tail classes are unused), ``rng_``.
+    Generated tail features live in Tukey space (around ``x^``); head features in ``stats_space``.
+    """
+
+    def __init__(self, k: int = 2, beta: float | Sequence[float] = 0.6, gamma: float = 0.1,
+                 tukey_lambda: float = 0.5, stats_space: Literal["raw", "tukey"] = "raw",
+                 tail_classes: Sequence[int] | None = None, random_state=None):
+        self.k = k
+        self.beta = beta
+        self.gamma = gamma
+        self.tukey_lambda = tukey_lambda
+        self.stats_space = stats_space
+        self.tail_classes = tail_classes
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fit
+    def _check_params(self) -> None:
+        if int(self.k) != self.k or self.k < 1:
+            raise ValueError(f"TailFeatureGenerator: k must be a positive integer, got {self.k}")
+        if self.stats_space not in ("raw", "tukey"):
+            raise ValueError(f"TailFeatureGenerator: stats_space must be 'raw' or 'tukey', got {self.stats_space!r}")
+        if not self.gamma >= 0:
+            raise ValueError(f"TailFeatureGenerator: gamma must be >= 0, got {self.gamma}")
+
+    def fit(self, features, labels) -> "TailFeatureGenerator":
+        """Class statistics of the stage-one training features (N, D) with labels (N,); returns self."""
+        self._check_params()
+        x, y = _np64(features), _labels(labels)
+        if x.ndim != 2 or x.shape[0] != y.shape[0]:
+            raise ValueError(f"TailFeatureGenerator.fit: features (N, D) and labels (N,) expected, got "
+                             f"{x.shape} and {y.shape}")
+        if y.size == 0 or y.min() < 0:
+            raise ValueError("TailFeatureGenerator.fit: labels must be non-empty and >= 0")
+        xs = tukey(x, self.tukey_lambda) if self.stats_space == "tukey" else x
+        num_classes, dim = int(y.max()) + 1, x.shape[1]
+        self.class_counts_ = np.bincount(y, minlength=num_classes)
+        self.means_ = np.zeros((num_classes, dim))
+        self.covs_ = np.zeros((num_classes, dim, dim))
+        for c in range(num_classes):
+            rows = xs[y == c]
+            if len(rows):
+                self.means_[c] = rows.mean(axis=0)
+            if len(rows) > 1:  # a class with one sample keeps a zero covariance (LIB)
+                self.covs_[c] = np.cov(rows, rowvar=False, ddof=1).reshape(dim, dim)
+        if self.tail_classes is None:
+            self.tail_classes_ = np.flatnonzero((self.class_counts_ > 0) & (self.class_counts_ <= 100))
+        else:
+            self.tail_classes_ = np.unique(np.asarray(self.tail_classes, dtype=np.int64))
+            if self.tail_classes_.size and (self.tail_classes_.min() < 0 or self.tail_classes_.max() >= num_classes):
+                raise ValueError(f"TailFeatureGenerator: tail_classes must be in [0, {num_classes - 1}], "
+                                 f"got {self.tail_classes_.tolist()}")
+        self.beta_ = np.zeros(num_classes)
+        self.set_beta(self.beta)
+        rs = self.random_state
+        self.rng_ = rs if isinstance(rs, np.random.Generator) else np.random.default_rng(rs)
+        return self
+
+    def set_beta(self, beta, classes: Sequence[int] | None = None) -> "TailFeatureGenerator":
+        """Set ``beta_``: a scalar or (C,) array for all classes, or values for the given ``classes``.
+
+        With ``schedules.glag_beta_update``: ``gen.set_beta(glag_beta_update(gen.beta_[gen.tail_classes_],
+        acc, prev_acc), gen.tail_classes_)``.
+        """
+        b = np.asarray(beta, dtype=np.float64)
+        if np.any((b < 0) | (b > 1)):
+            raise ValueError(f"TailFeatureGenerator: beta must lie in [0, 1], got {b}")
+        if classes is None:
+            if b.ndim and b.shape != self.beta_.shape:
+                raise ValueError(f"TailFeatureGenerator: beta needs {self.beta_.shape[0]} entries, got {b.shape}")
+            self.beta_[:] = b
+        else:
+            self.beta_[np.asarray(classes, dtype=np.int64)] = b
+        return self
+
+    # ------------------------------------------------------------------ calibrate
+    def calibrate(self, features, labels) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated ``(mu' (Q, D), Sigma' (Q, D, D))`` for raw query rows (Q, D) of classes ``labels`` (Q,).
+
+        Tukey is applied inside; no jitter is added. A class with no larger class (none to learn
+        from) uses its own statistics as the support (LIB guard).
+        """
+        x, y = tukey(_np64(features), self.tukey_lambda), _labels(labels)
+        counts = self.class_counts_
+        dist = np.stack([np.linalg.norm(x - mu, axis=1) for mu in self.means_], axis=1)  # (Q, C)
+        dist = np.where(counts[None, :] > counts[y][:, None], dist, np.inf)
+        order = np.argsort(dist, axis=1, kind="stable")[:, :self.k]  # (Q, K)
+        d = np.take_along_axis(dist, order, axis=1)
+        valid = np.isfinite(d)
+        omega = np.where(valid, counts[order] / np.maximum(np.where(valid, d, 1.0), 1e-12), 0.0)
+        none = ~valid.any(axis=1)
+        order[none, 0], omega[none, 0] = y[none], 1.0
+        omega = omega / omega.sum(axis=1, keepdims=True)
+        beta = self.beta_[y][:, None]
+        support_mu = np.zeros_like(x)
+        support_cov = np.zeros((len(y), x.shape[1], x.shape[1]))
+        for j in range(order.shape[1]):  # loop over K keeps memory at one (Q, D, D) array
+            support_mu += omega[:, j, None] * self.means_[order[:, j]]
+            support_cov += omega[:, j, None, None] * self.covs_[order[:, j]]
+        mu = (1 - beta) * x + beta * support_mu
+        cov = ((1 - beta) ** 2)[:, :, None] * self.covs_[y] + (beta ** 2)[:, :, None] * support_cov + self.gamma
+        return mu, cov
+
+    # ------------------------------------------------------------------ sample
+    def sample(self, features, labels, n_max: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One generation epoch: (generated features (G, D), labels (G,)) topping every class up to n_max.
+
+        ``features``/``labels`` are the real (raw) training features. Tail class c with m_c real rows
+        gets ``n_max - m_c`` samples: each real row ``(n_max - m_c) // m_c`` from its calibrated
+        Gaussian, the remainder one each from randomly chosen distinct rows (TailCalib). Other classes
+        draw ``n_max - m_c`` from ``N(mu_c, Sigma_c)``. 1e-4 * I jitter before Cholesky (TailCalib).
+        The caller shuffles them with the real features. ``n_max`` defaults to the largest fitted count.
+        """
+        x, y = _np64(features), _labels(labels)
+        n_max = int(self.class_counts_.max()) if n_max is None else int(n_max)
+        tail = set(self.tail_classes_.tolist())
+        dim = x.shape[1]
+        jitter = 1e-4 * np.eye(dim)
+        chunk = max(1, 2 ** 28 // (8 * dim * dim * 3))  # rows per calibrate call (~256 MB of covariances)
+        out_x, out_y = [], []
+        for c in range(len(self.class_counts_)):
+            rows = np.flatnonzero(y == c)
+            budget = n_max - len(rows)
+            if budget <= 0 or (c in tail and len(rows) == 0):
+                continue
+            if c in tail:
+                reps = np.full(len(rows), budget // len(rows))
+                reps[self.rng_.choice(len(rows), budget % len(rows), replace=False)] += 1
+                for start in range(0, len(rows), chunk):
+                    part, r = rows[start:start + chunk], reps[start:start + chunk]
+                    mu, cov = self.calibrate(x[part], y[part])
+                    out_x.append(self._draw(mu, np.linalg.cholesky(cov + jitter), r))
+            else:
+                chol = np.linalg.cholesky(self.covs_[c] + jitter)
+                out_x.append(self.means_[c] + self.rng_.standard_normal((budget, dim)) @ chol.T)
+            out_y.append(np.full(budget, c, dtype=np.int64))
+        if not out_x:
+            return np.zeros((0, dim)), np.zeros(0, dtype=np.int64)
+        return np.concatenate(out_x), np.concatenate(out_y)
+
+    def _draw(self, mu: np.ndarray, chol: np.ndarray, reps: np.ndarray) -> np.ndarray:
+        """``reps[i]`` draws from ``N(mu[i], chol[i] chol[i]^T)`` for each row, in row order."""
+        out = np.empty((int(reps.sum()), mu.shape[1]))
+        starts = np.concatenate([[0], np.cumsum(reps)[:-1]])
+        for r in np.unique(reps[reps > 0]):  # reps takes at most two values: group rows by it
+            idx = np.flatnonzero(reps == r)
+            z = self.rng_.standard_normal((len(idx), int(r), mu.shape[1]))
+            draws = mu[idx][:, None, :] + np.einsum("qde,qre->qrd", chol[idx], z)
+            out[(starts[idx][:, None] + np.arange(r)).reshape(-1)] = draws.reshape(-1, mu.shape[1])
+        return out
