@@ -4,7 +4,7 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.ltlab-installed
-APT_PKGS := dataset-fashion-mnist
+APT_PKGS := dataset-fashion-mnist chromium
 PYTEST_ARGS ?=
 
 .PHONY: demo test install system-deps clean-runs notebooks

@@ -120,6 +120,17 @@ def evaluate(model: nn.Module, loader: DeviceLoader, *, device: torch.device,
     return torch.cat(outs).cpu().numpy(), torch.cat(labels).cpu().numpy()
 
 
+def _prediction_probes(logits: np.ndarray, labels: np.ndarray, loss_fn: nn.Module) -> dict[str, np.ndarray]:
+    """Per class: prediction counts on the test set and the mean max-probability of its test samples.
+
+    Cosine outputs are scaled by the loss's ``s`` first, as the loss sees them."""
+    z = torch.from_numpy(logits).double() * float(getattr(loss_fn, "s", 1.0) if loss_fn.input_kind == "cosine" else 1.0)
+    p_max = torch.softmax(z, dim=1).max(dim=1).values.numpy()
+    c = logits.shape[1]
+    per_class = np.bincount(labels, weights=p_max, minlength=c) / np.maximum(np.bincount(labels, minlength=c), 1)
+    return {"pred_count": np.bincount(logits.argmax(1), minlength=c).astype(np.float64), "mean_max_prob": per_class}
+
+
 # ---------------------------------------------------------------------- building
 def _progress_enabled(config: RunConfig) -> bool:
     return bool(config.progress) and not os.environ.get("CI") and os.environ.get("LTLAB_PROGRESS", "1") != "0"
@@ -348,6 +359,7 @@ def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, 
             row = {"epoch": epoch, "lr": lr, "train_loss": out["train_loss"], "acc": float((logits.argmax(1) == labels).mean()),
                    "acc_many": shots["many"], "acc_medium": shots["medium"], "acc_few": shots["few"],
                    "seconds": time.perf_counter() - t0}
+            rec.update(_prediction_probes(logits, labels, state.loss_fn))
             state.metrics.append(row)
             state.per_class.append(acc_c)
             state.eval_epochs.append(epoch)
