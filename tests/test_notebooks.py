@@ -24,6 +24,20 @@ def test_notebooks_committed_clean():
         assert "parameters" in code[0].get("metadata", {}).get("tags", []), f"{path}: first code cell must be parameters"
 
 
+def test_parameters_parse_cleanly(caplog):
+    """papermill must read every parameter (a '=' inside a comment breaks its parser)."""
+    import logging
+
+    import papermill as pm
+
+    for path in sorted(NB.glob("*.ipynb")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="papermill"):
+            params = pm.inspect_notebook(str(path))
+        assert params, path
+        assert not [r.message for r in caplog.records if "Unable to parse" in r.message], path
+
+
 def test_train_notebook_digits(tmp_path):
     d = run_notebook(NB / "01_train.ipynb", {"epochs": 2, "progress": False, "run_dir": str(tmp_path / "r"),
                                             "device": "cpu"}, quiet=True)

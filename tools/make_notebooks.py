@@ -26,12 +26,12 @@ TRAIN = [
            "cell (or pass `-p key value` to `python -m ltlab run notebooks/01_train.ipynb`). The run is written "
            "to `runs/<run_id>/`, the only thing the analysis notebooks read."),
     ("code", '''dataset = "digits_lt"          # digits_lt | fashion_mnist_lt | cifar10_lt | cifar100_lt | synthetic_lt | file_list
-root = None                    # data folder; None = the dataset's default
+root = None                    # data folder (None: the dataset's default)
 imbalance_factor = 100         # n_max / n_min of the training split
 model = "convnet_small"        # convnet_small | resnet20 | resnet32 | resnet56 | resnet18 | ...
 head = "auto"                  # auto | linear | cosine | lws (auto: cosine for cosine-input losses)
 loss = "ce"                    # any name in ltlab.losses.LOSSES
-loss_params = {}               # loss hyper-parameters; None = method default
+loss_params = {}               # loss hyper-parameters (None: method default)
 drw_start = None               # epoch where deferred re-weighting starts (None: off)
 sampler = "instance"           # instance | class_balanced | sqrt | progressive | effective_number | cben | class_aware
 epochs = 30                    # training epochs
@@ -41,13 +41,13 @@ weight_decay = 5e-4            # L2 weight decay
 warmup_epochs = 0              # linear warm-up epochs
 lr_schedule = "cosine"         # step | cosine | constant
 milestones = []                # step schedule: epochs where lr is multiplied by lr_gamma
-mixup_alpha = 0.0              # mixup Beta(a, a); 0 = off
+mixup_alpha = 0.0              # mixup Beta(a, a); 0 turns it off
 seed = 0                       # training seed
 device = "auto"                # auto | cpu | cuda
 precision = "fp32"             # fp32 | bf16 | fp16
 eval_every = 1                 # evaluate every k epochs
 progress = True                # tqdm progress bar
-run_dir = None                 # output directory; None = runs/<time>_<dataset>_<loss>_...
+run_dir = None                 # output directory (None: runs/<time>_<dataset>_<loss>_...)
 init_from = None               # stage-one run directory for a second stage
 stage = "joint"                # joint | classifier
 resume = False                 # continue an interrupted run in run_dir''', "parameters"),
