@@ -23,15 +23,171 @@ def parse_params(pairs: list[list[str]] | None) -> dict[str, Any]:
     return out
 
 
-def load_preset(path: str | Path) -> dict[str, Any]:
-    """Parameters of a YAML preset (keys ``reported``/``description`` are documentation, not parameters)."""
+# keys a preset file may hold besides RunConfig fields (documentation and the second stage)
+PRESET_META = ("description", "stage_one_reported", "stage_two")
+_PATH_KEYS = ("train_list", "val_list", "test_list", "list_file", "weights_path")
+
+
+def preset_keys() -> list[str]:
+    """Every key a preset file may hold: the RunConfig fields plus ``PRESET_META``."""
+    from .config import RunConfig
+    return RunConfig.field_names() + list(PRESET_META)
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         raise FileNotFoundError(f"preset {p} does not exist")
     data = yaml.safe_load(p.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"preset {p} must be a YAML mapping of parameter: value")
-    return {k: v for k, v in data.items() if k not in ("reported", "description", "stages")}
+    valid = preset_keys()
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise ValueError(f"preset {p}: unknown key(s) {unknown}; valid keys: {', '.join(valid)}")
+    two = data.get("stage_two")
+    if two is not None:
+        if not isinstance(two, dict):
+            raise ValueError(f"preset {p}: stage_two must be a mapping of RunConfig parameters")
+        bad = sorted(set(two) - set(valid) | set(two) & {"init_from", "reported", "posthoc", *PRESET_META})
+        if bad:
+            raise ValueError(f"preset {p}: stage_two may not hold {bad} (init_from is set to the stage-one run; "
+                             f"reported/posthoc/description are top-level); valid keys: {', '.join(valid)}")
+    return data
+
+
+def resolve_paths(params: dict[str, Any], base: str | Path) -> dict[str, Any]:
+    """``root`` and the list / weights paths in ``dataset_params`` / ``model_params`` made absolute against ``base``."""
+    def fix(v):
+        if not isinstance(v, str) or not v or Path(v).expanduser().is_absolute():
+            return v
+        return str(Path(base) / Path(v).expanduser())
+
+    out = dict(params)
+    if out.get("root") is not None:
+        out["root"] = fix(out["root"])
+    for key in ("dataset_params", "model_params"):
+        if isinstance(out.get(key), dict):
+            out[key] = {k: fix(v) if k in _PATH_KEYS else v for k, v in out[key].items()}
+    return out
+
+
+def read_preset(paths: str | Path | list[str | Path], overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The stages of one or more presets (later files win) as RunConfig parameter dicts, overrides applied.
+
+    A preset holds the parameters of its (first) stage, documentation keys and optionally
+    ``stage_two:``, the second stage's parameters: it inherits ``ltlab.stages.INHERITED`` from stage
+    one (data, model, execution), starts as ``stage: classifier`` and gets ``init_from`` when stage one
+    has run. Top-level ``reported``/``posthoc`` belong to the final stage; ``stage_one_reported`` to
+    stage one. Relative data paths are relative to the project folder. ``overrides``: a plain key
+    applies to every stage, ``stage_one.KEY`` / ``stage_two.KEY`` to one.
+    """
+    from .runs import project_home
+    from .stages import INHERITED
+
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not paths:
+        raise ValueError("read_preset needs at least one preset file")
+    data: dict[str, Any] = {}
+    for path in paths:
+        d = _read_yaml(path)
+        two = {**(data.get("stage_two") or {}), **(d.get("stage_two") or {})}
+        data.update(d)
+        if two:
+            data["stage_two"] = two
+    data = resolve_paths(data, project_home())
+    data.pop("description", None)
+    two, s1_reported = data.pop("stage_two", None), data.pop("stage_one_reported", None)
+    data.setdefault("preset", Path(paths[-1]).name)
+    stages = [data]
+    if two is not None:
+        stage_two = {**{k: data[k] for k in INHERITED if k in data}, "stage": "classifier",
+                     **resolve_paths(two, project_home()), "reported": data.get("reported", {}),
+                     "posthoc": data.get("posthoc", {})}
+        stages = [{**data, "reported": s1_reported or {}, "posthoc": {}}, stage_two]
+    return _apply_overrides(stages, overrides or {})
+
+
+def _apply_overrides(stages: list[dict[str, Any]], overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    from .config import RunConfig
+
+    fields = RunConfig.field_names()
+    names = ["stage_one", "stage_two"][:len(stages)]
+    out = [dict(s) for s in stages]
+    for key, value in overrides.items():
+        prefix, _, name = key.rpartition(".")
+        if name not in fields or (prefix and prefix not in names):
+            where = " or ".join(f"{n}.KEY" for n in names)
+            raise ValueError(f"unknown parameter {key!r}: use a RunConfig field (every stage) or {where}; "
+                             f"valid fields: {', '.join(fields)}")
+        for i, stage in enumerate(out):
+            if not prefix or names[i] == prefix:
+                stage[name] = value
+    return out
+
+
+def load_preset(path: str | Path) -> dict[str, Any]:
+    """Parameters of a one-stage YAML preset (documentation keys dropped; ``reported`` kept as a field).
+
+    Two-stage presets raise: run them with :func:`run_preset` or read them with :func:`read_preset`.
+    """
+    stages = read_preset(path)
+    if len(stages) > 1:
+        raise ValueError(f"preset {path} has two stages; use ltlab.cli.run_preset (or read_preset) to run both")
+    return stages[0]
+
+
+def _check_stage(params: dict[str, Any], init_from: str | None) -> None:
+    """Validate a stage and its data before anything runs (clear errors, nothing written)."""
+    from .config import RunConfig
+    from .engine import load_datasets, load_val_dataset
+
+    config = RunConfig(**{**{k: v for k, v in params.items() if k != "run_dir"},
+                          **({"init_from": init_from} if init_from else {})})
+    try:
+        if not init_from:
+            load_datasets(config)
+        load_val_dataset(config)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"data for dataset={config.dataset!r} is not on disk: {exc}") from exc
+    run_dir = params.get("run_dir")
+    if run_dir and not config.resume and ((Path(run_dir) / "metrics.csv").exists()
+                                          or (Path(run_dir) / "checkpoint.pt").exists()):
+        raise ValueError(f"{run_dir} already holds a run; choose another run_dir (or resume=True)")
+
+
+def run_preset(presets: str | Path | list[str | Path], overrides: dict[str, Any] | None = None, *,
+               notebook: str | Path | None = None, kernel: str | None = None, quiet: bool = False) -> list[Path]:
+    """Run every stage of a preset: through ``notebook`` with papermill, or in this process when None.
+
+    Stage two gets ``init_from`` = stage one's run directory. Both stages (and their data) are
+    validated before the first one starts; a preset's ``posthoc`` step runs after the final stage and
+    saves ``posthoc_<method>.json`` there. Returns the run directories, stage one first.
+    """
+    from .engine import resolve_device, run as run_training
+    from .stages import apply_posthoc
+
+    stages = read_preset(presets, overrides)
+    stem = Path(presets if isinstance(presets, (str, Path)) else list(presets)[-1]).stem
+    base = "{}_{}".format(time.strftime("%Y%m%d-%H%M%S"), stem)
+    for i, stage in enumerate(stages):
+        suffix = "" if len(stages) == 1 else f"_stage{i + 1}"
+        if not stage.get("run_dir"):
+            stage["run_dir"] = str(runs_root() / ((stage.get("run_id") or base) + suffix))
+        elif i > 0 and stage["run_dir"] == stages[0]["run_dir"]:
+            stage["run_dir"] = stage["run_dir"].rstrip("/") + suffix
+    for i, stage in enumerate(stages):
+        _check_stage(stage, stages[0]["run_dir"] if i else None)
+    dirs: list[Path] = []
+    for i, stage in enumerate(stages):
+        params = {**stage, **({"init_from": str(dirs[0])} if i else {})}
+        if notebook is None:
+            dirs.append(run_training(params).dir)
+        else:
+            dirs.append(run_notebook(notebook, params, kernel=kernel, quiet=quiet))
+    if stages[-1].get("posthoc"):
+        apply_posthoc(dirs[-1], device=resolve_device(stages[-1].get("device", "auto")))
+    return dirs
 
 
 def run_notebook(notebook: str | Path, params: dict[str, Any], *, kernel: str | None = None,
@@ -74,24 +230,27 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="execute a notebook with papermill (parameters from a preset and -p)")
     r.add_argument("notebook")
-    r.add_argument("--preset", action="append", default=[], help="YAML parameter file(s), later wins")
-    r.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
+    r.add_argument("--preset", action="append", default=[],
+                   help="YAML preset(s), later wins; a two-stage preset runs both stages")
+    r.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="override; KEY applies to every stage, stage_one.KEY / stage_two.KEY to one")
     r.add_argument("--kernel", default=None)
     r.add_argument("--quiet", action="store_true")
     t = sub.add_parser("train", help="train in this process (no notebook), e.g. under torchrun")
     t.add_argument("--preset", action="append", default=[])
     t.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
     args = ap.parse_args(argv)
-    params: dict[str, Any] = {}
-    for preset in args.preset:
-        params.update(load_preset(preset))
-    params.update(parse_params(args.param))
+    params = resolve_paths(parse_params(args.param), Path.cwd())
     try:
-        if args.cmd == "run":
-            run_dir = run_notebook(args.notebook, params, kernel=args.kernel, quiet=args.quiet)
+        if args.preset:
+            notebook = args.notebook if args.cmd == "run" else None
+            run_dirs = run_preset(args.preset, params, notebook=notebook, kernel=getattr(args, "kernel", None),
+                                  quiet=getattr(args, "quiet", False))
+        elif args.cmd == "run":
+            run_dirs = [run_notebook(args.notebook, params, kernel=args.kernel, quiet=args.quiet)]
         else:
             from .engine import run as run_training
-            run_dir = run_training(params).dir
+            run_dirs = [run_training(params).dir]
     except (ValueError, FileNotFoundError) as exc:
         print(f"ltlab: error: {exc}", file=sys.stderr)
         return 2
@@ -100,5 +259,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ltlab: the notebook failed: {exc.ename}: {exc.evalue}", file=sys.stderr)
         return 1
-    _print_summary(run_dir)
+    for d in run_dirs:
+        _print_summary(d)
+    if args.preset:
+        from .runs import results_table
+        with __import__("pandas").option_context("display.width", 200, "display.max_columns", 30):
+            print("\n" + results_table(run_dirs).round(2).to_string(index=False))
     return 0

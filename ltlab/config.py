@@ -16,12 +16,16 @@ _CHOICES = {
     "lr_schedule": ("step", "cosine", "constant"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "bf16", "fp16"),
-    "stage": ("joint", "classifier"),
+    "stage": ("joint", "classifier", "afg"),
+    "classifier_init": ("stage_one", "reset"),
+    "backbone_mode": ("eval", "train"),
 }
+REPORTED_KEYS = ("overall", "many", "medium", "few")
+POSTHOC_METHODS = {"pn": ("tau",), "logit_adjust": ("tau",), "tau_norm": ("select_on", "taus")}
 
 # fields that may change between an interrupted run and its resumption
 RESUME_FREE_FIELDS = ("resume", "device", "progress", "run_dir", "run_id", "epochs_per_call", "num_workers",
-                      "compile")
+                      "compile", "method", "preset", "reported", "posthoc")
 
 
 @dataclass(init=False)
@@ -38,12 +42,14 @@ class RunConfig:
     imbalance_factor: float = 100.0       # n_max / n_min of the training split (1 = balanced)
     imbalance_profile: str = "exp"        # exp | step
     data_seed: int = 0                    # seed of the long-tail selection (0 = the standard CIFAR-LT one)
-    dataset_params: dict = field(default_factory=dict)  # extra get_dataset keywords (e.g. list files)
+    dataset_params: dict = field(default_factory=dict)  # extra get_dataset keywords (list files, n_max cap)
+    val_per_class: int = 0                # balanced validation split from unused train images (0 = none)
     augment: bool = True                  # crop + flip as batched tensor ops
     mixup_alpha: float = 0.0              # Beta(a, a) mixup; 0 = off
     # model
     model: str = "convnet_small"          # resnet32 | resnet20 | resnet56 | convnet_small | resnet18 | ...
     head: str = "auto"                    # auto (cosine for cosine-input losses) | linear | cosine | lws
+    model_params: dict = field(default_factory=dict)    # extra create_model keywords (e.g. weights_path, width)
     # loss and sampler
     loss: str = "ce"                      # a name in ltlab.losses.LOSSES
     loss_params: dict = field(default_factory=dict)     # hyper-parameters; None = method default
@@ -74,9 +80,18 @@ class RunConfig:
     run_dir: str | None = None            # the run's own directory (None: runs/<run_id>)
     run_id: str | None = None             # name under runs/ (None: time + dataset + loss)
     init_from: str | None = None          # a run directory whose checkpoint initialises the model
-    stage: str = "joint"                  # joint | classifier (second stage: backbone frozen)
+    stage: str = "joint"                  # joint | classifier (backbone frozen) | afg (GLAG stage two)
+    classifier_init: str = "stage_one"    # stage two: stage_one (GCL, LWS, GLAG, MiSLAS) | reset (cRT)
+    backbone_mode: str = "eval"           # frozen backbone: eval (GCL code) | train (cRT/LWS code: BN stats update)
+    lws_freeze_linear: bool = True        # head="lws" from stage one: freeze W, b (Kang LWS); False = MiSLAS
+    afg_params: dict = field(default_factory=dict)      # stage="afg" options (ltlab.afg.AFG_DEFAULTS)
     resume: bool = False                  # continue from run_dir/checkpoint.pt
     epochs_per_call: int | None = None    # stop after this many epochs in this call (resumable)
+    # documentation recorded in config.json (not used for training)
+    method: str | None = None             # label for tables, e.g. "GCL" (None: the loss name)
+    preset: str | None = None             # the preset file this run came from
+    reported: dict = field(default_factory=dict)        # paper numbers (%): overall, many, medium, few
+    posthoc: dict = field(default_factory=dict)         # post-hoc step, e.g. {"method": "pn", "tau": 1.0}
 
     def __init__(self, **params: Any):
         names = [f.name for f in dataclasses.fields(self)]
@@ -122,7 +137,7 @@ class RunConfig:
                 if getattr(self, name) < 0:
                     self._fail(name, "must be >= 0")
         for name, low in (("epochs", 1), ("batch_size", 1), ("eval_every", 1), ("warmup_epochs", 0),
-                          ("num_workers", 0), ("seed", 0), ("data_seed", 0)):
+                          ("num_workers", 0), ("seed", 0), ("data_seed", 0), ("val_per_class", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 self._fail(name, f"must be an integer >= {low}")
@@ -134,7 +149,8 @@ class RunConfig:
                 isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in self.milestones):
             self._fail("milestones", "must be a list of non-negative integer epochs, e.g. [160, 180]")
         self.milestones = list(self.milestones)
-        for name in ("loss_params", "sampler_params", "dataset_params"):
+        for name in ("loss_params", "sampler_params", "dataset_params", "model_params", "afg_params", "reported",
+                     "posthoc"):
             if not isinstance(getattr(self, name), dict):
                 self._fail(name, "must be a dict, e.g. {} or {'s': 30}")
         valid = loss_hparams(self.loss)
@@ -153,11 +169,51 @@ class RunConfig:
         kind = LOSSES[self.loss].input_kind
         if kind == "cosine" and self.head not in ("auto", "cosine"):
             self._fail("head", f"loss {self.loss!r} takes cosine similarities; use head='cosine' or 'auto'")
-        if self.stage == "classifier" and not self.init_from:
-            self._fail("stage", "a 'classifier' stage needs init_from=<stage-one run directory>")
+        self._validate_stages()
+        self._validate_documentation()
         if self.resume and not self.run_dir:
             self._fail("resume", "resume=True needs run_dir=<the interrupted run's directory>")
         return self
+
+    def _validate_stages(self) -> None:
+        if self.stage != "joint" and not self.init_from:
+            self._fail("stage", f"a {self.stage!r} stage needs init_from=<stage-one run directory>")
+        if self.init_from is not None and not isinstance(self.init_from, str):
+            self._fail("init_from", "must be None or the path of a stage-one run directory")
+        if self.stage != "afg":
+            if self.afg_params:
+                self._fail("afg_params", "only used with stage='afg'; leave it {}")
+            return
+        from .afg import AFG_DEFAULTS
+        bad = sorted(set(self.afg_params) - set(AFG_DEFAULTS))
+        if bad:
+            self._fail("afg_params", f"unknown option(s) {bad}; valid: {sorted(AFG_DEFAULTS)}")
+        if self.resolved_head != "linear":
+            self._fail("head", "stage='afg' trains a linear classifier on features; use head='auto' or 'linear' "
+                               "with a logits loss such as 'ce'")
+        if self.mixup_alpha > 0 or self.sampler != "instance":
+            self._fail("stage", "stage='afg' balances classes with generated features; use mixup_alpha=0 and "
+                                "sampler='instance'")
+        if self.val_per_class < 1 and {**AFG_DEFAULTS, **self.afg_params}["beta_step"] != 0:
+            self._fail("val_per_class", "stage='afg' updates beta on a balanced validation split; set "
+                                        "val_per_class >= 1 (or afg_params={'beta_step': 0} to keep beta fixed)")
+
+    def _validate_documentation(self) -> None:
+        bad = sorted(set(self.reported) - set(REPORTED_KEYS))
+        if bad:
+            self._fail("reported", f"unknown key(s) {bad}; valid: {list(REPORTED_KEYS)}")
+        for k, v in self.reported.items():
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                self._fail("reported", f"{k}={v!r} must be a number (top-1 %) or None")
+        if self.posthoc:
+            name = self.posthoc.get("method")
+            if name not in POSTHOC_METHODS:
+                self._fail("posthoc", f"'method' must be one of {sorted(POSTHOC_METHODS)}")
+            bad = sorted(set(self.posthoc) - {"method", *POSTHOC_METHODS[name]})
+            if bad:
+                self._fail("posthoc", f"unknown key(s) {bad} for {name!r}; valid: {list(POSTHOC_METHODS[name])}")
+            if self.posthoc.get("select_on", "val") not in ("val", "test"):
+                self._fail("posthoc", "select_on must be 'val' or 'test'")
 
     # ------------------------------------------------------------------ derived values
     @property

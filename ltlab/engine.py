@@ -2,7 +2,9 @@
 
 Methods plug in through the registries (dataset, model, loss, sampler), ``loss.set_epoch`` and the
 probes; there is no per-method copy of this loop. Every epoch is seeded from ``(seed, epoch)``, so a
-run resumed from its checkpoint replays exactly the epochs it had left.
+run resumed from its checkpoint replays exactly the epochs it had left. A second stage is a run too:
+``init_from`` + ``stage="classifier"`` (frozen backbone, ``build_model``) or ``stage="afg"`` (GLAG: the
+same loop fed by feature loaders, wired in :mod:`ltlab.afg`).
 """
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ from .data import DeviceLoader, create_sampler, get_dataset
 from .losses import create_loss
 from .metrics import per_class_accuracy, shot_accuracy
 from .models import create_model
-from .runs import METRIC_COLUMNS, Run, load_run, runs_root, save_torch, write_csv, write_json, write_npz
+from .models.heads import LWSHead
+from .runs import (METRIC_COLUMNS, Run, RunFileError, load_run, runs_root, save_torch, write_csv, write_json,
+                   write_npz)
 
 Callback = Callable[[int, dict, "TrainState"], Any]
 
@@ -56,22 +60,37 @@ class TrainState:
     test_logits: np.ndarray | None = None
     test_labels: np.ndarray | None = None
     stop_requested: bool = False
+    backbone_eval: bool = False                       # frozen backbone kept in eval mode while training
+    forward: nn.Module | None = None                  # what the loop calls (None: model); e.g. the head alone
+    extras: dict[str, Any] = field(default_factory=dict)  # stateful parts (state_dict/load_state_dict), checkpointed
 
 
 # ---------------------------------------------------------------------- one epoch
 def train_one_epoch(state: TrainState, loader: DeviceLoader, *, device: torch.device, precision: str = "fp32",
                     mixup_alpha: float = 0.0, rng: np.random.Generator | None = None,
                     probe: probes.GradientProbe | None = None, scaler=None) -> dict[str, float]:
-    """Train ``state.model`` for one pass over ``loader``. Syncs with the host once, at the end."""
+    """Train ``state.model`` for one pass over ``loader``. Syncs with the host once, at the end.
+
+    ``loader`` yields ``(x, y)`` or ``(x, y, extra)``; a dict ``extra`` goes to the loss as keywords
+    (e.g. GLAG's teacher logits). With ``state.backbone_eval`` everything but ``model.head`` stays in
+    eval mode (a frozen backbone whose BN statistics must not move; GCL stage two).
+    """
     model, loss_fn, opt = state.model, state.loss_fn, state.optimizer
     model.train()
+    if getattr(state, "backbone_eval", False):
+        model.eval()
+        getattr(model, "_orig_mod", model).head.train()
     loss_fn.train()
     amp = autocast_dtype(precision)
     total = torch.zeros((), dtype=torch.float64, device=device)
     count = 0
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
-    for step, (x, y) in enumerate(loader):
+    for step, batch in enumerate(loader):
+        x, y = batch[0], batch[1]
+        extra = batch[2] if len(batch) > 2 else {}
         lam, perm = 1.0, None
+        if mixup_alpha > 0 and extra:
+            raise ValueError("mixup cannot mix batches that carry extra per-sample inputs for the loss")
         if mixup_alpha > 0:
             lam = float(rng.beta(mixup_alpha, mixup_alpha))
             perm = torch.randperm(x.shape[0], device=device)
@@ -81,7 +100,7 @@ def train_one_epoch(state: TrainState, loader: DeviceLoader, *, device: torch.de
         out = out.float()
         if probe is not None:
             out.retain_grad()
-        loss = loss_fn(out, y)
+        loss = loss_fn(out, y, **extra)
         if perm is not None:
             # mixup: lam * L(out, y) + (1 - lam) * L(out, y[perm]). Stateful losses (GALA, Seesaw, GHM)
             # accumulate from the first call only; the second runs in eval mode, which never updates state.
@@ -150,8 +169,26 @@ def load_datasets(config: RunConfig):
         kw["profile"] = config.imbalance_profile
     train = get_dataset(config.dataset, config.root, split="train", **kw)
     test = get_dataset(config.dataset, config.root, split="test", **{k: v for k, v in kw.items()
-                                                                     if k not in ("imbalance_factor", "profile")})
+                                                                     if k not in ("imbalance_factor", "profile",
+                                                                                  "n_max")})
     return train, test
+
+
+def load_val_dataset(config: RunConfig):
+    """The balanced validation split of ``config`` (``val_per_class`` > 0), or None.
+
+    In-memory sets: ``val_per_class`` images per class from training images the long-tailed split does
+    not use (:func:`ltlab.data.get_dataset`, split="val"); file_list sets: their ``val_list``.
+    """
+    if config.val_per_class < 1:
+        return None
+    if config.dataset == "file_list":
+        return get_dataset("file_list", config.root, split="val", **config.dataset_params)
+    kw = dict(imbalance_factor=config.imbalance_factor, seed=config.data_seed, val_per_class=config.val_per_class,
+              **config.dataset_params)
+    if config.imbalance_profile != "exp":
+        kw["profile"] = config.imbalance_profile
+    return get_dataset(config.dataset, config.root, split="val", **kw)
 
 
 def _git_commit() -> str | None:
@@ -166,30 +203,70 @@ def _git_commit() -> str | None:
 
 
 def build_model(config: RunConfig, train_ds) -> nn.Module:
+    """The model of ``config``: fresh, or initialised from the ``init_from`` run (see ``_init_from``)."""
     torch.manual_seed(config.seed)
-    model = create_model(config.model, train_ds.num_classes, head=config.resolved_head,
-                         in_channels=train_ds.image_shape[0])
-    if config.init_from:
-        _init_from(model, config)
+    if not config.init_from:
+        return create_model(config.model, train_ds.num_classes, head=config.resolved_head,
+                            in_channels=train_ds.image_shape[0], **config.model_params)
+    src = _stage_one_run(config, train_ds)
+    model = create_model(config.model, train_ds.num_classes, head=src.config.get("resolved_head", "linear"),
+                         in_channels=train_ds.image_shape[0], **config.model_params)
+    _init_from(model, config, src)
     return model
 
 
-def _init_from(model: nn.Module, config: RunConfig) -> None:
-    src = load_run(config.init_from)
-    for key in ("dataset", "model"):
-        if src.config.get(key) != getattr(config, key):
-            raise ValueError(f"init_from={config.init_from}: stage one used {key}={src.config.get(key)!r} but this "
-                             f"run has {key}={getattr(config, key)!r}; point init_from at a compatible run")
+def _stage_one_run(config: RunConfig, train_ds) -> Run:
+    """The ``init_from`` run, checked: same dataset, model, classes and training split; finished."""
+    where = f"init_from={config.init_from}"
+    try:
+        src = load_run(config.init_from)
+    except RunFileError as exc:
+        raise ValueError(f"{where}: {exc}; point init_from at a finished stage-one run directory") from exc
+    c = src.config
+    for key, have in (("dataset", config.dataset), ("model", config.model), ("num_classes", train_ds.num_classes)):
+        if c.get(key) != have:
+            raise ValueError(f"{where}: stage one used {key}={c.get(key)!r} but this run has {key}={have!r}; "
+                             f"point init_from at a compatible run")
+    if c.get("class_counts") is not None and list(c["class_counts"]) != list(train_ds.class_counts):
+        raise ValueError(f"{where}: stage one trained on class_counts {c['class_counts']} but this run's training "
+                         f"split has {list(train_ds.class_counts)}; use the stage-one imbalance_factor, data_seed "
+                         f"and dataset_params")
+    if len(src.metrics) and int(src.metrics.epoch.iloc[-1]) != int(c.get("epochs", 0)) - 1:
+        raise ValueError(f"{where}: stage one is unfinished (last epoch {int(src.metrics.epoch.iloc[-1])} of "
+                         f"{c.get('epochs')}); resume it with resume=True first")
+    return src
+
+
+def _init_from(model: nn.Module, config: RunConfig, src: Run) -> None:
+    """Load the stage-one weights, then shape the head and freeze as the stage asks (baselines.md 3).
+
+    ``classifier_init="reset"``: fresh head of this run's kind (cRT). ``"stage_one"``: keep the stage-one
+    head (GCL, GLAG, MiSLAS), or wrap a linear one in LWS when ``head="lws"``. Stages other than
+    "joint" freeze every backbone parameter; "afg" wraps the head in :class:`ltlab.afg.TukeyHead`.
+    """
     ckpt = load_checkpoint(src.dir)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
         raise ValueError(f"init_from={config.init_from}: its model weights do not fit this model "
-                         f"({config.model}, head={config.resolved_head}): {exc}") from exc
-    if config.stage == "classifier":
-        for name, p in model.named_parameters():
-            if not name.startswith("head."):
-                p.requires_grad_(False)
+                         f"({config.model}): {exc}") from exc
+    old, new = model.head_kind, config.resolved_head
+    if config.classifier_init == "reset":
+        model.reset_classifier(model.num_classes, head=new)
+    elif new == "lws" and old == "linear":
+        model.set_head(LWSHead.from_linear(model.head, freeze_linear=config.lws_freeze_linear))
+    elif new != old:
+        raise ValueError(f"init_from={config.init_from}: stage one has a {old!r} head, this run asks for "
+                         f"head={new!r}; use head={old!r} (or 'lws' on a linear head) or classifier_init='reset'")
+    if config.stage != "joint":
+        for p in model.backbone_parameters():
+            p.requires_grad_(False)
+    if config.stage == "afg":
+        from .afg import AFG_DEFAULTS, TukeyHead
+        if old != "linear":
+            raise ValueError(f"init_from={config.init_from}: stage='afg' needs a stage one with a linear head "
+                             f"(its teacher), got {old!r}")
+        model.head = TukeyHead(model.head, config.afg_params.get("tukey_lambda", AFG_DEFAULTS["tukey_lambda"]))
 
 
 def load_checkpoint(run_dir: Path) -> dict:
@@ -228,6 +305,7 @@ def save_checkpoint(run_dir: Path, state: TrainState, config: RunConfig, loader:
                     "probe_records": state.probe_records, "test_logits": state.test_logits,
                     "test_labels": state.test_labels},
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
+        "extras": {k: v.state_dict() for k, v in state.extras.items()},
     }
     path = run_dir / "checkpoint.pt"
     if path.exists():
@@ -243,6 +321,10 @@ def restore(state: TrainState, ckpt: dict) -> None:
     state.epoch = int(ckpt["epoch"])
     state.metrics, state.per_class, state.eval_epochs = list(h["metrics"]), list(h["per_class"]), list(h["eval_epochs"])
     state.probe_records, state.test_logits, state.test_labels = list(h["probe_records"]), h["test_logits"], h["test_labels"]
+    for k, v in state.extras.items():
+        if k not in ckpt.get("extras", {}):
+            raise ValueError(f"checkpoint lacks the state of {k!r}; it was written by a different kind of run")
+        v.load_state_dict(ckpt["extras"][k])
 
 
 def write_outputs(run_dir: Path, state: TrainState, class_counts: list[int]) -> None:
@@ -273,31 +355,38 @@ def run(config: RunConfig | dict | None = None, *, callbacks: list[Callback] | N
     elif overrides:
         config = config.replace(**overrides)
     device = resolve_device(config.device)
+    run_dir = Path(config.run_dir) if config.run_dir else _default_run_dir(config)
+    if not config.resume and ((run_dir / "checkpoint.pt").exists() or (run_dir / "metrics.csv").exists()):
+        raise ValueError(f"{run_dir} already holds a run; pass resume=True to continue it, or choose another run_dir")
     train_ds, test_ds = load_datasets(config)
+    val_ds = load_val_dataset(config)
     counts = list(train_ds.class_counts)
     model = build_model(config, train_ds).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = create_loss(config.loss, counts, **config.loss_kwargs()).to(device)
+    loaders, forward, extras = None, None, {}
+    if config.stage == "afg":  # GLAG stage two: the same loop over pre-extracted + generated features
+        from .afg import setup_afg
+        loss_fn, loaders, forward, extras = setup_afg(config, model, loss_fn, train_ds, test_ds, val_ds, device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
                           nesterov=config.nesterov and config.momentum > 0, foreach=True)
-    state = TrainState(model=model, loss_fn=loss_fn, optimizer=opt)
-
-    run_dir = Path(config.run_dir) if config.run_dir else _default_run_dir(config)
+    state = TrainState(model=model, loss_fn=loss_fn, optimizer=opt, forward=forward, extras=extras,
+                       backbone_eval=config.stage == "classifier" and config.backbone_mode == "eval")
     if config.resume:
         ckpt = load_checkpoint(run_dir)
         _check_resume(config, ckpt, run_dir)
         restore(state, ckpt)
-    elif (run_dir / "checkpoint.pt").exists() or (run_dir / "metrics.csv").exists():
-        raise ValueError(f"{run_dir} already holds a run; pass resume=True to continue it, or choose another run_dir")
     config = config.replace(run_dir=str(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
+    stage_one = str(Path(config.init_from).resolve()) if config.init_from else None
     write_json(run_dir / "config.json", {**config.to_dict(), "ltlab_version": __version__, "git_commit": _git_commit(),
                                          "class_counts": counts, "num_classes": train_ds.num_classes,
                                          "classes": list(train_ds.classes), "resolved_head": config.resolved_head,
-                                         "device_used": str(device), "loss_input_kind": loss_fn.input_kind})
-    fit(state, config, train_ds, test_ds, run_dir, device, callbacks or [])
+                                         "device_used": str(device), "loss_input_kind": loss_fn.input_kind,
+                                         "init_from_resolved": stage_one})
+    fit(state, config, train_ds, test_ds, run_dir, device, callbacks or [], loaders=loaders)
     return load_run(run_dir)
 
 
@@ -311,18 +400,27 @@ def _sampler(config: RunConfig, train_ds):
 
 
 def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, device: torch.device,
-        callbacks: list[Callback]) -> TrainState:
-    """The loop over epochs: lr, ``set_epoch``, one epoch, evaluation, outputs and checkpoint."""
+        callbacks: list[Callback], loaders: tuple | None = None) -> TrainState:
+    """The loop over epochs: lr, ``set_epoch``, one epoch, evaluation, outputs and checkpoint.
+
+    ``loaders``: optional ``(train_loader, test_loader)`` replacing the image loaders built from the
+    datasets (anything with ``set_epoch`` and batches as in :func:`train_one_epoch`; GLAG's feature
+    loaders). The loop calls ``state.forward`` when set, else ``state.model``.
+    """
     from tqdm import tqdm
 
-    augment = None if config.augment else {}
-    train_loader = DeviceLoader(train_ds, config.batch_size, device=device, train=True, sampler=_sampler(config, train_ds),
-                                seed=config.seed, channels_last=config.channels_last, augment=augment,
-                                num_workers=config.num_workers)
-    test_loader = DeviceLoader(test_ds, max(config.batch_size, 256), device=device, train=False,
-                               channels_last=config.channels_last, num_workers=config.num_workers)
+    if loaders is not None:
+        train_loader, test_loader = loaders
+    else:
+        augment = None if config.augment else {}
+        train_loader = DeviceLoader(train_ds, config.batch_size, device=device, train=True,
+                                    sampler=_sampler(config, train_ds), seed=config.seed,
+                                    channels_last=config.channels_last, augment=augment, num_workers=config.num_workers)
+        test_loader = DeviceLoader(test_ds, max(config.batch_size, 256), device=device, train=False,
+                                   channels_last=config.channels_last, num_workers=config.num_workers)
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" and device.type == "cuda" else None
-    model_call = torch.compile(state.model) if config.compile else state.model
+    call = state.forward if state.forward is not None else state.model
+    model_call = torch.compile(call) if config.compile else call
     counts = list(train_ds.class_counts)
     first = state.epoch + 1
     last = config.epochs if config.epochs_per_call is None else min(config.epochs, first + config.epochs_per_call)
@@ -379,3 +477,4 @@ class _ModelView:
 
     def __init__(self, state: TrainState, model_call):
         self.model, self.loss_fn, self.optimizer = model_call, state.loss_fn, state.optimizer
+        self.backbone_eval = state.backbone_eval and state.forward is None

@@ -185,3 +185,41 @@ def list_runs(root: str | os.PathLike | None = None) -> pd.DataFrame:
 
 def iter_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Run]:
     return [load_run(p) for p in paths]
+
+
+SHOTS = ("overall", "many", "medium", "few")
+
+
+def results_table(paths: Iterable[str | os.PathLike | Run] | str | os.PathLike | Run) -> pd.DataFrame:
+    """One row per run: our top-1 (%) next to the paper's ``reported`` numbers and the difference.
+
+    Columns: ``run``, ``method`` (config ``method``, else the loss), ``stage``, ``dataset``,
+    ``imbalance_factor``, ``model``, ``epochs``, ``posthoc``; ``overall``/``many``/``medium``/``few``
+    (last evaluated epoch, or the saved post-hoc result ``posthoc_<method>.json`` when the config
+    names one); ``reported_<k>`` from the preset's ``reported`` recorded in config.json (NaN when not
+    given) and ``diff_<k>`` = ours - reported. All accuracies in percent on the balanced test split.
+    """
+    if isinstance(paths, (str, os.PathLike, Run)):
+        paths = [paths]
+    rows = []
+    for p in paths:
+        r = p if isinstance(p, Run) else load_run(p)
+        c = r.config
+        post = (c.get("posthoc") or {}).get("method")
+        ours = {k: v for k, v in zip(SHOTS, (r.summary()[m] for m in ("acc", "acc_many", "acc_medium", "acc_few")))}
+        if post:
+            saved = r.dir / f"posthoc_{post}.json"
+            if not saved.exists():
+                raise RunFileError(f"{saved} is missing; run ltlab.stages.apply_posthoc({str(r.dir)!r}) first")
+            ours = {k: json.loads(saved.read_text())[k] for k in SHOTS}
+        reported = c.get("reported") or {}
+        row = {"run": r.dir.name, "method": c.get("method") or c.get("loss"), "stage": c.get("stage", "joint"),
+               "dataset": c.get("dataset"), "imbalance_factor": c.get("imbalance_factor"), "model": c.get("model"),
+               "epochs": c.get("epochs"), "posthoc": post}
+        for k in SHOTS:
+            ours_k = 100.0 * float(ours[k]) if ours[k] is not None else np.nan
+            rep = reported.get(k)
+            rep = np.nan if rep is None else float(rep)
+            row.update({k: ours_k, f"reported_{k}": rep, f"diff_{k}": ours_k - rep})
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -280,19 +280,64 @@ DATASETS: dict[str, Callable[..., LTDataset]] = {
 }
 
 
-def _long_tail(ds: LTDataset, imbalance_factor: float, seed: int, profile: str) -> LTDataset:
-    n_max = min(ds.class_counts)  # per-class pool size; digits' classes differ slightly, so the minimum
+def _lt_counts(ds: LTDataset, imbalance_factor: float | None, profile: str, n_max: int | None) -> list[int]:
+    """Per-class train counts: ``longtail_counts(n_max, C, IF, profile)``; n_max defaults to the smallest pool."""
+    pool = min(ds.class_counts)  # per-class pool size; digits' classes differ slightly, so the minimum
+    if n_max is None:
+        n_max = pool
+    elif n_max > pool:
+        raise ValueError(f"{ds.name}: n_max={n_max} exceeds the smallest class pool ({pool} training images); "
+                         f"use n_max <= {pool}")
+    imbalance_factor = 1.0 if imbalance_factor is None else float(imbalance_factor)
     counts = longtail_counts(n_max, ds.num_classes, imbalance_factor, profile)
     for c, n in enumerate(counts):
         if n == 0:
             raise ValueError(f"{ds.name}: class {c} ({ds.classes[c]!r}) would keep 0 of {n_max} training images "
                              f"at imbalance_factor={imbalance_factor}; use a smaller imbalance factor (<= {n_max})")
-    return ds.subset(longtail_indices(ds.targets, counts, seed))
+    return counts
+
+
+def _long_tail(ds: LTDataset, imbalance_factor: float | None, seed: int, profile: str,
+               n_max: int | None = None) -> LTDataset:
+    return ds.subset(longtail_indices(ds.targets, _lt_counts(ds, imbalance_factor, profile, n_max), seed))
+
+
+def _val_split(ds: LTDataset, imbalance_factor: float | None, seed: int, profile: str, n_max: int | None,
+               val_per_class: int, val_policy: str = "strict") -> LTDataset:
+    """Balanced validation split: the LAST ``val_per_class`` images of each class's seeded shuffle (LIB).
+
+    The long-tailed train split keeps the FIRST ``n_c`` of the same per-class shuffle
+    (:func:`longtail_indices`), so the two never overlap when ``n_c + val_per_class`` fits in the pool;
+    the split depends only on ``seed`` (not on the imbalance factor). ``val_policy="available"`` takes
+    fewer (down to 0) where a class has no room instead of failing, e.g. the head class of the
+    standard CIFAR-LT split, which uses every image (then the split is not balanced).
+    """
+    subsample = n_max is not None or (imbalance_factor is not None and imbalance_factor != 1)
+    counts = _lt_counts(ds, imbalance_factor, profile, n_max) if subsample else ds.class_counts
+    rs, keep = np.random.RandomState(seed), []
+    for c, n_c in enumerate(counts):
+        idx = np.where(ds.targets == c)[0]
+        rs.shuffle(idx)
+        if n_c + val_per_class > len(idx) and val_policy == "available":
+            keep.append(np.sort(idx[n_c:]))
+            continue
+        if n_c + val_per_class > len(idx):
+            raise ValueError(
+                f"{ds.name}: no room for a validation split of {val_per_class} per class: class {c} "
+                f"({ds.classes[c]!r}) has {len(idx)} training images and the train split keeps {n_c}. "
+                f"Cap the head class with n_max <= {len(idx) - val_per_class}, lower val_per_class or pass "
+                f"val_policy='available'")
+        keep.append(np.sort(idx[len(idx) - val_per_class:]))
+    out = ds.subset(np.concatenate(keep))
+    out.split = "val"
+    return out
 
 
 def get_dataset(name: str, root: str | Path | None = None, *, split: Split = "train",
                 imbalance_factor: float | None = None, seed: int = 0, download: bool = False,
-                profile: Literal["exp", "step"] = "exp", **kw: Any) -> LTDataset:
+                profile: Literal["exp", "step"] = "exp", n_max: int | None = None,
+                val_per_class: int | None = None, val_policy: Literal["strict", "available"] = "strict",
+                **kw: Any) -> LTDataset:
     """A dataset split; the train split is long-tailed when ``imbalance_factor`` > 1 (baselines.md 1.1).
 
     Counts ``longtail_counts(n_max, C, imbalance_factor, profile)`` with n_max the per-class size of the
@@ -300,11 +345,18 @@ def get_dataset(name: str, root: str | Path | None = None, *, split: Split = "tr
     shuffle in class order). ``imbalance_factor`` None or 1 keeps the full train set; test/val splits are
     never subsampled. ``root`` defaults to $LTLAB_DATA or ~/.cache/ltlab/data (Fashion-MNIST:
     /usr/share/datasets/fashion-mnist). Extra ``kw`` go to the builder (see each builder's docstring).
+
+    ``n_max`` (LIB) caps the head class below the pool size (e.g. Fashion-MNIST-LT with n_max=500 has
+    non-empty many/medium/few groups at IF 100); None keeps the standard selection. ``split="val"``
+    with ``val_per_class=k`` (in-memory sets) is a balanced split of k images per class taken from
+    training images the long-tailed train split does not use (see ``_val_split``); file_list sets take
+    their ``val_list`` instead; ``val_policy="available"`` lets a class without room give fewer. ``n_max``
+    and ``val_per_class`` do not affect the test split.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
-    if split not in ("train", "val", "test") or (split == "val" and name != "file_list"):
-        raise ValueError(f"split must be 'train' or 'test' ('val' only for file_list), got {split!r}")
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
     if imbalance_factor is not None:
         if isinstance(imbalance_factor, bool) or not float(imbalance_factor) >= 1:  # also rejects NaN
             raise ValueError(f"imbalance_factor must be a number >= 1 (1 = balanced) or None, got {imbalance_factor}")
@@ -312,11 +364,29 @@ def get_dataset(name: str, root: str | Path | None = None, *, split: Split = "tr
             raise ValueError("file_list sets are long-tailed by their list; leave imbalance_factor=None")
     if profile not in ("exp", "step"):
         raise ValueError(f"profile must be 'exp' or 'step', got {profile!r}")
+    for key, value in (("n_max", n_max), ("val_per_class", val_per_class)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{key} must be None or an integer >= 1, got {value!r}")
+    if val_policy not in ("strict", "available"):
+        raise ValueError(f"val_policy must be 'strict' or 'available', got {val_policy!r}")
+    if name == "file_list" and (n_max is not None or val_per_class is not None):
+        raise ValueError("file_list sets take their splits from the list files (train_list/val_list/test_list); "
+                         "n_max and val_per_class do not apply")
+    if split == "val" and name != "file_list" and val_per_class is None:
+        raise ValueError(f"split='val' of {name} needs val_per_class=<images per class>, drawn from training "
+                         "images the long-tailed train split does not use")
     allowed = list(inspect.signature(DATASETS[name]).parameters)[3:]
     unknown = sorted(set(kw) - set(allowed))
     if unknown:
-        raise ValueError(f"{name}: unknown keyword(s) {unknown}; valid: {allowed}")
-    ds = DATASETS[name](root, split, download, **kw)
-    if split == "train" and imbalance_factor is not None and imbalance_factor != 1:
-        ds = _long_tail(ds, float(imbalance_factor), seed, profile)
+        valid = allowed + ["n_max", "val_per_class", "val_policy"]
+        raise ValueError(f"{name}: unknown keyword(s) {unknown}; valid: {valid}")
+    if "n_max" in allowed and n_max is not None:  # synthetic_lt: n_max is the pool size itself
+        kw["n_max"], n_max = n_max, None
+    if name == "file_list":
+        return DATASETS[name](root, split, download, **kw)
+    ds = DATASETS[name](root, "train" if split == "val" else split, download, **kw)
+    if split == "val":
+        return _val_split(ds, imbalance_factor, seed, profile, n_max, int(val_per_class), val_policy)
+    if split == "train" and (n_max is not None or (imbalance_factor is not None and imbalance_factor != 1)):
+        ds = _long_tail(ds, imbalance_factor, seed, profile, n_max)
     return ds
