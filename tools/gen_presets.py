@@ -1,4 +1,4 @@
-"""Generate notebooks/presets/*.yaml (kept outside the repo; the YAML files are the artefact)."""
+"""Generate notebooks/presets/*.yaml and docs/presets.md: python tools/gen_presets.py notebooks/presets"""
 from __future__ import annotations
 import sys
 from pathlib import Path
