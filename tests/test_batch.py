@@ -1,0 +1,103 @@
+"""ltlab.batch: validation before anything runs, resumable parallel sweeps, failures reported, tables."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ltlab import batch
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN_NB = ROOT / "notebooks" / "01_train.ipynb"
+BASE = {"dataset": "digits_lt", "epochs": 2, "batch_size": 128, "progress": False, "device": "cpu"}
+
+
+def test_expand_order_and_precedence(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("loss: focal\nlr: 0.2\ndescription: a test preset\n")
+    combos = batch.expand([preset, {"loss": "ce"}], {"lr": [0.01, 0.02]}, {"epochs": 3, "lr": 9.0}, seeds=[0, 1])
+    assert len(combos) == 2 * 2 * 2
+    assert {"epochs": 3, "lr": 0.01, "loss": "focal", "seed": 0}.items() <= combos[0].items()  # grid > preset > base
+    assert "description" not in combos[0]
+    assert combos[-1] == {"epochs": 3, "lr": 0.02, "loss": "ce", "seed": 1}
+    assert [c["seed"] for c in combos[:2]] == [0, 1]
+    with pytest.raises(ValueError, match="list of values"):
+        batch.expand(grid={"lr": 0.1})
+
+
+def test_run_name_is_deterministic_and_ignores_execution_fields():
+    a = batch.run_name({"loss": "ce", "seed": 1, "lr": 0.1})
+    assert a == batch.run_name({"lr": 0.1, "seed": 1, "loss": "ce", "device": "cpu", "progress": False,
+                                "epochs_per_call": 1, "preset": "x.yaml"})
+    assert a.startswith("digits_lt_ce_if100_s1_")
+    assert a != batch.run_name({"loss": "ce", "seed": 1, "lr": 0.2})
+
+
+def test_split_values_keeps_lists():
+    assert batch._split_values("ce,focal") == ["ce", "focal"]
+    assert batch._split_values("[1,2],[3],None,0.5") == [[1, 2], [3], None, 0.5]
+
+
+@pytest.mark.parametrize("grid,match", [({"lossx": ["ce"]}, "unknown parameter"),
+                                        ({"loss": ["ce", "nope"]}, "combination 1.*unknown loss")])
+def test_invalid_grid_fails_before_any_run(tmp_path, grid, match):
+    out = tmp_path / "runs"
+    with pytest.raises(ValueError, match=match) as err:
+        batch.sweep(TRAIN_NB, grid=grid, base_params=BASE, out_root=out, parallel=2)
+    assert "nothing was run" in str(err.value)
+    assert not out.exists()
+
+
+def test_cli_reports_invalid_grid(tmp_path, capsys):
+    assert batch.main(["sweep", "--grid", "epoch=1,2", "--out-root", str(tmp_path / "o")]) == 2
+    assert "unknown parameter" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_summarise_and_export(tmp_path):
+    df = pd.DataFrame({"loss": ["ce"] * 3 + ["bs"] * 3, "seed": [0, 1, 2] * 2, "lr": [0.1] * 6,
+                       "status": ["done", "skipped", "resumed", "done", "done", "failed"],
+                       "overall": [0.1, 0.2, 0.4, 0.5, 0.7, np.nan], "many": [0.9] * 6, "medium": [0.5] * 6,
+                       "few": [0.0, 0.1, 0.2, 0.3, 0.3, np.nan]})
+    s = batch.summarise(df)  # by: the varying parameter columns except seed -> loss
+    assert list(s["loss"]) == ["bs", "ce"] and list(s["n"]) == [2, 3]
+    ce = s[s.loss == "ce"].iloc[0]
+    assert ce.overall_mean == pytest.approx(0.7 / 3)
+    m = 0.7 / 3
+    assert ce.overall_std == pytest.approx(np.sqrt(((0.1 - m) ** 2 + (0.2 - m) ** 2 + (0.4 - m) ** 2) / 2))
+    assert s[s.loss == "bs"].iloc[0].few_std == 0.0
+    assert batch.format_table(s).loc[1, "overall"] == "23.3 ± 15.3"
+    paths = batch.export_tables(s, tmp_path / "tab")
+    pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]), s)
+    tex = paths["tex"].read_text()
+    assert "\\begin{tabular}" in tex and "23.3 $\\pm$ 15.3" in tex
+    with pytest.raises(ValueError, match="unknown column"):
+        batch.summarise(df, by=["nope"])
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_completes_only_missing_runs_and_reports_failures(tmp_path):
+    out = tmp_path / "runs"
+    # first attempt: seed 0 finishes, seed 1 is cut off after one of its two epochs (an interruption)
+    first = batch.sweep(TRAIN_NB, presets=[{"seed": 0}, {"seed": 1, "epochs_per_call": 1}], base_params=BASE,
+                        parallel=2, out_root=out)
+    assert list(first.status) == ["done", "incomplete"]
+    assert list(first.epochs_done) == [2, 1]
+    done_dir, cut_dir = Path(first.run_dir[0]), Path(first.run_dir[1])
+    stamp = {p: p.stat().st_mtime_ns for p in (done_dir / "01_train.ipynb", done_dir / "checkpoint.pt")}
+    epoch0 = pd.read_csv(cut_dir / "metrics.csv").iloc[0]
+
+    # second attempt: same runs plus one that fails (missing data folder)
+    bad = {"dataset": "cifar10_lt", "root": str(tmp_path / "no_cifar")}
+    second = batch.sweep(TRAIN_NB, presets=[{"seed": 0}, {"seed": 1}, bad], base_params=BASE, parallel=2, out_root=out)
+    assert list(second.run_id[:2]) == list(first.run_id)  # the same directories are found again
+    assert list(second.status) == ["skipped", "resumed", "failed"]
+    assert all(p.stat().st_mtime_ns == t for p, t in stamp.items())  # the finished run was not executed again
+    resumed = pd.read_csv(cut_dir / "metrics.csv")
+    assert list(resumed.epoch) == [0, 1] and resumed.iloc[0]["seconds"] == epoch0["seconds"]  # epoch 0 kept
+    assert second.overall[:2].notna().all() and list(second.epochs_done[:2]) == [2, 2]
+    fail = second.iloc[2]
+    assert "CIFAR-10 not found" in fail.error and Path(fail.notebook).exists()
+    assert "FileNotFoundError" in Path(fail.notebook).read_text()  # the executed notebook shows the traceback
+    assert np.isnan(fail.overall)

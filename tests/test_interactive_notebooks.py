@@ -1,0 +1,82 @@
+"""06_widgets, 07_sweep and 08_paper_figures execute headless under papermill with tiny parameters."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NB = ROOT / "notebooks"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """One-epoch digits runs of the six methods of tools/make_figures.py (08), CE reused by 06."""
+    import sys
+
+    import ltlab
+    sys.path.insert(0, str(ROOT / "tools"))
+    import make_figures
+
+    root = tmp_path_factory.mktemp("tiny_runs")
+    return {label: str(ltlab.run(dataset="digits_lt", loss=loss, epochs=1, batch_size=128, progress=False,
+                                 device="cpu", drw_start=0 if drw else None, run_dir=str(root / loss)).dir)
+            for label, loss, drw in make_figures.METHODS}
+
+
+def _execute(name: str, out_dir: Path, params: dict) -> dict:
+    import papermill as pm
+    out = out_dir / name
+    pm.execute_notebook(str(NB / name), str(out), parameters=params, cwd=str(NB), progress_bar=False,
+                        log_output=False)
+    return json.loads(out.read_text())
+
+
+def _text(nb: dict) -> str:
+    parts = []
+    for cell in nb["cells"]:
+        for o in cell.get("outputs", []):
+            parts.append("".join(o.get("text", "")))
+            parts.append("".join(o.get("data", {}).get("text/plain", "")))
+    return "\n".join(parts)
+
+
+def test_widgets_notebook(tmp_path, tiny_runs):
+    nb = _execute("06_widgets.ipynb", tmp_path, {"run_dir": tiny_runs["CE"], "train_epochs": 1, "autostart": True,
+                                                 "train_root": str(tmp_path / "panel_runs"), "device": "cpu"})
+    out = _text(nb)
+    assert "one update on 10,000 x 100 logits" in out and "finished after 1 epoch(s)" in out
+    widget_views = [o for c in nb["cells"] for o in c.get("outputs", [])
+                    if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(widget_views) >= 3  # post-hoc panel, schedule explorer, training panel
+    (run_dir,) = (tmp_path / "panel_runs").iterdir()
+    assert (run_dir / "checkpoint.pt").exists() and len(pd.read_csv(run_dir / "metrics.csv")) == 1
+
+
+def test_sweep_notebook(tmp_path):
+    out_root = tmp_path / "sweep"
+    nb = _execute("07_sweep.ipynb", tmp_path, {
+        "grid": {"loss": ["ce"]}, "seeds": [0, 1], "parallel": 2, "out_root": str(out_root),
+        "base_params": {"dataset": "digits_lt", "epochs": 1, "batch_size": 128, "progress": False, "device": "cpu"},
+        "table": str(tmp_path / "results")})
+    assert "all 2 runs complete" in _text(nb)
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert list(table.loss) == ["ce"] and int(table.n.iloc[0]) == 2
+    assert {"overall_mean", "overall_std", "many_mean", "medium_mean", "few_mean"} <= set(table.columns)
+    tex = (tmp_path / "results.tex").read_text()
+    assert "$\\pm$" in tex and "accuracy (\\%)" in tex  # LaTeX-safe caption
+    executed = sorted(out_root.glob("*/01_train.ipynb"))
+    assert len(executed) == 2  # each run directory holds its executed notebook
+
+
+def test_paper_figures_notebook(tmp_path, tiny_runs):
+    out = tmp_path / "figures"
+    _execute("08_paper_figures.ipynb", tmp_path, {"run_dirs": tiny_runs, "output_dir": str(out), "formats": ["png"],
+                                                   "max_points": 200})
+    written = sorted(p.stem for p in out.glob("*.png"))
+    assert len(written) >= 10 and {"per_class_accuracy", "tsne_ce_vs_gcl", "gradient_ratio_ce_vs_gala"} <= set(written)
+    assert all(p.stat().st_size > 5_000 for p in out.glob("*.png"))

@@ -1,0 +1,129 @@
+"""Cells of 06_widgets, 07_sweep and 08_paper_figures (issue 7); tools/make_notebooks.py writes them."""
+
+WIDGETS = [
+    ("md", "# Interactive panels\n\nThree panels for JupyterLab (ipywidgets + plotly). Without a front end "
+           "(papermill, CI) every cell still runs; the widgets then only hold their state.\n\n"
+           "1. **Post-hoc adjustment** of a run's saved test logits: logit adjustment (Menon et al. 2021), "
+           "PN re-balancing (GALA) and tau-normalisation (Kang et al. 2020), no retraining.\n"
+           "2. **Schedule explorer**: GLAG alpha(T) and beta, ALA DF/QF, GCL cloud widths, DRW weights.\n"
+           "3. **Training panel**: start a short run, watch loss and many/medium/few accuracy per epoch, "
+           "stop it cleanly (the checkpoint is kept, the run can be resumed)."),
+    ("code", '''run_dir = None          # a run directory with saved test logits; None = tiny digits run in a temp dir
+tiny_epochs = 5         # epochs of that tiny run
+features = "extract"    # tau-normalisation features: auto (features_test.npz) | extract (from checkpoint.pt) | none
+train_epochs = 5        # starting value of the training panel's epochs slider
+train_root = None       # where the training panel writes its runs; None = runs/
+autostart = False       # start the training panel's run right away and wait for it (used by the tests)
+device = "auto"         # auto | cpu | cuda''', "parameters"),
+    ("code", '''import tempfile
+
+import ltlab
+from ltlab import widgets
+
+if run_dir is None:
+    run_dir = tempfile.mkdtemp(prefix="ltlab-06-") + "/tiny_digits"
+    ltlab.run(dataset="digits_lt", epochs=tiny_epochs, lr=0.05, batch_size=64, progress=False, device=device,
+              run_dir=run_dir)
+run = ltlab.load_run(run_dir)
+run'''),
+    ("md", "## 1. Post-hoc adjustment\n\nMove the sliders: bars are per-class test accuracy (classes sorted by "
+           "training count, coloured many/medium/few), the black ticks the unadjusted model; the numbers above "
+           "give overall and many/medium/few accuracy and their change. PN re-balancing uses the whole test set "
+           "at once (transductive)."),
+    ("code", "panel = widgets.posthoc_panel(run, features=features)\npanel"),
+    ("code", '''print(f"last update on this run: {panel.last_update_ms:.1f} ms; "
+      f"one update on 10,000 x 100 logits: {widgets.benchmark_posthoc(10_000, 100):.1f} ms (median of 20)")'''),
+    ("md", "## 2. Schedule explorer\n\nPure functions of the epoch and the class counts (no training): pick a "
+           "method, move its hyper-parameters."),
+    ("code", "explorer = widgets.schedule_explorer()\nexplorer"),
+    ("md", "## 3. Training panel\n\n**Start** trains in a background thread (the kernel stays free); curves update "
+           "every epoch. **Stop** ends the run after the current epoch's checkpoint."),
+    ("code", '''trainer = widgets.training_panel(epochs=train_epochs, run_root=train_root, device=device)
+trainer'''),
+    ("code", '''if autostart:
+    trainer.start()
+    trained = trainer.wait()
+    print(trainer.status.value)'''),
+]
+
+SWEEP = [
+    ("md", "# Sweep: many runs, one table\n\nEach parameter combination runs `01_train.ipynb` through papermill in "
+           "its own process, `parallel` at a time, each with its own run directory (named from its parameters) "
+           "holding the executed notebook. Start it again and complete runs are skipped, interrupted ones resumed. "
+           "Same thing from a shell: `python -m ltlab sweep preset.yaml --grid loss=ce,balanced_softmax "
+           "--seeds 0,1,2 --parallel 2`."),
+    ("code", '''notebook = "01_train.ipynb"     # the notebook each run executes (relative to this folder)
+grid = {"loss": ["ce", "balanced_softmax", "logit_adjusted"]}  # name -> values (product)
+seeds = [0, 1, 2]               # every grid point runs once per seed
+base_params = {"dataset": "digits_lt", "epochs": 10, "batch_size": 64, "lr": 0.05, "progress": False}
+parallel = 2                    # runs side by side
+out_root = None                 # run directories; None = runs/sweep_07
+table = None                    # CSV/LaTeX output stem; None = <out_root>/results''', "parameters"),
+    ("code", '''from pathlib import Path
+
+import pandas as pd
+
+from ltlab import batch
+from ltlab.runs import runs_root
+
+root = Path(out_root) if out_root else runs_root() / "sweep_07"
+results = batch.sweep(notebook, grid=grid, seeds=seeds, base_params=base_params, parallel=parallel, out_root=root)
+results[["run_id", *grid, "seed", "status", "overall", "many", "medium", "few", "seconds"]]'''),
+    ("code", '''failed = results[results.status == "failed"]
+if len(failed):
+    display(failed[["run_id", "notebook", "error"]])
+else:
+    print("all", len(results), "runs complete")'''),
+    ("md", "## Mean ± std over seeds\n\nAccuracy in % on the balanced test split; many > 100, medium 20-100, "
+           "few < 20 training images."),
+    ("code", '''summary = batch.summarise(results, by=list(grid))
+batch.format_table(summary)'''),
+    ("code", '''paths = batch.export_tables(summary, Path(table) if table else root / "results",
+                            caption="Top-1 accuracy (\\\\%), mean $\\\\pm$ std over seeds")
+print(paths["tex"].read_text())
+paths'''),
+]
+
+FIGURES = [
+    ("md", "# Paper figures\n\nRegenerates every figure in `figures/` from run directories, as PNG, SVG and PDF, "
+           "with the same code as `make figures` (`tools/make_figures.py`): t-SNE of CE vs GCL, per-class "
+           "accuracy and accuracy over epochs of six methods, gradient ratios of CE vs GALA, GALA theta/phi, "
+           "GHM-CWAP bins and the schedule figures. Point `run_dirs` at your runs, or leave it `None` to train "
+           "(or reuse) the small Fashion-MNIST-LT runs under `runs/figures_<loss>/`."),
+    ("code", '''run_dirs = None                  # {legend: run directory}, legends as in tools/make_figures.py:
+                                 # CE, GraLoss (GLAG), GCL, ALA (DRW), GALA, GHM-CWAP
+                                 # None = train or reuse runs/figures_<loss> (Fashion-MNIST-LT, IF 100)
+epochs = 6                       # epochs of those runs when they are trained here (~10 min on 2 CPU cores)
+output_dir = "figures"           # relative paths are taken from the project root
+formats = ["png", "svg", "pdf"]  # static formats written for every figure
+max_points = 3000                # t-SNE subset of the test images''', "parameters"),
+    ("code", '''import sys
+
+import pandas as pd
+
+import ltlab
+from ltlab.export import resolve_out_dir, save_figures
+from ltlab.runs import project_home
+
+sys.path.insert(0, str(project_home() / "tools"))
+import make_figures  # noqa: E402  (the code behind `make figures`)
+
+if run_dirs is None:
+    runs = make_figures.train(epochs)
+else:
+    missing = [label for label, _, _ in make_figures.METHODS if label not in run_dirs]
+    if missing:
+        raise ValueError(f"run_dirs lacks {missing}; it needs one run per method: "
+                         f"{[label for label, _, _ in make_figures.METHODS]}")
+    runs = {label: ltlab.load_run(d) for label, d in run_dirs.items()}
+pd.DataFrame([{"method": label, "run": r.dir.name, **r.summary()} for label, r in runs.items()]).round(4)'''),
+    ("code", '''figures = make_figures.build(runs, max_points)
+paths = save_figures(figures, output_dir, formats, width=1000, height=560)
+print(f"{len(figures)} figures x {len(formats)} formats -> {resolve_out_dir(output_dir)}")
+sorted(p.name for p in paths)'''),
+    ("md", "## Two of them, interactive"),
+    ("code", 'figures["per_class_accuracy"]'),
+    ("code", 'figures["gradient_ratio_ce_vs_gala"]'),
+]
+
+NOTEBOOKS = {"06_widgets.ipynb": WIDGETS, "07_sweep.ipynb": SWEEP, "08_paper_figures.ipynb": FIGURES}
