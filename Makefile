@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.ltlab-installed
 APT_PKGS := dataset-fashion-mnist chromium
 PYTEST_ARGS ?=
 
-.PHONY: demo test install system-deps clean-runs notebooks
+.PHONY: demo test install system-deps clean-runs notebooks figures bench
 
 install: $(STAMP)
 
@@ -30,11 +30,24 @@ system-deps:
 	  else echo "optional Debian packages missing; install them with: sudo apt-get install -y$$missing"; fi; \
 	fi
 
-demo: $(STAMP)
-	$(BIN)/python -m ltlab run notebooks/01_train.ipynb -p progress False --quiet
+# runs/demo is rebuilt from scratch each time (about 1.5 minutes on 2 cores)
+demo: $(STAMP) system-deps
+	rm -rf runs/demo
+	$(BIN)/python -m ltlab run notebooks/01_train.ipynb -p progress False -p run_dir runs/demo --quiet
+	$(BIN)/python -c "from ltlab.export import demo_figures; ps = demo_figures('runs/demo', 'figures/demo'); print('demo figures:', *ps, sep='\n  ')"
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# the committed figures/ (Fashion-MNIST-LT, six small CPU runs; about 10 minutes on 2 cores)
+figures: $(STAMP) system-deps
+	$(BIN)/python tools/make_figures.py --out figures
+
+# speed against the reference loop, measured in the same run (issue 8); add BENCH_ARGS="--device cuda" on a GPU
+BENCH_ARGS ?= --device cpu --quick
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_train.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_analysis.py
 
 notebooks: $(STAMP)
 	$(BIN)/python tools/make_notebooks.py

@@ -142,8 +142,7 @@ def _check_stage(params: dict[str, Any], init_from: str | None) -> None:
     from .config import RunConfig
     from .engine import load_datasets, load_val_dataset
 
-    config = RunConfig(**{**{k: v for k, v in params.items() if k != "run_dir"},
-                          **({"init_from": init_from} if init_from else {})})
+    config = RunConfig(**{**params, **({"init_from": init_from} if init_from else {})})
     try:
         if not init_from:
             load_datasets(config)
@@ -167,9 +166,17 @@ def run_preset(presets: str | Path | list[str | Path], overrides: dict[str, Any]
     from .engine import resolve_device, run as run_training
     from .stages import apply_posthoc
 
+    from . import distributed
+
     stages = read_preset(presets, overrides)
     stem = Path(presets if isinstance(presets, (str, Path)) else list(presets)[-1]).stem
     base = "{}_{}".format(time.strftime("%Y%m%d-%H%M%S"), stem)
+    if distributed.launched_distributed():  # torchrun: every rank must name the same run directories
+        if notebook is not None:
+            raise ValueError("`python -m ltlab run` executes a notebook in a Jupyter kernel and cannot run under "
+                             "torchrun; use `torchrun --nproc_per_node=N -m ltlab train --preset ...`")
+        distributed.setup(resolve_device(stages[0].get("device", "auto")))
+        base = distributed.all_gather_objects(base)[0]
     for i, stage in enumerate(stages):
         suffix = "" if len(stages) == 1 else f"_stage{i + 1}"
         if not stage.get("run_dir"):
@@ -186,7 +193,9 @@ def run_preset(presets: str | Path | list[str | Path], overrides: dict[str, Any]
         else:
             dirs.append(run_notebook(notebook, params, kernel=kernel, quiet=quiet))
     if stages[-1].get("posthoc"):
-        apply_posthoc(dirs[-1], device=resolve_device(stages[-1].get("device", "auto")))
+        if distributed.context().is_main:
+            apply_posthoc(dirs[-1], device=resolve_device(stages[-1].get("device", "auto")))
+        distributed.barrier()
     return dirs
 
 
@@ -198,7 +207,7 @@ def run_notebook(notebook: str | Path, params: dict[str, Any], *, kernel: str | 
     from .config import RunConfig
 
     params = dict(params)
-    RunConfig(**{k: v for k, v in params.items() if k != "run_dir"})  # validate before anything runs
+    RunConfig(**params)  # validate before anything runs (run_dir too: resume=True needs it)
     if not params.get("run_dir"):
         rid = params.get("run_id") or "{}_{}_{}_if{:g}_s{}".format(
             time.strftime("%Y%m%d-%H%M%S"), params.get("dataset", "digits_lt"), params.get("loss", "ce"),
@@ -226,6 +235,10 @@ def _print_summary(run_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sweep"]:  # papermill sweeps have their own parser (ltlab.batch)
+        from .batch import main as sweep_main
+        return sweep_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m ltlab", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="execute a notebook with papermill (parameters from a preset and -p)")
@@ -236,12 +249,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="override; KEY applies to every stage, stage_one.KEY / stage_two.KEY to one")
     r.add_argument("--kernel", default=None)
     r.add_argument("--quiet", action="store_true")
+    sub.add_parser("sweep", help="papermill sweep over presets x grid x seeds (see `python -m ltlab sweep -h`)",
+                   add_help=False)
     t = sub.add_parser("train", help="train in this process (no notebook), e.g. under torchrun")
     t.add_argument("--preset", action="append", default=[])
     t.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
     args = ap.parse_args(argv)
     params = resolve_paths(parse_params(args.param), Path.cwd())
+    from . import distributed
     try:
+        if args.cmd == "run" and distributed.launched_distributed():
+            raise ValueError("`python -m ltlab run` executes a notebook in a Jupyter kernel and cannot run under "
+                             "torchrun; use `torchrun --nproc_per_node=N -m ltlab train --preset ...`")
         if args.preset:
             notebook = args.notebook if args.cmd == "run" else None
             run_dirs = run_preset(args.preset, params, notebook=notebook, kernel=getattr(args, "kernel", None),
@@ -254,13 +273,20 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"ltlab: error: {exc}", file=sys.stderr)
         return 2
+    except (FloatingPointError, OSError) as exc:  # NaN/inf loss; disk full or permissions (the path is named)
+        print(f"ltlab: error: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # papermill's PapermillExecutionError carries the notebook's own error
         if type(exc).__name__ != "PapermillExecutionError":
             raise
         print(f"ltlab: the notebook failed: {exc.ename}: {exc.evalue}", file=sys.stderr)
         return 1
+    if not distributed.context().is_main:
+        distributed.cleanup()
+        return 0
     for d in run_dirs:
         _print_summary(d)
+    distributed.cleanup()
     if args.preset:
         from .runs import results_table
         with __import__("pandas").option_context("display.width", 200, "display.max_columns", 30):

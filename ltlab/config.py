@@ -25,7 +25,19 @@ POSTHOC_METHODS = {"pn": ("tau",), "logit_adjust": ("tau",), "tau_norm": ("selec
 
 # fields that may change between an interrupted run and its resumption
 RESUME_FREE_FIELDS = ("resume", "device", "progress", "run_dir", "run_id", "epochs_per_call", "num_workers",
-                      "compile", "method", "preset", "reported", "posthoc")
+                      "compile", "method", "preset", "reported", "posthoc", "checkpoint_every_steps")
+
+
+def _non_finite(value: Any, where: str = "") -> str | None:
+    """The key path of the first NaN/inf float inside ``value`` (dicts and lists), else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "value"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for k, v in items:
+        found = _non_finite(v, f"{where}[{k!r}]" if where or not isinstance(k, str) else k)
+        if found is not None:
+            return found
+    return None
 
 
 @dataclass(init=False)
@@ -75,6 +87,7 @@ class RunConfig:
     compile: bool = False                 # torch.compile the model
     num_workers: int = 0                  # DataLoader workers (file_list sets only)
     eval_every: int = 1                   # evaluate every k epochs (and always after the last)
+    sync_bn: bool = False                 # multi-GPU (torchrun, CUDA): SyncBatchNorm, statistics over the global batch
     progress: bool = True                 # tqdm progress bar (off under CI)
     # run directory and stages
     run_dir: str | None = None            # the run's own directory (None: runs/<run_id>)
@@ -87,6 +100,7 @@ class RunConfig:
     afg_params: dict = field(default_factory=dict)      # stage="afg" options (ltlab.afg.AFG_DEFAULTS)
     resume: bool = False                  # continue from run_dir/checkpoint.pt
     epochs_per_call: int | None = None    # stop after this many epochs in this call (resumable)
+    checkpoint_every_steps: int | None = None  # also checkpoint every k training steps (exact mid-epoch resume)
     # documentation recorded in config.json (not used for training)
     method: str | None = None             # label for tables, e.g. "GCL" (None: the loss name)
     preset: str | None = None             # the preset file this run came from
@@ -141,8 +155,10 @@ class RunConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 self._fail(name, f"must be an integer >= {low}")
-        if self.epochs_per_call is not None and (not isinstance(self.epochs_per_call, int) or self.epochs_per_call < 1):
-            self._fail("epochs_per_call", "must be None or an integer >= 1")
+        for name in ("epochs_per_call", "checkpoint_every_steps"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                self._fail(name, "must be None or an integer >= 1")
         if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
             self._fail("warmup_epochs", f"must be smaller than epochs={self.epochs}")
         if not isinstance(self.milestones, (list, tuple)) or any(
@@ -157,9 +173,10 @@ class RunConfig:
         bad = sorted(set(self.loss_params) - set(valid))
         if bad:
             self._fail("loss_params", f"loss {self.loss!r} has no hyper-parameter(s) {bad}; valid: {valid}")
-        for k, v in self.loss_params.items():
-            if isinstance(v, float) and not math.isfinite(v):
-                self._fail("loss_params", f"hyper-parameter {k}={v} is not a finite number")
+        for name in ("loss_params", "sampler_params", "dataset_params", "model_params", "afg_params"):
+            bad_key = _non_finite(getattr(self, name))
+            if bad_key is not None:
+                self._fail(name, f"{bad_key} is not a finite number (NaN/inf); give a finite value or None")
         if self.drw_start is not None:
             if "drw_start" not in valid:
                 with_drw = sorted(n for n in LOSSES if "drw_start" in loss_hparams(n))
@@ -171,6 +188,8 @@ class RunConfig:
             self._fail("head", f"loss {self.loss!r} takes cosine similarities; use head='cosine' or 'auto'")
         self._validate_stages()
         self._validate_documentation()
+        if not isinstance(self.sync_bn, bool):
+            self._fail("sync_bn", "must be True or False")
         if self.resume and not self.run_dir:
             self._fail("resume", "resume=True needs run_dir=<the interrupted run's directory>")
         return self
@@ -180,6 +199,9 @@ class RunConfig:
             self._fail("stage", f"a {self.stage!r} stage needs init_from=<stage-one run directory>")
         if self.init_from is not None and not isinstance(self.init_from, str):
             self._fail("init_from", "must be None or the path of a stage-one run directory")
+        if self.stage == "afg" and self.checkpoint_every_steps is not None:
+            self._fail("checkpoint_every_steps", "stage='afg' checkpoints once per epoch (its beta rule runs at "
+                                                 "epoch starts); leave it None")
         if self.stage != "afg":
             if self.afg_params:
                 self._fail("afg_params", "only used with stage='afg'; leave it {}")

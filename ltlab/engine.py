@@ -13,22 +13,23 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from . import __version__, probes, schedules
+from . import __version__, distributed, probes, schedules
 from .config import RunConfig
 from .data import DeviceLoader, create_sampler, get_dataset
+from .data.samplers import ShardedSampler
 from .losses import create_loss
 from .metrics import per_class_accuracy, shot_accuracy
 from .models import create_model
 from .models.heads import LWSHead
-from .runs import (METRIC_COLUMNS, Run, RunFileError, load_run, runs_root, save_torch, write_csv, write_json,
-                   write_npz)
+from .runs import (METRIC_COLUMNS, Run, RunFileError, load_run, path_error, remove_stale_temps, runs_root,
+                   save_torch, write_csv, write_json, write_npz)
 
 Callback = Callable[[int, dict, "TrainState"], Any]
 
@@ -63,29 +64,56 @@ class TrainState:
     backbone_eval: bool = False                       # frozen backbone kept in eval mode while training
     forward: nn.Module | None = None                  # what the loop calls (None: model); e.g. the head alone
     extras: dict[str, Any] = field(default_factory=dict)  # stateful parts (state_dict/load_state_dict), checkpointed
+    position: dict | None = None                      # mid-epoch resume point from a checkpoint (see fit)
+    scaler_state: dict | None = None                  # fp16 GradScaler state from a checkpoint
+    saved: str = "none yet"                           # what the newest checkpoint holds (for error messages)
 
 
 # ---------------------------------------------------------------------- one epoch
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under ``torch.compile`` (``_orig_mod``) and DistributedDataParallel (``module``)."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or (model.module if isinstance(
+            model, nn.parallel.DistributedDataParallel) else None)
+        if inner is None:
+            return model
+        model = inner
+
+
+StepHook = Callable[[int, dict], None]
+
+
 def train_one_epoch(state: TrainState, loader: DeviceLoader, *, device: torch.device, precision: str = "fp32",
                     mixup_alpha: float = 0.0, rng: np.random.Generator | None = None,
-                    probe: probes.GradientProbe | None = None, scaler=None) -> dict[str, float]:
+                    probe: probes.GradientProbe | None = None, scaler=None, start_step: int = 0,
+                    carry: dict | None = None, on_step: StepHook | None = None, every: int = 0) -> dict[str, float]:
     """Train ``state.model`` for one pass over ``loader``. Syncs with the host once, at the end.
 
     ``loader`` yields ``(x, y)`` or ``(x, y, extra)``; a dict ``extra`` goes to the loss as keywords
     (e.g. GLAG's teacher logits). With ``state.backbone_eval`` everything but ``model.head`` stays in
     eval mode (a frozen backbone whose BN statistics must not move; GCL stage two).
+    Mid-epoch resume: the first ``start_step`` batches are drawn (so the loader's seeded order and
+    augmentation stay in step) but not trained on; ``carry`` = ``{"total": float, "count": int}`` of
+    those steps. ``on_step(steps_done, sums)`` runs after every ``every`` steps (mid-epoch checkpoints),
+    ``sums`` = ``{"total", "count", "first_bad"}`` so far on this rank. Under DDP the epoch's loss sum,
+    count and first non-finite batch are reduced over ranks at the end (one collective each).
     """
     model, loss_fn, opt = state.model, state.loss_fn, state.optimizer
     model.train()
     if getattr(state, "backbone_eval", False):
         model.eval()
-        getattr(model, "_orig_mod", model).head.train()
+        unwrap(model).head.train()
     loss_fn.train()
     amp = autocast_dtype(precision)
     total = torch.zeros((), dtype=torch.float64, device=device)
     count = 0
+    if carry:
+        total += float(carry["total"])
+        count = int(carry["count"])
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     for step, batch in enumerate(loader):
+        if step < start_step:
+            continue
         x, y = batch[0], batch[1]
         extra = batch[2] if len(batch) > 2 else {}
         lam, perm = 1.0, None
@@ -121,8 +149,28 @@ def train_one_epoch(state: TrainState, loader: DeviceLoader, *, device: torch.de
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(ld), torch.full_like(first_bad, step), first_bad)
         total += ld.double() * y.shape[0]
         count += y.shape[0]
-    bad = int(first_bad)
-    return {"train_loss": float(total) / max(count, 1), "first_bad_step": bad}
+        if on_step is not None and every and (step + 1) % every == 0:
+            on_step(step + 1, {"total": total, "count": count, "first_bad": first_bad})
+    total, count_t, bad = _reduce_sums(total, count, first_bad)
+    return {"train_loss": float(total) / max(int(count_t), 1), "first_bad_step": bad}
+
+
+def _reduce_sums(total: torch.Tensor, count: int, first_bad: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """Loss sum and sample count summed over ranks, and the first non-finite step of any rank (-1: none)."""
+    if not distributed.context().enabled:
+        return total, count, int(first_bad)
+    count_t = torch.tensor(count, dtype=torch.float64, device=total.device)
+    total = distributed.all_reduce_(total.clone())
+    return total, int(distributed.all_reduce_(count_t)), _first_bad(first_bad)
+
+
+def _first_bad(first_bad: torch.Tensor) -> int:
+    """The first non-finite step over all ranks, -1 when every loss so far was finite (a host sync)."""
+    if not distributed.context().enabled:
+        return int(first_bad)
+    big = torch.iinfo(torch.long).max
+    bad = distributed.all_reduce_(torch.where(first_bad >= 0, first_bad, torch.full_like(first_bad, big)), "min")
+    return -1 if int(bad) == big else int(bad)
 
 
 @torch.no_grad()
@@ -171,7 +219,24 @@ def load_datasets(config: RunConfig):
     test = get_dataset(config.dataset, config.root, split="test", **{k: v for k, v in kw.items()
                                                                      if k not in ("imbalance_factor", "profile",
                                                                                   "n_max")})
+    for ds in (train, test):
+        check_image_files(ds)
     return train, test
+
+
+def check_image_files(ds) -> None:
+    """Fail before training when a lazy (file-list) split names images that are not on disk.
+
+    One ``stat`` per entry (seconds for iNaturalist's 438k images on a local disk) instead of a
+    FileNotFoundError hours into the first epoch.
+    """
+    if getattr(ds, "paths", None) is None:
+        return
+    missing = [i for i, p in enumerate(ds.paths) if not os.path.isfile(p)]
+    if missing:
+        shown = "; ".join(f"{ds.paths[i]} (line {int(ds.lines[i])})" for i in missing[:5])
+        raise FileNotFoundError(f"{len(missing)} of {len(ds.paths)} images listed in {ds.list_file} are missing, "
+                                f"e.g. {shown}; fix root= or the list file")
 
 
 def load_val_dataset(config: RunConfig):
@@ -183,7 +248,9 @@ def load_val_dataset(config: RunConfig):
     if config.val_per_class < 1:
         return None
     if config.dataset == "file_list":
-        return get_dataset("file_list", config.root, split="val", **config.dataset_params)
+        val = get_dataset("file_list", config.root, split="val", **config.dataset_params)
+        check_image_files(val)
+        return val
     kw = dict(imbalance_factor=config.imbalance_factor, seed=config.data_seed, val_per_class=config.val_per_class,
               **config.dataset_params)
     if config.imbalance_profile != "exp":
@@ -269,19 +336,30 @@ def _init_from(model: nn.Module, config: RunConfig, src: Run) -> None:
         model.head = TukeyHead(model.head, config.afg_params.get("tukey_lambda", AFG_DEFAULTS["tukey_lambda"]))
 
 
+CHECKPOINTS = ("checkpoint.pt", "checkpoint_prev.pt")  # newest first; the last two are kept
+_CKPT_KEYS = ("epoch", "model", "optimizer", "loss", "history")
+
+
 def load_checkpoint(run_dir: Path) -> dict:
     """Newest readable checkpoint of ``run_dir`` (falls back to the previous one if the newest is corrupt)."""
     errors = []
-    for name in ("checkpoint.pt", "checkpoint_prev.pt"):
+    for name in CHECKPOINTS:
         path = Path(run_dir) / name
         if not path.exists():
             continue
         try:
-            return torch.load(path, map_location="cpu", weights_only=False)
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means "corrupt"
-            errors.append(f"{path}: {exc}")
+            errors.append(f"{path}: {type(exc).__name__}: {exc}")
+            continue
+        missing = [k for k in _CKPT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+        if missing:
+            errors.append(f"{path}: not an ltlab checkpoint (lacks {missing})")
+            continue
+        return ckpt
     if errors:
-        raise ValueError("no readable checkpoint: " + "; ".join(errors))
+        raise ValueError("no readable checkpoint: " + "; ".join(errors) + ". Start a new run (resume=False, "
+                         "another run_dir)")
     raise FileNotFoundError(f"no checkpoint.pt in {run_dir}; start the run with resume=False")
 
 
@@ -296,25 +374,29 @@ def _check_resume(config: RunConfig, ckpt: dict, run_dir: Path) -> None:
 
 
 # ---------------------------------------------------------------------- checkpoint and outputs
-def save_checkpoint(run_dir: Path, state: TrainState, config: RunConfig, loader: DeviceLoader) -> None:
-    """Atomically write ``checkpoint.pt``, keeping the previous one as ``checkpoint_prev.pt``."""
+def save_checkpoint(run_dir: Path, state: TrainState, config: RunConfig, loader: DeviceLoader, *,
+                    position: dict | None = None, scaler=None) -> None:
+    """Atomically write ``checkpoint.pt``, keeping the previous one as ``checkpoint_prev.pt``.
+
+    ``position``: where inside the next epoch training stands (mid-epoch checkpoint; see ``fit``).
+    The model is saved unwrapped (no DDP / torch.compile prefixes).
+    """
     ckpt = {
-        "epoch": state.epoch, "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+        "epoch": state.epoch, "model": unwrap(state.model).state_dict(), "optimizer": state.optimizer.state_dict(),
         "loss": state.loss_fn.state_dict(), "fingerprint": config.fingerprint(), "ltlab_version": __version__,
         "history": {"metrics": state.metrics, "per_class": state.per_class, "eval_epochs": state.eval_epochs,
                     "probe_records": state.probe_records, "test_logits": state.test_logits,
                     "test_labels": state.test_labels},
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
         "extras": {k: v.state_dict() for k, v in state.extras.items()},
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "position": position, "world_size": distributed.context().world_size,
     }
-    path = run_dir / "checkpoint.pt"
-    if path.exists():
-        os.replace(path, run_dir / "checkpoint_prev.pt")
-    save_torch(path, ckpt)
+    save_torch(run_dir / CHECKPOINTS[0], ckpt, keep_previous=run_dir / CHECKPOINTS[1])
 
 
 def restore(state: TrainState, ckpt: dict) -> None:
-    state.model.load_state_dict(ckpt["model"])
+    unwrap(state.model).load_state_dict(ckpt["model"])
     state.optimizer.load_state_dict(ckpt["optimizer"])
     state.loss_fn.load_state_dict(ckpt["loss"])
     h = ckpt["history"]
@@ -325,6 +407,46 @@ def restore(state: TrainState, ckpt: dict) -> None:
         if k not in ckpt.get("extras", {}):
             raise ValueError(f"checkpoint lacks the state of {k!r}; it was written by a different kind of run")
         v.load_state_dict(ckpt["extras"][k])
+    state.position, state.scaler_state = ckpt.get("position"), ckpt.get("scaler")
+    state.saved = _describe(state.epoch, state.position)
+
+
+def _describe(epoch: int, position: dict | None) -> str:
+    if position is not None:
+        return f"epoch {position['epoch']}, step {position['step']}"
+    return f"end of epoch {epoch}" if epoch >= 0 else "none yet"
+
+
+def _position(epoch: int, steps: int, sums: dict, probe: probes.GradientProbe, rng: np.random.Generator,
+              device: torch.device) -> dict:
+    """Everything needed to continue epoch ``epoch`` after ``steps`` steps (collective under DDP).
+
+    Loss sum and count are global; the probe matrix is the single-process one (sum over ranks / world
+    size, see ``fit``); RNG states (torch, CUDA, the mixup generator) are kept per rank.
+    """
+    ctx = distributed.context()
+    total = distributed.all_reduce_(sums["total"].clone())
+    count = distributed.all_reduce_(torch.tensor(float(sums["count"]), dtype=torch.float64, device=device))
+    matrix = distributed.all_reduce_(probe.matrix.clone()) / ctx.world_size
+    rng_state = {"torch": torch.get_rng_state(), "mixup": rng.bit_generator.state,
+                 "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+    return {"epoch": epoch, "step": steps, "total": float(total), "count": int(count), "probe": matrix.cpu(),
+            "rng": distributed.all_gather_objects(rng_state)}
+
+
+def _resume_position(pos: dict, probe: probes.GradientProbe, rng: np.random.Generator,
+                     device: torch.device) -> tuple[int, dict]:
+    """Restore a mid-epoch position on this rank; returns (start_step, carry) for ``train_one_epoch``."""
+    ctx = distributed.context()
+    states = pos["rng"]
+    mine = states[ctx.rank % len(states)]  # a resume on another number of ranks reuses rank states cyclically
+    torch.set_rng_state(mine["torch"])
+    if mine.get("cuda") is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(mine["cuda"], device)
+    rng.bit_generator.state = mine["mixup"]
+    main = ctx.is_main  # the sums are global: rank 0 carries them, the other ranks start from zero
+    probe.matrix.copy_(pos["probe"].to(probe.matrix) * ctx.world_size if main else torch.zeros_like(probe.matrix))
+    return int(pos["step"]), {"total": pos["total"] if main else 0.0, "count": pos["count"] if main else 0}
 
 
 def write_outputs(run_dir: Path, state: TrainState, class_counts: list[int]) -> None:
@@ -348,22 +470,30 @@ def run(config: RunConfig | dict | None = None, *, callbacks: list[Callback] | N
     ``config`` may be a RunConfig, a dict of parameters, or None (keywords only). Data, model and
     loss are all built and validated before anything is written. ``callbacks`` are called as
     ``cb(epoch, metrics_row, state)`` after every epoch; returning ``"stop"`` ends the run cleanly
-    after its checkpoint (resumable).
+    after its checkpoint (resumable). Under torchrun every process calls ``run``; they train one
+    DistributedDataParallel model, rank 0 alone writes the run directory and calls the callbacks
+    (docs/multi_gpu.md).
     """
     if config is None or isinstance(config, dict):
         config = RunConfig(**{**(config or {}), **overrides})
     elif overrides:
         config = config.replace(**overrides)
-    device = resolve_device(config.device)
+    ctx, device = distributed.setup(resolve_device(config.device))
+    _check_distributed(config, ctx, device)
     run_dir = Path(config.run_dir) if config.run_dir else _default_run_dir(config)
-    if not config.resume and ((run_dir / "checkpoint.pt").exists() or (run_dir / "metrics.csv").exists()):
-        raise ValueError(f"{run_dir} already holds a run; pass resume=True to continue it, or choose another run_dir")
+    run_dir = Path(distributed.all_gather_objects(str(run_dir))[0])  # ranks may straddle a second in the name
+    held = [n for n in (*CHECKPOINTS, "metrics.csv") if (run_dir / n).exists()]
+    if not config.resume and held:
+        raise ValueError(f"{run_dir} already holds a run ({', '.join(held)}); pass resume=True to continue it, "
+                         f"or choose another run_dir")
     train_ds, test_ds = load_datasets(config)
     val_ds = load_val_dataset(config)
     counts = list(train_ds.class_counts)
     model = build_model(config, train_ds).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if config.sync_bn and ctx.enabled:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     loss_fn = create_loss(config.loss, counts, **config.loss_kwargs()).to(device)
     loaders, forward, extras = None, None, {}
     if config.stage == "afg":  # GLAG stage two: the same loop over pre-extracted + generated features
@@ -379,15 +509,41 @@ def run(config: RunConfig | dict | None = None, *, callbacks: list[Callback] | N
         _check_resume(config, ckpt, run_dir)
         restore(state, ckpt)
     config = config.replace(run_dir=str(run_dir))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    stage_one = str(Path(config.init_from).resolve()) if config.init_from else None
-    write_json(run_dir / "config.json", {**config.to_dict(), "ltlab_version": __version__, "git_commit": _git_commit(),
-                                         "class_counts": counts, "num_classes": train_ds.num_classes,
-                                         "classes": list(train_ds.classes), "resolved_head": config.resolved_head,
-                                         "device_used": str(device), "loss_input_kind": loss_fn.input_kind,
-                                         "init_from_resolved": stage_one})
+    if ctx.is_main:
+        _prepare_run_dir(run_dir)
+        stage_one = str(Path(config.init_from).resolve()) if config.init_from else None
+        write_json(run_dir / "config.json", {**config.to_dict(), "ltlab_version": __version__,
+                                             "git_commit": _git_commit(), "class_counts": counts,
+                                             "num_classes": train_ds.num_classes, "classes": list(train_ds.classes),
+                                             "resolved_head": config.resolved_head, "device_used": str(device),
+                                             "world_size": ctx.world_size, "loss_input_kind": loss_fn.input_kind,
+                                             "init_from_resolved": stage_one})
+        if state.epoch >= 0:  # a kill between checkpoint and outputs: bring the outputs level with it
+            write_outputs(run_dir, state, counts)
     fit(state, config, train_ds, test_ds, run_dir, device, callbacks or [], loaders=loaders)
+    distributed.barrier()  # rank 0 has written everything before any rank reads the run back
     return load_run(run_dir)
+
+
+def _check_distributed(config: RunConfig, ctx: distributed.DistContext, device: torch.device) -> None:
+    """Refuse what multi-process training does not support, before anything is built."""
+    if not ctx.enabled:
+        return
+    distributed.local_batch_size(config.batch_size, ctx)
+    if config.stage == "afg":
+        raise ValueError("stage='afg' (GLAG stage two) trains a linear classifier on features in one process; "
+                         "run it without torchrun")
+    if config.sync_bn and device.type != "cuda":
+        raise ValueError("sync_bn=True needs CUDA devices (PyTorch's SyncBatchNorm does not run on CPU/gloo); "
+                         "use sync_bn=False on CPU")
+
+
+def _prepare_run_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise path_error(f"cannot create the run directory {run_dir}", exc) from exc
+    remove_stale_temps(run_dir)  # left by a writer that was killed mid-write
 
 
 def _sampler(config: RunConfig, train_ds):
@@ -399,33 +555,86 @@ def _sampler(config: RunConfig, train_ds):
     return create_sampler(config.sampler, train_ds.targets, seed=config.seed, **kw)
 
 
+def _image_loaders(config: RunConfig, train_ds, test_ds, device: torch.device):
+    """Train and test :class:`DeviceLoader`; under DDP this rank's shards (train: ShardedSampler over the
+    global order with the per-rank batch; test: every world_size-th item, gathered in ``_evaluate``)."""
+    ctx = distributed.context()
+    sampler = _sampler(config, train_ds)
+    if ctx.enabled:
+        if len(test_ds) < ctx.world_size:
+            raise ValueError(f"the test split has {len(test_ds)} items, fewer than the {ctx.world_size} processes")
+        sampler = ShardedSampler(sampler, len(train_ds), rank=ctx.rank, world_size=ctx.world_size,
+                                 batch_size=config.batch_size, seed=config.seed, targets=train_ds.targets,
+                                 device=device if train_ds.images is not None else "cpu")
+        test_ds = test_ds.subset(np.arange(ctx.rank, len(test_ds), ctx.world_size))
+    augment = None if config.augment else {}
+    train_loader = DeviceLoader(train_ds, distributed.local_batch_size(config.batch_size, ctx), device=device,
+                                train=True, sampler=sampler, seed=config.seed, channels_last=config.channels_last,
+                                augment=augment, num_workers=config.num_workers)
+    test_loader = DeviceLoader(test_ds, max(config.batch_size, 256), device=device, train=False,
+                               channels_last=config.channels_last, num_workers=config.num_workers)
+    return train_loader, test_loader
+
+
+def _evaluate(state: TrainState, eval_call, test_loader, device: torch.device, precision: str,
+              num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Test outputs and labels in the test set's order; under DDP each rank's shard, gathered on every rank."""
+    ctx = distributed.context()
+    if not ctx.enabled:
+        return evaluate(eval_call, test_loader, device=device, precision=precision)
+    distributed.broadcast_buffers_(unwrap(state.model))  # every rank evaluates rank 0's (the saved) model
+    logits, labels = evaluate(eval_call, test_loader, device=device, precision=precision)
+    parts = distributed.all_gather_objects((logits, labels))
+    n = sum(len(p[1]) for p in parts)
+    all_logits = np.empty((n, num_classes), dtype=logits.dtype)
+    all_labels = np.empty(n, dtype=labels.dtype)
+    for r, (lg, lb) in enumerate(parts):  # rank r evaluated items r, r + W, r + 2W, ...
+        all_logits[r::ctx.world_size], all_labels[r::ctx.world_size] = lg, lb
+    return all_logits, all_labels
+
+
+def _model_calls(state: TrainState, config: RunConfig, device: torch.device):
+    """(train call, eval call): DDP-wrapped and/or compiled as configured; evaluation never goes through DDP."""
+    call = state.forward if state.forward is not None else state.model
+    train_call = call
+    if distributed.context().enabled:
+        train_call = nn.parallel.DistributedDataParallel(call, device_ids=[device.index] if device.type == "cuda"
+                                                         else None)
+    if not config.compile:
+        return train_call, call
+    compiled = torch.compile(train_call)
+    return compiled, compiled if train_call is call else torch.compile(call)
+
+
 def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, device: torch.device,
         callbacks: list[Callback], loaders: tuple | None = None) -> TrainState:
-    """The loop over epochs: lr, ``set_epoch``, one epoch, evaluation, outputs and checkpoint.
+    """The loop over epochs: lr, ``set_epoch``, one epoch, evaluation, checkpoint and outputs.
 
     ``loaders``: optional ``(train_loader, test_loader)`` replacing the image loaders built from the
     datasets (anything with ``set_epoch`` and batches as in :func:`train_one_epoch`; GLAG's feature
-    loaders). The loop calls ``state.forward`` when set, else ``state.model``.
+    loaders). The loop calls ``state.forward`` when set, else ``state.model``. A checkpoint is written
+    after every epoch and, with ``config.checkpoint_every_steps = k``, after every k steps inside an
+    epoch (with the position, loss sums, probe and RNG states, so a resumed epoch replays exactly).
+    Under DDP only rank 0 writes; sums, probes and test outputs are reduced over ranks.
     """
     from tqdm import tqdm
 
+    ctx = distributed.context()
     if loaders is not None:
+        if ctx.enabled:
+            raise ValueError("custom loaders (stage='afg') do not shard over processes; run without torchrun")
         train_loader, test_loader = loaders
     else:
-        augment = None if config.augment else {}
-        train_loader = DeviceLoader(train_ds, config.batch_size, device=device, train=True,
-                                    sampler=_sampler(config, train_ds), seed=config.seed,
-                                    channels_last=config.channels_last, augment=augment, num_workers=config.num_workers)
-        test_loader = DeviceLoader(test_ds, max(config.batch_size, 256), device=device, train=False,
-                                   channels_last=config.channels_last, num_workers=config.num_workers)
+        train_loader, test_loader = _image_loaders(config, train_ds, test_ds, device)
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" and device.type == "cuda" else None
-    call = state.forward if state.forward is not None else state.model
-    model_call = torch.compile(call) if config.compile else call
+    if scaler is not None and state.scaler_state:
+        scaler.load_state_dict(state.scaler_state)
+    train_call, eval_call = _model_calls(state, config, device)
     counts = list(train_ds.class_counts)
     first = state.epoch + 1
     last = config.epochs if config.epochs_per_call is None else min(config.epochs, first + config.epochs_per_call)
     bar = tqdm(range(first, last), initial=first, total=config.epochs, desc=run_dir.name, file=sys.stderr,
-               disable=not _progress_enabled(config), leave=True)
+               disable=not (_progress_enabled(config) and ctx.is_main), leave=True)
     for epoch in bar:
         t0 = time.perf_counter()
         torch.manual_seed(config.seed * 1_000_003 + epoch + 1)
@@ -437,21 +646,36 @@ def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, 
         state.loss_fn.set_epoch(epoch, config.epochs)
         train_loader.set_epoch(epoch)
         probe = probes.GradientProbe(train_ds.num_classes, device)
-        train_model = _ModelView(state, model_call)
-        out = train_one_epoch(train_model, train_loader, device=device, precision=config.precision,
-                              mixup_alpha=config.mixup_alpha, rng=rng, probe=probe, scaler=scaler)
+        start, carry = 0, None
+        if state.position is not None and state.position["epoch"] == epoch:
+            start, carry = _resume_position(state.position, probe, rng, device)
+        state.position = None
+
+        def on_step(steps: int, sums: dict, epoch=epoch, rng=rng, probe=probe, lr=lr) -> None:
+            if steps >= len(train_loader):
+                return  # the end-of-epoch checkpoint follows
+            bad = _first_bad(sums["first_bad"])
+            if bad >= 0:  # never checkpoint a poisoned model: the last good checkpoint stays
+                _raise_non_finite(epoch, bad, lr, config, run_dir, state)
+            pos = _position(epoch, steps, sums, probe, rng, device)
+            if ctx.is_main:
+                save_checkpoint(run_dir, state, config, train_loader, position=pos, scaler=scaler)
+            state.saved = _describe(state.epoch, pos)
+
+        out = train_one_epoch(_ModelView(state, train_call), train_loader, device=device, precision=config.precision,
+                              mixup_alpha=config.mixup_alpha, rng=rng, probe=probe, scaler=scaler, start_step=start,
+                              carry=carry, on_step=on_step, every=config.checkpoint_every_steps or 0)
         if out["first_bad_step"] >= 0 or not np.isfinite(out["train_loss"]):
-            raise FloatingPointError(
-                f"loss became NaN/inf at epoch {epoch}, batch {out['first_bad_step']} (lr={lr:g}, "
-                f"precision={config.precision}); the last good checkpoint is {run_dir / 'checkpoint.pt'} "
-                f"(epoch {state.epoch}). Lower lr, use warmup_epochs, or precision='fp32'/'bf16'.")
+            _raise_non_finite(epoch, out["first_bad_step"], lr, config, run_dir, state)
         state.epoch = epoch
+        if ctx.enabled:  # each rank saw dL/dz of its local-mean loss: sum / W is the global-batch gradient
+            distributed.all_reduce_(probe.matrix).div_(ctx.world_size)
         rec = {**{f"grad_{k}": v for k, v in probe.summary().items()},
-               "weight_norm": probes.weight_norms(state.model), **probes.loss_summary(state.loss_fn)}
+               "weight_norm": probes.weight_norms(unwrap(state.model)), **probes.loss_summary(state.loss_fn)}
         state.probe_records.append(rec)
         row = None
         if (epoch + 1) % config.eval_every == 0 or epoch == config.epochs - 1:
-            logits, labels = evaluate(model_call, test_loader, device=device, precision=config.precision)
+            logits, labels = _evaluate(state, eval_call, test_loader, device, config.precision, train_ds.num_classes)
             acc_c = per_class_accuracy(logits.argmax(1), labels, train_ds.num_classes)
             shots = shot_accuracy(acc_c, counts)
             row = {"epoch": epoch, "lr": lr, "train_loss": out["train_loss"], "acc": float((logits.argmax(1) == labels).mean()),
@@ -463,17 +687,29 @@ def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, 
             state.eval_epochs.append(epoch)
             state.test_logits, state.test_labels = logits, labels
             bar.set_postfix(loss=f"{out['train_loss']:.3f}", acc=f"{row['acc']:.3f}")
-        write_outputs(run_dir, state, counts)
-        save_checkpoint(run_dir, state, config, train_loader)
-        if any(cb(epoch, row or {}, state) == "stop" for cb in callbacks):
+        if ctx.is_main:  # checkpoint first: outputs never run ahead of the checkpoint that can rewrite them
+            save_checkpoint(run_dir, state, config, train_loader, scaler=scaler)
+            write_outputs(run_dir, state, counts)
+        state.saved = _describe(epoch, None)
+        stop = ctx.is_main and any(cb(epoch, row or {}, state) == "stop" for cb in callbacks)
+        if distributed.any_rank(stop, device) if ctx.enabled else stop:
             state.stop_requested = True
             break
     bar.close()
     return state
 
 
+def _raise_non_finite(epoch: int, step: int, lr: float, config: RunConfig, run_dir: Path,
+                      state: TrainState) -> NoReturn:
+    where = f"batch {step}" if step >= 0 else "the epoch's mean"
+    raise FloatingPointError(
+        f"loss became NaN/inf at epoch {epoch}, {where} (lr={lr:g}, precision={config.precision}); the last good "
+        f"checkpoint is {run_dir / CHECKPOINTS[0]} ({state.saved}). Lower lr, use warmup_epochs, or "
+        f"precision='fp32'/'bf16'; resume=True continues from that checkpoint with the same parameters.")
+
+
 class _ModelView:
-    """TrainState whose ``model`` is the (possibly compiled) callable; the rest is shared."""
+    """TrainState whose ``model`` is the (possibly compiled / DDP-wrapped) callable; the rest is shared."""
 
     def __init__(self, state: TrainState, model_call):
         self.model, self.loss_fn, self.optimizer = model_call, state.loss_fn, state.optimizer

@@ -1,19 +1,26 @@
-"""Feature-space tools: Tukey's transform and GLAG's adaptive feature generator (stage two).
+"""Feature-space tools: feature extraction, t-SNE, Tukey's transform and GLAG's feature generator.
 
-Follows scikit-learn habits: ``__init__`` stores hyper-parameters unchanged, ``fit`` returns
-``self``, learned attributes end in ``_`` and randomness comes through ``random_state``.
+``extract_features`` / ``load_run_model`` / ``tsne`` serve the analysis notebooks (02_tsne); the
+generator is GLAG stage two. Feature-space objects follow scikit-learn habits: ``__init__`` stores
+hyper-parameters unchanged, ``fit`` returns ``self``, learned attributes end in ``_`` and randomness
+comes through ``random_state``.
 Arrays are computed in float64 numpy. Reference: reference/methods.md section 1b.
 """
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["tukey", "TailFeatureGenerator"]
+if TYPE_CHECKING:
+    import pandas as pd
 
-# extract_features(model, loader, ...) and the t-SNE wrapper are added here by a later issue.
+    from .data import LTDataset
+    from .runs import Run
+
+__all__ = ["tukey", "TailFeatureGenerator", "extract_features", "load_run_model", "run_features", "tsne"]
 
 
 def tukey(features, lam: float = 0.5):
@@ -216,3 +223,232 @@ class TailFeatureGenerator:
             draws = mu[idx][:, None, :] + np.einsum("qde,qre->qrd", chol[idx], z)
             out[(starts[idx][:, None] + np.arange(r)).reshape(-1)] = draws.reshape(-1, mu.shape[1])
         return out
+
+
+# ---------------------------------------------------------------------- extraction and t-SNE
+def _as_run(data):
+    from .runs import Run, load_run
+    if isinstance(data, Run):
+        return data
+    if isinstance(data, (str, Path)):
+        return load_run(data)
+    return None
+
+
+def _head_kind(state: dict) -> str:
+    """Head of a saved model state: LWS has ``head.scale``, linear a bias, cosine neither."""
+    if "head.scale" in state:
+        return "lws"
+    return "linear" if "head.bias" in state else "cosine"
+
+
+def load_run_model(run) -> tuple[torch.nn.Module, "LTDataset", "LTDataset"]:
+    """Rebuild a run's model from ``config.json`` + ``checkpoint.pt``: ``(model (eval, CPU), train_ds, test_ds)``.
+
+    ``run`` is a :class:`~ltlab.runs.Run` or a run directory. Data come from the engine's
+    ``load_datasets``; the model is ``create_model(config.model, head=<the checkpoint's head>)`` loaded
+    with the checkpoint weights (a second-stage run's head is read from its own checkpoint;
+    ``init_from`` is not followed, ``weights_path`` not loaded). The global torch RNG is left untouched.
+    """
+    from .config import RunConfig
+    from .engine import load_checkpoint, load_datasets
+    from .models import create_model
+    from .runs import RunFileError
+
+    run = _as_run(run)
+    if run is None:
+        raise ValueError("load_run_model: pass a Run or a run directory")
+    names = set(RunConfig.field_names())
+    params = {k: v for k, v in run.config.items() if k in names}
+    params.update(init_from=None, stage="joint", resume=False)
+    params.pop("afg_params", None)
+    config = RunConfig(**params)
+    try:
+        state = load_checkpoint(run.dir)["model"]
+    except (FileNotFoundError, ValueError) as exc:
+        raise RunFileError(f"{run.dir}: no usable checkpoint.pt ({exc}); features need the trained weights, "
+                           "which ltlab.run / the 01_train notebook write") from exc
+    train_ds, test_ds = load_datasets(config)
+    kw = {k: v for k, v in getattr(config, "model_params", {}).items() if k != "weights_path"}
+    with torch.random.fork_rng(devices=[]):
+        model = create_model(config.model, train_ds.num_classes, head=_head_kind(state),
+                             in_channels=train_ds.image_shape[0], **kw)
+    model.load_state_dict(state)
+    return model.eval(), train_ds, test_ds
+
+
+class _Backbone(torch.nn.Module):
+    """``forward = model.forward_features`` so torch.fx can trace the backbone alone."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
+
+
+def _inference_backbone(model: torch.nn.Module, channels_last: bool) -> torch.nn.Module:
+    """An eval-mode copy of the backbone with every conv + BatchNorm pair folded into one conv
+    (torch.fx ``fuse``; same maths up to float rounding) in channels-last layout (faster oneDNN convs
+    on CPU). The caller's model is not touched; models fx cannot trace fall back to the model itself.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        fast = fuse(_Backbone(model))
+    except Exception:  # noqa: BLE001 - any tracing failure: use the plain (still correct) model
+        return _Backbone(model)
+    return fast.to(memory_format=torch.channels_last) if channels_last else fast
+
+
+def extract_features(model: torch.nn.Module | None, data, split: Literal["train", "test"] = "test", *,
+                     device: str | torch.device | None = None, batch_size: int = 512,
+                     save_to: str | Path | None = None, fuse: bool = True) -> dict[str, np.ndarray]:
+    """Penultimate features, labels and outputs of a split: ``features (N, D) float32``, ``labels (N,)``,
+    ``logits (N, C) float32`` (cosine for a cosine head), in dataset order.
+
+    Batches come from :class:`ltlab.data.DeviceLoader` (``train=False``: no augmentation, data moved
+    to ``device`` once); the model runs ``forward_features`` then ``forward_head`` in eval mode under
+    ``torch.inference_mode`` (its train/eval mode is restored afterwards). ``data`` is an LTDataset
+    (``split`` then only names the saved file) or a Run / run directory: the model is rebuilt from
+    the run when ``model`` is None, the run's ``split`` is used and ``features_<split>.npz`` is written
+    atomically into the run directory. ``save_to``: a directory (gets ``features_<split>.npz``) or an
+    ``.npz`` path; overrides the run directory. ``device`` None: the model's device (a rebuilt model:
+    CUDA when available). The model is moved to ``device`` (LIB: batch 512, our choice). ``fuse``
+    (LIB default True): run the backbone as a conv+BN-folded, channels-last copy (about 1.6x faster
+    on CPU; features equal up to float rounding); False runs ``model.forward_features`` itself.
+    """
+    from .data import DeviceLoader
+    from .runs import write_npz
+
+    if split not in ("train", "test"):
+        raise ValueError(f"extract_features: split must be 'train' or 'test', got {split!r}")
+    run = _as_run(data)
+    if run is not None:
+        built, train_ds, test_ds = load_run_model(run)
+        model = built if model is None else model
+        ds = train_ds if split == "train" else test_ds
+        if device is None and model is built:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if save_to is None:
+            save_to = run.dir
+    elif model is None:
+        raise ValueError("extract_features: model is None; pass a model, or a Run as data to rebuild its model")
+    else:
+        ds = data
+    if device is None:
+        device = next(model.parameters()).device
+    device = torch.device(device)
+    model.to(device)
+    was_training = model.training
+    model.eval()
+    backbone = _inference_backbone(model, channels_last=True) if fuse else _Backbone(model)
+    loader = DeviceLoader(ds, batch_size, device=device, train=False, augment={},
+                          channels_last=fuse and len(ds.image_shape) == 3)
+    feats, outs, labels = [], [], []
+    try:
+        with torch.inference_mode():
+            for x, y in loader:
+                f = backbone(x)
+                outs.append(model.forward_head(f).float())
+                feats.append(f.float())
+                labels.append(y)
+    finally:
+        model.train(was_training)
+    result = {"features": torch.cat(feats).cpu().numpy(), "labels": torch.cat(labels).cpu().numpy(),
+              "logits": torch.cat(outs).cpu().numpy()}
+    if save_to is not None:
+        path = Path(save_to)
+        write_npz(path if path.suffix == ".npz" else path / f"features_{split}.npz", result)
+    return result
+
+
+def run_features(run, split: Literal["train", "test"] = "test", *, extract: bool = False,
+                 device: str | torch.device | None = None) -> dict[str, np.ndarray]:
+    """``features_<split>.npz`` of a run; computed (and saved) first when missing and ``extract`` is True.
+
+    Without ``extract`` a missing file raises :class:`~ltlab.runs.RunFileError` naming the producer
+    (``extract_features`` or the 02_tsne notebook with ``extract=True``).
+    """
+    run = _as_run(run)
+    if run is None:
+        raise ValueError("run_features: pass a Run or a run directory")
+    if extract and not (run.dir / f"features_{split}.npz").exists():
+        return extract_features(None, run, split, device=device)
+    return run.features(split)
+
+
+def _group_of(labels: np.ndarray, class_counts: Sequence[int] | None) -> np.ndarray:
+    from .data.longtail import shot_split
+
+    group = np.full(len(labels), "unknown", dtype=object)
+    if class_counts is not None:
+        of_class = np.full(len(class_counts), "unknown", dtype=object)
+        for name, idx in shot_split(class_counts).items():
+            of_class[idx] = name
+        group = of_class[labels]
+    return group
+
+
+def tsne(features, labels, *, class_counts: Sequence[int] | None = None, preds=None, perplexity: float = 30.0,
+         random_state: int = 0, method: Literal["auto", "opentsne", "sklearn"] = "auto", n_jobs: int = -1,
+         max_points: int | None = None, pca_dims: int = 50) -> "pd.DataFrame":
+    """2-D t-SNE of features (N, D) as a DataFrame: ``x, y, label, group, pred, correct, index``.
+
+    ``group`` is many/medium/few from the *training* ``class_counts`` (``shot_split``; "unknown"
+    without counts); ``correct`` is ``preds == labels`` (NA without ``preds``); ``index`` is the row
+    in the input. PCA to ``pca_dims`` (50, LIB/openTSNE habit) first when D is larger. ``max_points``
+    keeps a seeded random subset. method "auto" uses openTSNE (FFT gradients, faster) when
+    importable, else scikit-learn's Barnes-Hut TSNE; both PCA-initialised and seeded by
+    ``random_state``. Perplexity 30 is both libraries' default.
+    """
+    import pandas as pd
+
+    x = features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
+    y = _labels(labels)
+    if x.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"tsne: features (N, D) and labels (N,) expected, got {x.shape} and {y.shape}")
+    if method not in ("auto", "opentsne", "sklearn"):
+        raise ValueError(f"tsne: method must be 'auto', 'opentsne' or 'sklearn', got {method!r}")
+    p = None if preds is None else _labels(preds)
+    if p is not None and p.shape != y.shape:
+        raise ValueError(f"tsne: preds must have the shape of labels {y.shape}, got {p.shape}")
+    index = np.arange(len(y))
+    if max_points is not None and len(y) > max_points:
+        index = np.sort(np.random.default_rng(random_state).choice(len(y), int(max_points), replace=False))
+    x, y = x[index].astype(np.float32), y[index]
+    if len(y) < 4 or perplexity >= (len(y) - 1) / 3:
+        raise ValueError(f"tsne: perplexity={perplexity} needs more than 3 * perplexity + 1 points, got {len(y)}; "
+                         "lower the perplexity")
+    if x.shape[1] > pca_dims:
+        from sklearn.decomposition import PCA
+        x = PCA(n_components=pca_dims, random_state=random_state).fit_transform(x).astype(np.float32)
+    emb = _tsne_2d(x, perplexity, random_state, method, n_jobs)
+    df = pd.DataFrame({"x": emb[:, 0], "y": emb[:, 1], "label": y, "group": _group_of(y, class_counts),
+                       "index": index})
+    df["pred"] = pd.array(p[index], dtype="Int64") if p is not None else pd.array([pd.NA] * len(y), dtype="Int64")
+    df["correct"] = pd.array(p[index] == y if p is not None else [pd.NA] * len(y), dtype="boolean")
+    return df
+
+
+def _tsne_2d(x: np.ndarray, perplexity: float, random_state: int, method: str, n_jobs: int) -> np.ndarray:
+    if method in ("auto", "opentsne"):
+        try:
+            from openTSNE import TSNE as OpenTSNE
+        except ImportError:
+            if method == "opentsne":
+                raise ValueError("tsne: method='opentsne' needs the openTSNE package (pip install openTSNE)") from None
+        else:
+            est = OpenTSNE(n_components=2, perplexity=perplexity, initialization="pca", metric="euclidean",
+                           n_jobs=n_jobs, random_state=random_state, verbose=False)
+            return np.asarray(est.fit(x), dtype=np.float64)
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    est = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
+               random_state=random_state, n_jobs=n_jobs)
+    # sklearn's Barnes-Hut gradient uses every OpenMP thread regardless of n_jobs; cap it at n_jobs too
+    # (spinning OpenMP threads on a busy machine cost 10x)
+    with threadpool_limits(limits=n_jobs if n_jobs > 0 else None, user_api="openmp"):
+        return est.fit_transform(x).astype(np.float64)

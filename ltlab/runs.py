@@ -10,7 +10,6 @@ import io
 import json
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -37,27 +36,86 @@ def runs_root() -> Path:
 
 
 # ---------------------------------------------------------------------- atomic writes
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file + fsync + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+TEMP_SUFFIX = ".tmp"
+
+
+def path_error(what: str, exc: OSError) -> OSError:
+    """An OSError whose message names ``what`` failed and why; keeps ``errno`` (e.g. ENOSPC) for callers."""
+    err = OSError(f"{what}: {exc.strerror or exc} (check the path, free disk space and permissions)")
+    err.errno = exc.errno  # no strerror: str(err) stays our message
+    return err
+
+
+def _write_error(path: Path, exc: OSError) -> OSError:
+    return path_error(f"cannot write {path}", exc)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """fsync a directory so a rename inside it survives a power cut (no-op where unsupported)."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems (and Windows) cannot fsync a directory
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, keep_previous: str | os.PathLike | None = None) -> Path:
+    """Write ``data`` to ``path`` through a temporary file + fsync + rename + directory fsync.
+
+    ``keep_previous``: first make the current ``path`` (if any) that file, so the last two versions
+    survive (checkpoints). ``path`` exists at every moment once written (hard link, then rename; a
+    plain rename where hard links are not supported). OSErrors name the path that failed.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as exc:
-        raise OSError(f"cannot write {path}: {exc.strerror} (check free disk space and permissions)") from exc
+        raise _write_error(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if keep_previous is not None and path.exists():
+            _keep_previous(path, Path(keep_previous))
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise OSError(f"cannot write {path}: {exc.strerror} (check free disk space and permissions)") from exc
+        raise _write_error(path, exc) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _keep_previous(path: Path, previous: Path) -> None:
+    link = previous.with_name(f".{previous.name}.link{TEMP_SUFFIX}")
+    link.unlink(missing_ok=True)
+    try:
+        os.link(path, link)          # previous := current, while current stays in place
+        os.replace(link, previous)
+    except OSError:
+        link.unlink(missing_ok=True)
+        os.replace(path, previous)   # no hard links here: a short window with only the previous file
+
+
+def remove_stale_temps(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete temporary files a killed writer left in ``run_dir`` (``.<name>.*.tmp``); returns them."""
+    gone = []
+    for p in Path(run_dir).glob(f".*{TEMP_SUFFIX}"):
+        try:
+            p.unlink()
+            gone.append(p)
+        except OSError:
+            pass
+    return gone
 
 
 def write_json(path, obj: Any) -> Path:
@@ -74,11 +132,11 @@ def write_npz(path, arrays: dict[str, Any]) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def save_torch(path, obj: Any) -> Path:
+def save_torch(path, obj: Any, *, keep_previous: str | os.PathLike | None = None) -> Path:
     import torch
     buf = io.BytesIO()
     torch.save(obj, buf)
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_bytes(path, buf.getvalue(), keep_previous=keep_previous)
 
 
 # ---------------------------------------------------------------------- reading
@@ -97,24 +155,45 @@ def read_npz(path: Path, producer: str = "re-run training to produce it") -> dic
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise RunFileError(f"{path} is corrupt or truncated ({exc}); {producer}") from exc
+    except Exception as exc:  # noqa: BLE001 - a damaged zip raises BadZipFile, zlib.error, EOFError, ValueError, ...
+        raise RunFileError(f"{path} is corrupt, truncated or unreadable ({type(exc).__name__}: {exc}); "
+                           f"{producer}") from exc
 
 
 def read_metrics(path: Path) -> pd.DataFrame:
     _need(path, "it is written by ltlab.run after every evaluated epoch")
     try:
         df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise RunFileError(f"{path} is corrupt or truncated ({exc}); resume the run with resume=True") from exc
+    except Exception as exc:  # noqa: BLE001 - ParserError, EmptyDataError, UnicodeDecodeError, OSError, ...
+        raise RunFileError(f"{path} is corrupt, truncated or unreadable ({type(exc).__name__}: {exc}); "
+                           "resume the run with resume=True to rewrite it") from exc
     missing = [c for c in METRIC_COLUMNS if c not in df.columns]
     if missing:
-        raise RunFileError(f"{path} lacks columns {missing}; it was not written by ltlab.run")
+        raise RunFileError(f"{path} lacks columns {missing}; it is truncated or was not written by ltlab.run")
     try:
-        df = df.astype({c: float for c in METRIC_COLUMNS if c != "epoch"}).astype({"epoch": int})
-    except (ValueError, TypeError) as exc:
-        raise RunFileError(f"{path} holds non-numeric values ({exc}); it is corrupt or truncated") from exc
+        df = df.astype({c: float for c in METRIC_COLUMNS if c != "epoch"})
+        gaps = df[["epoch", "lr", "train_loss", "acc", "seconds"]].isna().any(axis=1)  # never NaN when written
+        if gaps.any():
+            raise ValueError(f"row {int(np.flatnonzero(gaps.to_numpy())[0]) + 1} has missing fields")
+        df = df.astype({"epoch": int})
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise RunFileError(f"{path} holds missing or non-numeric values ({exc}); it is corrupt or truncated") from exc
     return df
+
+
+def read_json(path: Path, producer: str = "it is written by ltlab.run when the run starts") -> Any:
+    _need(path, producer)
+    try:
+        return json.loads(path.read_bytes().decode())
+    except Exception as exc:  # noqa: BLE001 - JSONDecodeError, UnicodeDecodeError, OSError
+        raise RunFileError(f"{path} is corrupt, truncated or unreadable ({type(exc).__name__}: {exc})") from exc
+
+
+def read_config(path: Path) -> dict:
+    config = read_json(path)
+    if not isinstance(config, dict):
+        raise RunFileError(f"{path} holds a {type(config).__name__}, not the run's parameters; it is corrupt")
+    return config
 
 
 @dataclass
@@ -137,6 +216,8 @@ class Run:
 
     def summary(self) -> dict[str, float]:
         """Last evaluated epoch's overall and many/medium/few accuracy."""
+        if not len(self.metrics):
+            raise RunFileError(f"{self.dir / 'metrics.csv'} has no evaluated epoch yet")
         last = self.metrics.iloc[-1]
         return {k: float(last[k]) for k in ("epoch", "acc", "acc_many", "acc_medium", "acc_few")}
 
@@ -157,11 +238,7 @@ def load_run(path: str | os.PathLike) -> Run:
             d = alt
         else:
             raise RunFileError(f"run directory {d} does not exist (looked in {runs_root()} too)")
-    cfg_path = _need(d / "config.json", "it is written by ltlab.run when the run starts")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunFileError(f"{cfg_path} is corrupt ({exc})") from exc
+    config = read_config(d / "config.json")
     metrics = read_metrics(d / "metrics.csv")
     per_class = read_npz(d / "per_class.npz")
     probes = read_npz(d / "probes.npz") if (d / "probes.npz").exists() else {}
@@ -175,11 +252,12 @@ def list_runs(root: str | os.PathLike | None = None) -> pd.DataFrame:
     for d in sorted(p for p in root.glob("*") if (p / "metrics.csv").exists()):
         try:
             r = load_run(d)
+            summary = r.summary()
         except RunFileError:
             continue
         c = r.config
         rows.append({"run_id": d.name, "dataset": c.get("dataset"), "loss": c.get("loss"),
-                     "imbalance_factor": c.get("imbalance_factor"), "seed": c.get("seed"), **r.summary()})
+                     "imbalance_factor": c.get("imbalance_factor"), "seed": c.get("seed"), **summary})
     return pd.DataFrame(rows)
 
 
@@ -209,9 +287,11 @@ def results_table(paths: Iterable[str | os.PathLike | Run] | str | os.PathLike |
         ours = {k: v for k, v in zip(SHOTS, (r.summary()[m] for m in ("acc", "acc_many", "acc_medium", "acc_few")))}
         if post:
             saved = r.dir / f"posthoc_{post}.json"
-            if not saved.exists():
-                raise RunFileError(f"{saved} is missing; run ltlab.stages.apply_posthoc({str(r.dir)!r}) first")
-            ours = {k: json.loads(saved.read_text())[k] for k in SHOTS}
+            saved_result = read_json(saved, f"run ltlab.stages.apply_posthoc({str(r.dir)!r}) first")
+            missing = [k for k in SHOTS if k not in saved_result]
+            if missing:
+                raise RunFileError(f"{saved} lacks {missing}; run ltlab.stages.apply_posthoc({str(r.dir)!r}) again")
+            ours = {k: saved_result[k] for k in SHOTS}
         reported = c.get("reported") or {}
         row = {"run": r.dir.name, "method": c.get("method") or c.get("loss"), "stage": c.get("stage", "joint"),
                "dataset": c.get("dataset"), "imbalance_factor": c.get("imbalance_factor"), "model": c.get("model"),

@@ -25,7 +25,8 @@ from .runs import Run, load_run, write_json
 # what a stage two takes over from its stage one (it must see the same data through the same model)
 INHERITED = ("dataset", "root", "imbalance_factor", "imbalance_profile", "data_seed", "dataset_params",
              "val_per_class", "model", "model_params", "seed", "device", "precision", "channels_last", "compile",
-             "num_workers", "eval_every", "progress", "method", "preset")
+             "num_workers", "eval_every", "progress", "method", "preset", "sync_bn",
+             "checkpoint_every_steps")
 
 
 def _run(run: Run | str | os.PathLike) -> Run:

@@ -111,3 +111,38 @@ def test_load_run_errors(tmp_path):
     (d / "metrics.csv").unlink()
     with pytest.raises(RunFileError, match="metrics.csv is missing"):
         load_run(d)
+
+
+# ---------------------------------------------------------------------- mid-epoch checkpoints (issue 9)
+SMALL = dict(dataset="synthetic_lt", dataset_params={"num_classes": 4, "n_max": 40}, imbalance_factor=4,
+             model="convnet_small", model_params={"width": 8}, epochs=3, batch_size=16, lr=0.05, device="cpu",
+             progress=False)  # 90 training images: 6 steps per epoch
+
+
+def test_mid_epoch_checkpoint_resumes_exactly(tmp_path):
+    """A run resumed from a mid-epoch checkpoint (mixup RNG, GALA buffers, probe, loss sums) ends bit-identical."""
+    import shutil
+    cfg = {**SMALL, "loss": "gala", "mixup_alpha": 1.0, "checkpoint_every_steps": 2}
+    full = ltlab.run({**cfg, "run_dir": str(tmp_path / "full")})
+    part = tmp_path / "part"
+    shutil.copytree(full.dir, part)
+    # the last epoch's mid-epoch checkpoint (step 4 of epoch 2) is now the previous one: make it the newest
+    shutil.copy(part / "checkpoint_prev.pt", part / "checkpoint.pt")
+    ckpt = load_checkpoint(part)
+    assert ckpt["epoch"] == 1 and ckpt["position"]["epoch"] == 2 and ckpt["position"]["step"] == 4
+    resumed = ltlab.run({**cfg, "run_dir": str(part), "resume": True, "checkpoint_every_steps": None})
+    a, b = load_checkpoint(full.dir), load_checkpoint(part)
+    for key in ("model", "loss"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+    pd.testing.assert_frame_equal(full.metrics.drop(columns="seconds"), resumed.metrics.drop(columns="seconds"))
+    for k in full.probes:
+        np.testing.assert_array_equal(full.probes[k], resumed.probes[k], err_msg=k)
+
+
+def test_only_a_previous_checkpoint_still_holds_a_run(tmp_path):
+    d = tmp_path / "r"
+    ltlab.run({**SMALL, "epochs": 1, "run_dir": str(d)})
+    (d / "checkpoint.pt").rename(d / "checkpoint_prev.pt")
+    (d / "metrics.csv").unlink()
+    with pytest.raises(ValueError, match=r"already holds a run \(checkpoint_prev.pt\)"):
+        ltlab.run({**SMALL, "epochs": 1, "run_dir": str(d)})

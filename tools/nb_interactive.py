@@ -8,11 +8,11 @@ WIDGETS = [
            "2. **Schedule explorer**: GLAG alpha(T) and beta, ALA DF/QF, GCL cloud widths, DRW weights.\n"
            "3. **Training panel**: start a short run, watch loss and many/medium/few accuracy per epoch, "
            "stop it cleanly (the checkpoint is kept, the run can be resumed)."),
-    ("code", '''run_dir = None          # a run directory with saved test logits; None = tiny digits run in a temp dir
+    ("code", '''run_dir = None          # a run directory with saved test logits; None means tiny digits run in a temp dir
 tiny_epochs = 5         # epochs of that tiny run
 features = "extract"    # tau-normalisation features: auto (features_test.npz) | extract (from checkpoint.pt) | none
 train_epochs = 5        # starting value of the training panel's epochs slider
-train_root = None       # where the training panel writes its runs; None = runs/
+train_root = None       # where the training panel writes its runs; None means runs/
 autostart = False       # start the training panel's run right away and wait for it (used by the tests)
 device = "auto"         # auto | cpu | cuda''', "parameters"),
     ("code", '''import tempfile
@@ -57,8 +57,8 @@ grid = {"loss": ["ce", "balanced_softmax", "logit_adjusted"]}  # name -> values 
 seeds = [0, 1, 2]               # every grid point runs once per seed
 base_params = {"dataset": "digits_lt", "epochs": 10, "batch_size": 64, "lr": 0.05, "progress": False}
 parallel = 2                    # runs side by side
-out_root = None                 # run directories; None = runs/sweep_07
-table = None                    # CSV/LaTeX output stem; None = <out_root>/results''', "parameters"),
+out_root = None                 # run directories; None means runs/sweep_07
+table = None                    # CSV/LaTeX output stem; None means <out_root>/results''', "parameters"),
     ("code", '''from pathlib import Path
 
 import pandas as pd
@@ -92,7 +92,7 @@ FIGURES = [
            "(or reuse) the small Fashion-MNIST-LT runs under `runs/figures_<loss>/`."),
     ("code", '''run_dirs = None                  # {legend: run directory}, legends as in tools/make_figures.py:
                                  # CE, GraLoss (GLAG), GCL, ALA (DRW), GALA, GHM-CWAP
-                                 # None = train or reuse runs/figures_<loss> (Fashion-MNIST-LT, IF 100)
+                                 # None means train or reuse runs/figures_<loss> (Fashion-MNIST-LT, IF 100)
 epochs = 6                       # epochs of those runs when they are trained here (~10 min on 2 CPU cores)
 output_dir = "figures"           # relative paths are taken from the project root
 formats = ["png", "svg", "pdf"]  # static formats written for every figure

@@ -22,29 +22,42 @@ def _mix_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def crop_flip(x: torch.Tensor, crop_padding: int, flip: bool, generator: torch.Generator | None) -> torch.Tensor:
-    """Random crop with zero padding and random horizontal flip, per image, on x's device.
+def _crop_flip_index(B: int, H: int, W: int, p: int, flip: bool, generator: torch.Generator | None,
+                     device: torch.device) -> torch.Tensor | None:
+    """Flat source positions (B, H * W) into each (H + 2p) x (W + 2p) zero-padded image; None: identity.
 
-    x: (B, C, H, W) any dtype. Offsets uniform in 0..2*crop_padding (torchvision RandomCrop(padding=p));
-    flip with probability 1/2 (RandomHorizontalFlip). Two gathers, no Python loop over images.
+    Draws, in this order, the row offsets (B, 1) and column offsets (B, 1) uniform in 0..2p (when p > 0),
+    then the flips (B, 1) with probability 1/2 (when ``flip``): the stream that :func:`crop_flip` consumes.
     """
-    if crop_padding <= 0 and not flip:
-        return x
-    B, C, H, W = x.shape
-    dev, p = x.device, max(int(crop_padding), 0)
-    ar_h, ar_w = torch.arange(H, device=dev), torch.arange(W, device=dev)
+    if p <= 0 and not flip:
+        return None
+    ar_h, ar_w = torch.arange(H, device=device), torch.arange(W, device=device)
     if p > 0:
-        x = F.pad(x, (p, p, p, p))
-        oy = torch.randint(0, 2 * p + 1, (B, 1), device=dev, generator=generator)
-        ox = torch.randint(0, 2 * p + 1, (B, 1), device=dev, generator=generator)
+        oy = torch.randint(0, 2 * p + 1, (B, 1), device=device, generator=generator)
+        ox = torch.randint(0, 2 * p + 1, (B, 1), device=device, generator=generator)
         rows, cols = oy + ar_h, ox + ar_w  # (B, H), (B, W)
     else:
         rows, cols = ar_h.expand(B, H), ar_w.expand(B, W)
     if flip:
-        f = torch.rand(B, 1, device=dev, generator=generator) < 0.5
+        f = torch.rand(B, 1, device=device, generator=generator) < 0.5
         cols = torch.where(f, cols.flip(1), cols)
-    x = x.gather(2, rows[:, None, :, None].expand(B, C, H, x.shape[3]))
-    return x.gather(3, cols[:, None, None, :].expand(B, C, H, W))
+    return (rows[:, :, None] * (W + 2 * p) + cols[:, None, :]).reshape(B, H * W)
+
+
+def crop_flip(x: torch.Tensor, crop_padding: int, flip: bool, generator: torch.Generator | None) -> torch.Tensor:
+    """Random crop with zero padding and random horizontal flip, per image, on x's device.
+
+    x: (B, C, H, W) any dtype. Offsets uniform in 0..2*crop_padding (torchvision RandomCrop(padding=p));
+    flip with probability 1/2 (RandomHorizontalFlip). One gather, no Python loop over images.
+    """
+    B, C, H, W = x.shape
+    p = max(int(crop_padding), 0)
+    idx = _crop_flip_index(B, H, W, p, flip, generator, x.device)
+    if idx is None:
+        return x
+    if p > 0:
+        x = F.pad(x, (p, p, p, p))
+    return x.flatten(2).gather(2, idx[:, None, :].expand(B, C, H * W)).view(B, C, H, W)
 
 
 class DeviceLoader:
@@ -111,7 +124,8 @@ class DeviceLoader:
             order = torch.arange(n, device=self.device)
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            yield self._prepare(self.images[idx], g), self.targets[idx]
+            # index_select: a row gather, much faster on CPU than advanced indexing (same values)
+            yield self._prepare(self.images.index_select(0, idx), g), self.targets.index_select(0, idx)
 
     def _iter_lazy(self, g: torch.Generator, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         sampler = self.sampler

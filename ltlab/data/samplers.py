@@ -12,6 +12,8 @@ from typing import Any, Iterator, Literal, Sequence
 import numpy as np
 import torch
 
+from .loaders import _mix_seed
+
 SamplerName = Literal["instance", "class_balanced", "sqrt", "effective_number", "cben", "progressive", "class_aware"]
 
 
@@ -202,3 +204,60 @@ def create_sampler(name: SamplerName, targets: Sequence[int], **kw: Any) -> torc
     if name == "class_aware":
         return ClassAwareSampler(targets, **kw)
     return WeightedClassSampler(name, targets, **kw)
+
+
+class ShardedSampler(torch.utils.data.Sampler):
+    """Rank ``rank``'s share of the single-process index order (keeps the base sampler's class probabilities).
+
+    The global order of an epoch is ``list(base)`` after ``base.set_epoch(epoch)`` or, with ``base=None``,
+    the permutation :class:`~ltlab.data.DeviceLoader` draws itself (``torch.randperm`` seeded from
+    (seed, epoch) on ``device``). Global batch t = ``order[t*B:(t+1)*B]`` (B = global ``batch_size``) is
+    cut into ``world_size`` contiguous blocks of ``len(batch) // world_size`` and rank r takes block r.
+    Every rank thus takes the same number of steps with equal local batches; only the last, partial
+    batch of an epoch loses its ``len % world_size`` trailing items (LIB).
+    """
+
+    def __init__(self, base: torch.utils.data.Sampler | None, num_items: int, *, rank: int, world_size: int,
+                 batch_size: int, seed: int = 0, device: str | torch.device = "cpu",
+                 targets: np.ndarray | None = None) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"global batch_size={batch_size} must be divisible by world_size={world_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in 0..{world_size - 1}, got {rank}")
+        self.base, self.num_items, self.rank, self.world_size = base, int(num_items), int(rank), int(world_size)
+        self.batch_size, self.seed, self.device, self.epoch = int(batch_size), int(seed), torch.device(device), 0
+        self._targets = targets
+
+    @property
+    def class_probs(self) -> np.ndarray:
+        """The base sampler's class probabilities (instance sampling n_c / N without a base)."""
+        if self.base is not None:
+            return self.base.class_probs
+        return class_sampling_probs("instance", np.bincount(np.asarray(self._targets)))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if self.base is not None and hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def global_order(self) -> torch.Tensor:
+        """The single-process order of this epoch (int64, on CPU)."""
+        if self.base is not None:
+            return torch.as_tensor(list(self.base), dtype=torch.int64)
+        g = torch.Generator(device=self.device).manual_seed(_mix_seed(self.seed, self.epoch))
+        return torch.randperm(self.num_items, device=self.device, generator=g).cpu()
+
+    def _total(self) -> int:
+        return len(self.base) if self.base is not None else self.num_items
+
+    def __len__(self) -> int:
+        full, last = divmod(self._total(), self.batch_size)
+        return full * (self.batch_size // self.world_size) + last // self.world_size
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.global_order()
+        out = []
+        for start in range(0, len(order), self.batch_size):
+            chunk = len(order[start:start + self.batch_size]) // self.world_size
+            out.append(order[start + self.rank * chunk:start + (self.rank + 1) * chunk])
+        return iter(torch.cat(out).tolist() if out else [])

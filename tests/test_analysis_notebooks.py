@@ -1,0 +1,75 @@
+"""Analysis notebooks 02-05 run headless under papermill on tiny runs and export every expected figure."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import ltlab
+
+NB = Path(__file__).resolve().parent.parent / "notebooks"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nb_runs")
+    kw = dict(dataset="digits_lt", epochs=2, batch_size=64, device="cpu", progress=False)
+    return {name: ltlab.run(loss=name, run_dir=str(root / name), **kw) for name in ("ce", "gala", "ghm_cwap")}
+
+
+def _execute(name: str, params: dict, tmp_path: Path) -> dict:
+    import papermill as pm
+
+    out = tmp_path / name
+    pm.execute_notebook(str(NB / name), str(out), parameters=params, cwd=str(NB), progress_bar=False,
+                        log_output=False)
+    return json.loads(out.read_text())
+
+
+def _check(out_dir: Path, names: list[str], export: bool) -> None:
+    if export:
+        assert sorted(p.name for p in out_dir.iterdir()) == sorted(f"{n}.png" for n in names)
+
+
+def _params(tmp_path: Path, **kw) -> dict:
+    return {"output_dir": str(tmp_path / "figs"), "formats": ["png"], "export": CHROMIUM is not None, **kw}
+
+
+def test_02_tsne_extracts_and_exports(runs, tmp_path):
+    dirs = [str(runs["ce"].dir), str(runs["gala"].dir)]
+    assert not (runs["ce"].dir / "features_test.npz").exists()
+    p = _params(tmp_path, run_dirs=dirs, labels=["CE", "GALA"], extract=True, max_points=300, perplexity=10)
+    nb = _execute("02_tsne.ipynb", p, tmp_path)
+    assert (runs["ce"].dir / "features_test.npz").exists()
+    assert any(o.get("output_type") == "display_data" for c in nb["cells"] for o in c.get("outputs", []))
+    _check(tmp_path / "figs", ["tsne_CE", "tsne_GALA", "tsne_side_by_side"], p["export"])
+
+
+def test_03_per_class_accuracy(runs, tmp_path):
+    p = _params(tmp_path, run_dirs=[str(runs[k].dir) for k in ("ce", "gala", "ghm_cwap")])
+    _execute("03_per_class_accuracy.ipynb", p, tmp_path)
+    _check(tmp_path / "figs", ["per_class_accuracy", "accuracy_over_epochs", "confusion_ce", "confusion_gala",
+                               "confusion_ghm_cwap"], p["export"])
+
+
+def test_04_gradient_ratios(runs, tmp_path):
+    p = _params(tmp_path, run_dirs=[str(runs["ce"].dir), str(runs["gala"].dir)])
+    _execute("04_gradient_ratios.ipynb", p, tmp_path)
+    _check(tmp_path / "figs", ["gradient_ratio_by_class", "gradient_ratio_curves", "weight_norms",
+                               "gradient_heatmap_ce", "gradient_heatmap_gala", "gala_theta_phi_gala"], p["export"])
+
+
+def test_05_schedules_needs_no_run(tmp_path):
+    # defaults: no run directories at all (synthetic GHM-CWAP histogram and GLAG beta illustration);
+    # the run-based branches are the same builders, tested with runs in test_plotting.py
+    p = _params(tmp_path, n_max=200, num_classes=5, num_epochs=20, glag_generation_epochs=6, drw_start=16)
+    nb = _execute("05_schedules.ipynb", p, tmp_path)
+    text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    assert "class counts: [200, 63, 20, 6, 2]" in text
+    _check(tmp_path / "figs", ["glag_schedule", "ala_factors", "gcl_cloud_widths", "ghm_cwap_bins", "drw_weights"],
+           p["export"])
