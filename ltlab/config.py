@@ -21,6 +21,8 @@ _CHOICES = {
     "backbone_mode": ("eval", "train"),
 }
 REPORTED_KEYS = ("overall", "many", "medium", "few")
+# RunConfig.compile: off, torch.compile's default mode, or a named mode ("reduce-overhead" = CUDA graphs)
+COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 POSTHOC_METHODS = {"pn": ("tau",), "logit_adjust": ("tau",), "tau_norm": ("select_on", "taus")}
 
 # fields that may change between an interrupted run and its resumption
@@ -84,7 +86,7 @@ class RunConfig:
     device: str = "auto"                  # auto | cpu | cuda
     precision: str = "fp32"               # fp32 | bf16 | fp16 (autocast)
     channels_last: bool = False
-    compile: bool = False                 # torch.compile the model
+    compile: bool | str = False           # torch.compile the model: True, or a mode: "reduce-overhead" (CUDA graphs), "max-autotune"
     num_workers: int = 0                  # DataLoader workers (file_list sets only)
     eval_every: int = 1                   # evaluate every k epochs (and always after the last)
     sync_bn: bool = False                 # multi-GPU (torchrun, CUDA): SyncBatchNorm, statistics over the global batch
@@ -190,6 +192,9 @@ class RunConfig:
         self._validate_documentation()
         if not isinstance(self.sync_bn, bool):
             self._fail("sync_bn", "must be True or False")
+        if self.compile not in COMPILE_MODES:
+            self._fail("compile", f"must be True, False or one of the torch.compile modes "
+                                  f"{[m for m in COMPILE_MODES if isinstance(m, str)]}")
         if self.resume and not self.run_dir:
             self._fail("resume", "resume=True needs run_dir=<the interrupted run's directory>")
         return self
