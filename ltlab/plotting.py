@@ -177,6 +177,19 @@ def _log_y(fig: go.Figure, values, **where: Any) -> None:
     fig.update_yaxes(type="log", **ticks, **where)
 
 
+def _per_class_figure(runs, labels, what: str):
+    """Shared start of the per-class line figures: runs (same classes, else an error naming ``what``),
+    their legend names, training counts, class order by count, class names, and a figure with the
+    count bars on its log-scaled right axis."""
+    runs = _runs(runs)
+    check_same_classes(runs, what)
+    counts = np.asarray(runs[0].class_counts)
+    order = _order(counts)
+    fig = _count_axis_figure()
+    _count_bars(fig, counts[order])
+    return runs, run_labels(runs, labels), counts, order, run_class_names(runs[0], len(counts)), fig
+
+
 def _count_axis_figure() -> go.Figure:
     """Figure with a log training-count axis on the right drawn *below* the left axis (so lines stay on top).
 
@@ -237,14 +250,7 @@ def per_class_accuracy_curve(runs, labels: Sequence[str] | None = None, epoch: i
     Training counts as grey bars on a log-scaled right axis; many/medium/few ranges shaded
     (baselines.md 1.2 split). ``epoch`` indexes the evaluated epochs (default the last).
     """
-    runs = _runs(runs)
-    check_same_classes(runs, "per_class_accuracy_curve")
-    names = run_labels(runs, labels)
-    counts = np.asarray(runs[0].class_counts)
-    order = _order(counts)
-    cls = run_class_names(runs[0], len(counts))
-    fig = _count_axis_figure()
-    _count_bars(fig, counts[order])
+    runs, names, counts, order, cls, fig = _per_class_figure(runs, labels, "per_class_accuracy_curve")
     for i, (r, name) in enumerate(zip(runs, names)):
         acc = np.asarray(r.per_class["acc"])[epoch][order]
         fig.add_scatter(x=np.arange(len(order)), y=acc, mode="lines+markers", name=f"{name} ({np.nanmean(acc):.3f})",
@@ -396,14 +402,7 @@ def gradient_ratio_heatmap(run, epoch: int = -1, normalize: bool = True) -> go.F
 
 def weight_norms(runs, labels: Sequence[str] | None = None, epoch: int = -1) -> go.Figure:
     """L2 norm of each class's classifier weight vs class sorted by training count, runs as lines."""
-    runs = _runs(runs)
-    check_same_classes(runs, "weight_norms")
-    names = run_labels(runs, labels)
-    counts = np.asarray(runs[0].class_counts)
-    order = _order(counts)
-    cls = run_class_names(runs[0], len(counts))
-    fig = _count_axis_figure()
-    _count_bars(fig, counts[order])
+    runs, names, counts, order, cls, fig = _per_class_figure(runs, labels, "weight_norms")
     for i, (r, name) in enumerate(zip(runs, names)):
         fig.add_scatter(x=np.arange(len(order)), y=_probe(r, "weight_norm")[epoch][order], mode="lines+markers",
                         name=name, line=dict(color=PALETTE[i % len(PALETTE)], width=2.5), secondary_y=True)
@@ -439,7 +438,11 @@ def gala_theta_phi(run, epoch: int = -1) -> go.Figure:
                         line=dict(color=colors[k], width=2), row=1, col=2,
                         hovertemplate=f"{cls[c]} (n={counts[c]})<br>theta %{{y:.3g}}<extra></extra>")
     _group_bands(fig, counts[order], row=1, col=1)
-    _style(fig, f"GALA accumulated gradients ({run_labels([run])[0]})", margin=dict(l=70, r=20, t=80, b=60))
+    same = np.allclose(theta[epoch], phi[epoch], rtol=1e-6)
+    note = ("<br><sup>theta = phi: with a softmax, a sample's positive gradient 1 - p_y equals the sum of the "
+            "negative gradients it sends to the other classes</sup>" if same else "")
+    _style(fig, f"GALA accumulated gradients ({run_labels([run])[0]}){note}",
+           margin=dict(l=70, r=20, t=100 if same else 80, b=60))
     fig.update_xaxes(title="class (sorted by training count)", row=1, col=1, **_rank_axis(np.asarray(cls)[order]))
     fig.update_xaxes(title="epoch", row=1, col=2, **_epoch_ticks(len(theta)))
     _log_y(fig, np.concatenate([_positive(theta[epoch]), _positive(phi[epoch])]), row=1, col=1)

@@ -27,3 +27,14 @@ def digits_ds():
     """sklearn digits, long-tailed train split with imbalance factor 10 (503 images, 8x8 grey)."""
     from ltlab.data import get_dataset
     return get_dataset("digits_lt", imbalance_factor=10)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test: as fast as it gets on a loaded 2-core box, and the same
+    as the worker processes these tests start."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

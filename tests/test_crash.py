@@ -21,12 +21,7 @@ TINY = dict(dataset="synthetic_lt", dataset_params={"num_classes": 4, "n_max": 4
             progress=False, loss="gala", mixup_alpha=1.0, checkpoint_every_steps=1)  # 6 steps per epoch
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _train(cfg: dict) -> None:  # runs in a forked child

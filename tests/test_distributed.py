@@ -32,13 +32,7 @@ BASE = dict(dataset="synthetic_lt", dataset_params={"num_classes": 4, "n_max": 4
             progress=False, augment=False)  # 90 training images (40, 25, 15, 10), 80 test images
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: as fast as it gets on a loaded 2-core box, and the same as the worker processes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -28,12 +28,7 @@ TINY = dict(dataset="synthetic_lt", dataset_params={"num_classes": 4, "n_max": 4
             progress=False)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _train_cli(tmp_path: Path, capsys, preset: dict) -> tuple[int, str]:
