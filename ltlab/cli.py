@@ -57,15 +57,17 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def resolve_paths(params: dict[str, Any], base: str | Path) -> dict[str, Any]:
-    """``root`` and the list / weights paths in ``dataset_params`` / ``model_params`` made absolute against ``base``."""
+    """``root``, ``run_dir``, ``init_from`` and the list / weights paths in ``dataset_params`` /
+    ``model_params`` made absolute against ``base`` (a notebook's kernel runs in ``notebooks/``)."""
     def fix(v):
         if not isinstance(v, str) or not v or Path(v).expanduser().is_absolute():
             return v
         return str(Path(base) / Path(v).expanduser())
 
     out = dict(params)
-    if out.get("root") is not None:
-        out["root"] = fix(out["root"])
+    for key in ("root", "run_dir", "init_from"):
+        if out.get(key) is not None:
+            out[key] = fix(out[key])
     for key in ("dataset_params", "model_params"):
         if isinstance(out.get(key), dict):
             out[key] = {k: fix(v) if k in _PATH_KEYS else v for k, v in out[key].items()}
