@@ -151,15 +151,16 @@ def fmt_table(header: list[str], rows: list[list[str]]) -> str:
 
 def ltlab_state(model: str, num_classes: int, class_counts, device: torch.device, channels_last: bool,
                 compile_model: bool = False) -> TrainState:
-    """Model, CE loss and SGD(foreach=True) built as ``ltlab.engine.run`` builds them (seed 0).
+    """Model, CE loss and SGD (``ltlab.engine.make_sgd``) built as ``ltlab.engine.run`` builds them (seed 0).
 
     CE ignores ``class_counts`` (clipped at 1 so that a shortened set with empty classes builds)."""
     torch.manual_seed(0)
     net = create_model(model, num_classes).to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}  # as ltlab.engine.make_sgd
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4, **fast)
+    from ltlab.config import RunConfig
+    from ltlab.engine import make_sgd
+    opt = make_sgd(net.parameters(), RunConfig(lr=0.1, momentum=0.9, weight_decay=2e-4), device)
     state = TrainState(model=net, loss_fn=create_loss("ce", [max(int(c), 1) for c in class_counts]).to(device), optimizer=opt)
     if compile_model:
         state.model = torch.compile(net)

@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import reference_loop as ref  # noqa: E402
 
 from ltlab import RunConfig, run  # noqa: E402
-from ltlab.data import get_dataset, shot_split  # noqa: E402
+from ltlab.data import get_dataset  # noqa: E402
 from ltlab.data.sources import FASHION_ROOT  # noqa: E402
-from ltlab.metrics import per_class_accuracy  # noqa: E402
 from ltlab.models import create_model  # noqa: E402
+from ltlab.stages import shot_scores  # noqa: E402
 
 
 def recipe(epochs: int) -> dict:
@@ -41,11 +41,9 @@ def recipe(epochs: int) -> dict:
 
 
 def groups(preds: np.ndarray, labels: np.ndarray, counts) -> dict[str, float]:
-    acc_c = per_class_accuracy(preds, labels, len(counts))
-    out = {"acc": float((preds == labels).mean())}
-    for g, idx in shot_split(counts).items():
-        out[f"acc_{g}"] = float(np.mean(acc_c[idx])) if len(idx) else float("nan")
-    return out
+    """``ltlab.stages.shot_scores`` under the keys of ``Run.summary()`` (acc, acc_many, ...)."""
+    s = shot_scores(preds, labels, counts)
+    return {"acc": s.pop("overall"), **{f"acc_{k}": v for k, v in s.items()}}
 
 
 def ltlab_run(args, out: Path, loss: str = "ce", precision: str = "fp32", channels_last: bool = False,
