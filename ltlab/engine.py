@@ -67,6 +67,7 @@ class TrainState:
     position: dict | None = None                      # mid-epoch resume point from a checkpoint (see fit)
     scaler_state: dict | None = None                  # fp16 GradScaler state from a checkpoint
     saved: str = "none yet"                           # what the newest checkpoint holds (for error messages)
+    checkpoint_epoch: int = -1                        # state.epoch when this process last wrote/read a checkpoint
 
 
 # ---------------------------------------------------------------------- one epoch
@@ -384,25 +385,51 @@ def save_checkpoint(run_dir: Path, state: TrainState, config: RunConfig, loader:
     ckpt = {
         "epoch": state.epoch, "model": unwrap(state.model).state_dict(), "optimizer": state.optimizer.state_dict(),
         "loss": state.loss_fn.state_dict(), "fingerprint": config.fingerprint(), "ltlab_version": __version__,
-        "history": {"metrics": state.metrics, "per_class": state.per_class, "eval_epochs": state.eval_epochs,
-                    "probe_records": state.probe_records, "test_logits": state.test_logits,
-                    "test_labels": state.test_labels},
+        "history": _tensors({"metrics": state.metrics, "per_class": state.per_class, "eval_epochs": state.eval_epochs,
+                             "probes": probes.stack_epochs(state.probe_records), "probe_epochs": len(state.probe_records),
+                             "test_logits": state.test_logits, "test_labels": state.test_labels}),
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
         "extras": {k: v.state_dict() for k, v in state.extras.items()},
         "scaler": scaler.state_dict() if scaler is not None else None,
         "position": position, "world_size": distributed.context().world_size,
     }
     save_torch(run_dir / CHECKPOINTS[0], ckpt, keep_previous=run_dir / CHECKPOINTS[1])
+    state.checkpoint_epoch = state.epoch
+
+
+def _tensors(obj: Any) -> Any:
+    """numpy arrays inside dicts/lists as torch tensors (torch.save writes a few large tensors far faster than
+    it pickles numpy arrays or many small tensors); :func:`_arrays` undoes it. The probe history goes in
+    stacked (:func:`ltlab.probes.stack_epochs`), a handful of tensors instead of several per epoch."""
+    if isinstance(obj, np.ndarray) and (obj.dtype.kind in "bifc" or obj.dtype == np.uint8):
+        return torch.from_numpy(obj if obj.flags.c_contiguous else obj.copy())
+    if isinstance(obj, dict):
+        return {k: _tensors(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_tensors(v) for v in obj]
+    return obj
+
+
+def _arrays(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    if isinstance(obj, dict):
+        return {k: _arrays(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_arrays(v) for v in obj]
+    return obj
 
 
 def restore(state: TrainState, ckpt: dict) -> None:
     unwrap(state.model).load_state_dict(ckpt["model"])
     state.optimizer.load_state_dict(ckpt["optimizer"])
     state.loss_fn.load_state_dict(ckpt["loss"])
-    h = ckpt["history"]
-    state.epoch = int(ckpt["epoch"])
+    h = _arrays(ckpt["history"])
+    state.epoch = state.checkpoint_epoch = int(ckpt["epoch"])
     state.metrics, state.per_class, state.eval_epochs = list(h["metrics"]), list(h["per_class"]), list(h["eval_epochs"])
-    state.probe_records, state.test_logits, state.test_labels = list(h["probe_records"]), h["test_logits"], h["test_labels"]
+    state.probe_records = (list(h["probe_records"]) if "probe_records" in h  # checkpoints before 2026-11-26
+                           else probes.unstack_epochs(h["probes"], int(h["probe_epochs"])))
+    state.test_logits, state.test_labels = h["test_logits"], h["test_labels"]
     for k, v in state.extras.items():
         if k not in ckpt.get("extras", {}):
             raise ValueError(f"checkpoint lacks the state of {k!r}; it was written by a different kind of run")
@@ -642,68 +669,93 @@ def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, 
     last = config.epochs if config.epochs_per_call is None else min(config.epochs, first + config.epochs_per_call)
     bar = tqdm(range(first, last), initial=first, total=config.epochs, desc=run_dir.name, file=sys.stderr,
                disable=not (_progress_enabled(config) and ctx.is_main), leave=True)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        torch.manual_seed(config.seed * 1_000_003 + epoch + 1)
-        rng = np.random.default_rng([config.seed, epoch])
-        lr = schedules.lr_at(epoch, config.lr, config.epochs, warmup_epochs=config.warmup_epochs,
-                             schedule=config.lr_schedule, milestones=config.milestones, gamma=config.lr_gamma)
-        for g in state.optimizer.param_groups:
-            g["lr"] = lr
-        state.loss_fn.set_epoch(epoch, config.epochs)
-        train_loader.set_epoch(epoch)
-        probe = probes.GradientProbe(train_ds.num_classes, device)
-        start, carry = 0, None
-        if state.position is not None and state.position["epoch"] == epoch:
-            start, carry = _resume_position(state.position, probe, rng, device)
-        state.position = None
-
-        def on_step(steps: int, sums: dict, epoch=epoch, rng=rng, probe=probe, lr=lr) -> None:
-            if steps >= len(train_loader):
-                return  # the end-of-epoch checkpoint follows
-            bad = _first_bad(sums["first_bad"])
-            if bad >= 0:  # never checkpoint a poisoned model: the last good checkpoint stays
-                _raise_non_finite(epoch, bad, lr, config, run_dir, state)
-            pos = _position(epoch, steps, sums, probe, rng, device)
-            if ctx.is_main:
-                save_checkpoint(run_dir, state, config, train_loader, position=pos, scaler=scaler)
-            state.saved = _describe(state.epoch, pos)
-
-        out = train_one_epoch(_ModelView(state, train_call), train_loader, device=device, precision=config.precision,
-                              mixup_alpha=config.mixup_alpha, rng=rng, probe=probe, scaler=scaler, start_step=start,
-                              carry=carry, on_step=on_step, every=config.checkpoint_every_steps or 0)
-        if out["first_bad_step"] >= 0 or not np.isfinite(out["train_loss"]):
-            _raise_non_finite(epoch, out["first_bad_step"], lr, config, run_dir, state)
-        state.epoch = epoch
-        if ctx.enabled:  # each rank saw dL/dz of its local-mean loss: sum / W is the global-batch gradient
-            distributed.all_reduce_(probe.matrix).div_(ctx.world_size)
-        rec = {**{f"grad_{k}": v for k, v in probe.summary().items()},
-               "weight_norm": probes.weight_norms(unwrap(state.model)), **probes.loss_summary(state.loss_fn)}
-        state.probe_records.append(rec)
-        row = None
-        if (epoch + 1) % config.eval_every == 0 or epoch == config.epochs - 1:
-            logits, labels = _evaluate(state, eval_call, test_loader, device, config.precision, train_ds.num_classes)
-            acc_c = per_class_accuracy(logits.argmax(1), labels, train_ds.num_classes)
-            shots = shot_accuracy(acc_c, counts)
-            row = {"epoch": epoch, "lr": lr, "train_loss": out["train_loss"], "acc": float((logits.argmax(1) == labels).mean()),
-                   "acc_many": shots["many"], "acc_medium": shots["medium"], "acc_few": shots["few"],
-                   "seconds": time.perf_counter() - t0}
-            rec.update(_prediction_probes(logits, labels, state.loss_fn))
-            state.metrics.append(row)
-            state.per_class.append(acc_c)
-            state.eval_epochs.append(epoch)
-            state.test_logits, state.test_labels = logits, labels
-            bar.set_postfix(loss=f"{out['train_loss']:.3f}", acc=f"{row['acc']:.3f}")
-        if ctx.is_main:  # checkpoint first: outputs never run ahead of the checkpoint that can rewrite them
-            save_checkpoint(run_dir, state, config, train_loader, scaler=scaler)
+    written = state.epoch  # the epoch the outputs are level with
+    try:
+        for epoch in bar:
+            written = _fit_epoch(epoch, state, config, train_ds, run_dir, device, callbacks, bar,
+                                               train_loader, test_loader, train_call, eval_call, scaler, counts,
+                                               last, written)
+            if state.stop_requested:
+                break
+    finally:  # interrupted (Ctrl-C, an error): bring the outputs level with the newest checkpoint
+        if ctx.is_main and state.checkpoint_epoch == state.epoch >= 0 and written != state.epoch:
             write_outputs(run_dir, state, counts)
-        state.saved = _describe(epoch, None)
-        stop = ctx.is_main and any(cb(epoch, row or {}, state) == "stop" for cb in callbacks)
-        if distributed.any_rank(stop, device) if ctx.enabled else stop:
-            state.stop_requested = True
-            break
-    bar.close()
+        bar.close()
     return state
+
+
+def _fit_epoch(epoch: int, state: TrainState, config: RunConfig, train_ds, run_dir: Path, device: torch.device,
+               callbacks: list[Callback], bar, train_loader, test_loader, train_call, eval_call, scaler,
+               counts: list[int], last: int, written: int) -> int:
+    """One epoch of :func:`fit`; returns the epoch the outputs are now level with."""
+    ctx = distributed.context()
+    t0 = time.perf_counter()
+    torch.manual_seed(config.seed * 1_000_003 + epoch + 1)
+    rng = np.random.default_rng([config.seed, epoch])
+    lr = schedules.lr_at(epoch, config.lr, config.epochs, warmup_epochs=config.warmup_epochs,
+                         schedule=config.lr_schedule, milestones=config.milestones, gamma=config.lr_gamma)
+    for g in state.optimizer.param_groups:
+        g["lr"] = lr
+    state.loss_fn.set_epoch(epoch, config.epochs)
+    train_loader.set_epoch(epoch)
+    probe = probes.GradientProbe(train_ds.num_classes, device)
+    start, carry = 0, None
+    if state.position is not None and state.position["epoch"] == epoch:
+        start, carry = _resume_position(state.position, probe, rng, device)
+    state.position = None
+
+    def on_step(steps: int, sums: dict, epoch=epoch, rng=rng, probe=probe, lr=lr) -> None:
+        if steps >= len(train_loader):
+            return  # the end-of-epoch checkpoint follows
+        bad = _first_bad(sums["first_bad"])
+        if bad >= 0:  # never checkpoint a poisoned model: the last good checkpoint stays
+            _raise_non_finite(epoch, bad, lr, config, run_dir, state)
+        pos = _position(epoch, steps, sums, probe, rng, device)
+        if ctx.is_main:
+            save_checkpoint(run_dir, state, config, train_loader, position=pos, scaler=scaler)
+        state.saved = _describe(state.epoch, pos)
+
+    out = train_one_epoch(_ModelView(state, train_call), train_loader, device=device, precision=config.precision,
+                          mixup_alpha=config.mixup_alpha, rng=rng, probe=probe, scaler=scaler, start_step=start,
+                          carry=carry, on_step=on_step, every=config.checkpoint_every_steps or 0)
+    if out["first_bad_step"] >= 0 or not np.isfinite(out["train_loss"]):
+        _raise_non_finite(epoch, out["first_bad_step"], lr, config, run_dir, state)
+    state.epoch = epoch
+    if ctx.enabled:  # each rank saw dL/dz of its local-mean loss: sum / W is the global-batch gradient
+        distributed.all_reduce_(probe.matrix).div_(ctx.world_size)
+    rec = {**{f"grad_{k}": v for k, v in probe.summary().items()},
+           "weight_norm": probes.weight_norms(unwrap(state.model)), **probes.loss_summary(state.loss_fn)}
+    state.probe_records.append(rec)
+    row = None
+    evaluated = (epoch + 1) % config.eval_every == 0 or epoch == config.epochs - 1
+    if not evaluated:  # the (C, C) by-source matrix is kept at evaluated epochs only (probes.SPARSE_KEYS)
+        for k in probes.SPARSE_KEYS:
+            rec.pop(k, None)
+    if evaluated:
+        logits, labels = _evaluate(state, eval_call, test_loader, device, config.precision, train_ds.num_classes)
+        acc_c = per_class_accuracy(logits.argmax(1), labels, train_ds.num_classes)
+        shots = shot_accuracy(acc_c, counts)
+        row = {"epoch": epoch, "lr": lr, "train_loss": out["train_loss"], "acc": float((logits.argmax(1) == labels).mean()),
+               "acc_many": shots["many"], "acc_medium": shots["medium"], "acc_few": shots["few"],
+               "seconds": time.perf_counter() - t0}
+        rec.update(_prediction_probes(logits, labels, state.loss_fn))
+        state.metrics.append(row)
+        state.per_class.append(acc_c)
+        state.eval_epochs.append(epoch)
+        state.test_logits, state.test_labels = logits, labels
+        bar.set_postfix(loss=f"{out['train_loss']:.3f}", acc=f"{row['acc']:.3f}")
+    if ctx.is_main:  # checkpoint first: outputs never run ahead of the checkpoint that can rewrite them
+        save_checkpoint(run_dir, state, config, train_loader, scaler=scaler)
+    state.saved = _describe(epoch, None)
+    stop = ctx.is_main and any(cb(epoch, row or {}, state) == "stop" for cb in callbacks)
+    if distributed.any_rank(stop, device) if ctx.enabled else stop:
+        state.stop_requested = True
+    # The outputs change with every evaluation; in between only probes.npz grows, and the checkpoint
+    # holds it, so it is rewritten at evaluations, at the end and on a stop or an interruption (fit).
+    if ctx.is_main and (row is not None or epoch == last - 1 or state.stop_requested):
+        write_outputs(run_dir, state, counts)
+        written = epoch
+    return written
 
 
 def _raise_non_finite(epoch: int, step: int, lr: float, config: RunConfig, run_dir: Path,

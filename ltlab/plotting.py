@@ -382,11 +382,14 @@ def gradient_ratio_curves(runs, labels: Sequence[str] | None = None, classes: Se
 def gradient_ratio_heatmap(run, epoch: int = -1, normalize: bool = True) -> go.Figure:
     """Negative gradient each classifier (row) receives from each source class (column), sorted by count.
 
-    From ``grad_neg_by_source`` at ``epoch`` (default the last); ``normalize``: rows as fractions of the
+    From ``grad_neg_by_source`` at ``epoch`` (0-based, an evaluated epoch; default -1, the last); the
+    training loop records this matrix at evaluated epochs only. ``normalize``: rows as fractions of the
     classifier's total negative gradient.
     """
     run = _runs(run)[0]
-    m = _probe(run, "grad_neg_by_source")[epoch]
+    from .probes import MATRIX_MAX_CLASSES, matrix_at
+    _probe(run, "grad_neg_by_source", f" (kept for up to {MATRIX_MAX_CLASSES} classes, see ltlab.probes)")
+    m, at = matrix_at(run.probes, "grad_neg_by_source", epoch)
     counts = np.asarray(run.class_counts)
     order = _order(counts)
     m = m[np.ix_(order, order)]
@@ -395,7 +398,7 @@ def gradient_ratio_heatmap(run, epoch: int = -1, normalize: bool = True) -> go.F
     cls = list(np.asarray(run_class_names(run, len(counts)), dtype=object)[order])
     fig = go.Figure(go.Heatmap(z=m, x=cls, y=cls, colorscale="Cividis",
                                colorbar=dict(title="share" if normalize else "|dL/dz|")))
-    _style(fig, f"Negative gradient by source class ({run_labels([run])[0]})", margin=dict(l=110, r=20, t=60, b=110))
+    _style(fig, f"Negative gradient by source class ({run_labels([run])[0]}, epoch {at + 1})", margin=dict(l=110, r=20, t=60, b=110))
     fig.update_xaxes(title="source class (sample label)", type="category")
     fig.update_yaxes(title="classifier (sorted by count)", type="category", autorange="reversed")
     return fig

@@ -146,3 +146,32 @@ def test_only_a_previous_checkpoint_still_holds_a_run(tmp_path):
     (d / "metrics.csv").unlink()
     with pytest.raises(ValueError, match=r"already holds a run \(checkpoint_prev.pt\)"):
         ltlab.run({**SMALL, "epochs": 1, "run_dir": str(d)})
+
+
+def test_outputs_follow_evaluations_and_an_interruption(tmp_path):
+    """Outputs are rewritten at evaluations and the end; the by-source matrix is kept at evaluated epochs;
+    an interruption (Ctrl-C in a notebook) leaves the outputs level with the newest checkpoint."""
+    run = ltlab.run({**TINY, "epochs": 5, "eval_every": 2, "run_dir": str(tmp_path / "a")})
+    p = run.probes
+    assert p["grad_ratio"].shape == (5, 10)
+    assert list(p["grad_neg_by_source_epochs"]) == [1, 3, 4]
+    assert p["grad_neg_by_source"].shape == (3, 10, 10)
+    hist = torch.load(run.checkpoint_path, weights_only=False)["history"]
+    assert isinstance(hist["test_logits"], torch.Tensor)  # tensors: torch.save is ~8x faster than numpy pickles
+    np.testing.assert_array_equal(hist["test_logits"].numpy(), run.per_class["test_logits"])
+    from ltlab.plotting import gradient_ratio_heatmap
+    assert "epoch 4" in gradient_ratio_heatmap(run, epoch=3).layout.title.text
+    with pytest.raises(ValueError, match=r"evaluated epochs only \(\[1, 3, 4\]\)"):
+        gradient_ratio_heatmap(run, epoch=2)
+
+    def interrupt(epoch, row, state):
+        if epoch == 2:  # not an evaluated epoch: without the flush probes.npz would stop at epoch 1
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        ltlab.run({**TINY, "epochs": 5, "eval_every": 2, "run_dir": str(tmp_path / "b")}, callbacks=[interrupt])
+    b = load_run(tmp_path / "b")
+    assert load_checkpoint(b.dir)["epoch"] == 2
+    assert b.probes["grad_ratio"].shape == (3, 10)
+    resumed = ltlab.run({**TINY, "epochs": 5, "eval_every": 2, "run_dir": str(tmp_path / "b"), "resume": True})
+    for k in ("grad_ratio", "grad_neg_by_source", "grad_neg_by_source_epochs"):
+        np.testing.assert_allclose(resumed.probes[k], p[k], rtol=1e-6, atol=1e-9, err_msg=k)

@@ -78,3 +78,35 @@ def test_probe_streaming_equals_one_pass():
     pos, neg, _ = _expected([g.numpy()], [y.numpy()], 5)
     np.testing.assert_allclose(a.summary()["pos"], pos, rtol=1e-12)
     np.testing.assert_allclose(a.summary()["neg"], neg, rtol=1e-12)
+
+
+def test_probe_without_matrix_matches_matrix():
+    """Above MATRIX_MAX_CLASSES the probe keeps (2, C) sums; pos, neg and ratio are the same numbers."""
+    rng = np.random.default_rng(1)
+    g = torch.tensor(rng.normal(size=(40, 6)))
+    y = torch.tensor(rng.integers(0, 6, 40))
+    full, small = probes.GradientProbe(6), probes.GradientProbe(6, by_source=False)
+    assert full.matrix.shape == (6, 6) and small.matrix.shape == (2, 6)
+    for s in (slice(0, 13), slice(13, 40)):
+        full.update(g[s], y[s])
+        small.update(g[s], y[s])
+    a, b = full.summary(), small.summary()
+    assert "neg_by_source" not in b
+    for k in ("pos", "neg", "ratio"):
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-12)
+    assert not probes.GradientProbe(probes.MATRIX_MAX_CLASSES + 1).by_source
+
+
+def test_unstack_epochs_round_trip():
+    rng = np.random.default_rng(2)
+    recs = [{"grad_pos": rng.random(3), "grad_neg_by_source": rng.random((3, 3))} if e % 2 else
+            {"grad_pos": rng.random(3), "theta": rng.random(3)} for e in range(5)]
+    recs[2]["grad_pos"][:] = np.nan  # a genuine all-NaN entry restacks to the same NaNs
+    a = probes.stack_epochs(recs)
+    assert list(a["grad_neg_by_source_epochs"]) == [1, 3]
+    b = probes.stack_epochs(probes.unstack_epochs(a, 5))
+    assert sorted(a) == sorted(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    m, e = probes.matrix_at(a, "grad_neg_by_source", -1)
+    assert e == 3 and np.array_equal(m, recs[3]["grad_neg_by_source"])

@@ -82,7 +82,7 @@ GRADIENTS = [
            "positive gradient; GALA and GHM-CWAP aim to even this out. GALA runs also show the accumulated "
            "statistics theta / phi its loss adjusts with."),
     ("code", _RUNS + '''
-epoch = -1                      # epoch for the per-class ratio and the heatmaps (-1: the last)
+epoch = -1                      # epoch for the per-class ratio and the heatmaps (-1: the last; heatmaps need an evaluated epoch)
 classes = None                  # class indices for the curves over training; None means all (up to 10) or 8 spread
 output_dir = "figures/gradients"  # relative to the project root
 ''' + _EXPORT, "parameters"),
