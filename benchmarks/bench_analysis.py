@@ -9,6 +9,10 @@ Each ltlab path is timed next to its reference in the same process (same data, s
     batch 128, inference mode) vs a plain ``torch.utils.data.DataLoader`` loop over per-image float
     tensors (batch 128, ``torch.no_grad``), both through an eval-mode ResNet-32 (10 classes); target
     < 8 s for ltlab. Outputs of the two paths are compared.
+  * papermill execution of the analysis notebooks 03 (per-class accuracy) and 04 (gradient ratios) on an
+    existing run (digits-LT, 3 epochs, made first), figures shown but not exported, and 03 exporting its
+    PNGs (kaleido + Chromium); target < 30 s each. Printed next to the floor every papermill execution
+    pays: a one-cell notebook that only imports ltlab (kernel start, papermill's own work).
 Prints a table of seconds and ratios (reference / ltlab). Timings are wall-clock medians of ``--repeats``,
 after an untimed warm-up of both extraction paths on 512 images.
 """
@@ -18,6 +22,7 @@ import argparse
 import os
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -98,14 +103,49 @@ def bench_extract(n: int, repeats: int) -> list[tuple]:
             ("extract 10k CIFAR, ResNet-32", f"DataLoader loop, batch 128 (max rel. diff {err:.1e})", ref, ref / ours)]
 
 
+def _papermill(nb: Path, params: dict, out: Path) -> float:
+    import papermill as pm
+    t0 = time.perf_counter()
+    pm.execute_notebook(str(nb), str(out), parameters=params, progress_bar=False, cwd=str(nb.parent))
+    return time.perf_counter() - t0
+
+
+def bench_notebooks(tmp: Path) -> list[tuple]:
+    import nbformat
+
+    import ltlab
+    nbs = Path(__file__).resolve().parents[1] / "notebooks"
+    run = ltlab.run(dataset="digits_lt", imbalance_factor=100, model="convnet_small", epochs=3, device="cpu",
+                    progress=False, run_dir=str(tmp / "run"))
+    floor = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import ltlab")])
+    floor.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(floor, tmp / "floor.ipynb")
+    _papermill(tmp / "floor.ipynb", {}, tmp / "warm.ipynb")  # untimed: first kernel start fills OS caches
+    ref = _papermill(tmp / "floor.ipynb", {}, tmp / "floor_out.ipynb")
+    rows = [("papermill", "one cell `import ltlab` (floor)", ref, None)]
+    runs = [str(run.dir)]
+    for name, params in [("03_per_class_accuracy", {"run_dirs": runs}), ("04_gradient_ratios", {"run_dirs": runs}),
+                         ("03_per_class_accuracy", {"run_dirs": runs, "export": True, "formats": ["png"],
+                                                    "output_dir": str(tmp / "figs")})]:
+        sec = _papermill(nbs / f"{name}.ipynb", params, tmp / f"{name}_out.ipynb")
+        what = f"{name}" + (", PNG export" if params.get("export") else "")
+        rows.append(("papermill, existing run", what, sec, None))  # vs the floor row above, not a ratio
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--skip-sklearn", action="store_true", help="skip the (slow) scikit-learn t-SNE reference")
+    ap.add_argument("--skip-notebooks", action="store_true", help="skip the papermill notebook timings")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, n = {args.n}")
     rows = bench_extract(args.n, args.repeats) + bench_tsne(args.n, args.repeats, args.skip_sklearn)
+    if not args.skip_notebooks:
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            rows += bench_notebooks(Path(tmp))
     print(f"\n| task | path | seconds | reference / ltlab |\n|---|---|---:|---:|")
     for task, path, sec, ratio in rows:
         print(f"| {task} | {path} | {sec:.2f} | {'' if ratio is None else f'{ratio:.2f}x'} |")
