@@ -43,11 +43,16 @@ test: $(STAMP) system-deps
 figures: $(STAMP) system-deps
 	$(BIN)/python tools/make_figures.py --out figures
 
-# speed against the reference loop, measured in the same run (issue 8); add BENCH_ARGS="--device cuda" on a GPU
+# speed against the reference loop, measured in the same run (issue 8): the CPU tables, then the GPU
+# end-to-end table when torch sees a CUDA device (GPU_BENCH_ARGS, e.g. "--only 'ltlab fp32' reference")
 BENCH_ARGS ?= --device cpu --quick
+GPU_BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_analysis.py
+	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
+		$(BIN)/python benchmarks/bench_train.py --device cuda $(GPU_BENCH_ARGS); \
+	else echo "no CUDA device: GPU benchmarks skipped (on a GPU machine: make bench, or bash benchmarks/gpu_check.sh)"; fi
 
 notebooks: $(STAMP)
 	$(BIN)/python tools/make_notebooks.py

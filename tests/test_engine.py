@@ -175,3 +175,18 @@ def test_outputs_follow_evaluations_and_an_interruption(tmp_path):
     resumed = ltlab.run({**TINY, "epochs": 5, "eval_every": 2, "run_dir": str(tmp_path / "b"), "resume": True})
     for k in ("grad_ratio", "grad_neg_by_source", "grad_neg_by_source_epochs"):
         np.testing.assert_allclose(resumed.probes[k], p[k], rtol=1e-6, atol=1e-9, err_msg=k)
+
+
+def test_many_classes_keep_per_class_ratios_without_the_matrix(tmp_path):
+    """Above probes.MATRIX_MAX_CLASSES (ImageNet-LT, iNaturalist) a run records pos/neg/ratio per class but
+    not the C x C matrix (8 MB and 530 MB per evaluation), and the heatmap says why."""
+    from ltlab.plotting import gradient_ratio_heatmap
+    from ltlab.probes import MATRIX_MAX_CLASSES
+    c = MATRIX_MAX_CLASSES + 4
+    run = ltlab.run(dataset="synthetic_lt", dataset_params={"num_classes": c, "n_max": 4, "n_test_per_class": 1},
+                    imbalance_factor=4, model="convnet_small", model_params={"width": 4}, epochs=1, batch_size=128,
+                    device="cpu", progress=False, run_dir=str(tmp_path / "r"))
+    assert run.probes["grad_ratio"].shape == (1, c) and "grad_neg_by_source" not in run.probes
+    assert np.isfinite(run.probes["grad_pos"]).all() and (run.probes["grad_neg"] > 0).all()
+    with pytest.raises(RunFileError, match=f"up to {MATRIX_MAX_CLASSES} classes"):
+        gradient_ratio_heatmap(run)
