@@ -626,8 +626,15 @@ def make_sgd(params, config: RunConfig, device: torch.device) -> torch.optim.SGD
                            nesterov=config.nesterov and config.momentum > 0, **fast)
 
 
-def _model_calls(state: TrainState, config: RunConfig, device: torch.device):
-    """(train call, eval call): DDP-wrapped and/or compiled as configured; evaluation never goes through DDP."""
+def _model_calls(state: TrainState, config: RunConfig, device: torch.device,
+                 batch_sizes: tuple[int, int] | None = None):
+    """(train call, eval call): DDP-wrapped and/or compiled as configured; evaluation never goes through DDP.
+
+    Compiled, each call sends batches of its loader's size (``batch_sizes`` = (train, eval)) through the
+    compiled graph and any other size (the last, partial batch) through the same module eagerly, so one
+    static-shape graph is built per mode instead of a dynamic-shape recompile for the odd batch. On CPU,
+    ResNet-32: 2 graphs instead of 3 (see benchmarks/README.md).
+    """
     call = state.forward if state.forward is not None else state.model
     train_call = call
     if distributed.context().enabled:
@@ -636,8 +643,28 @@ def _model_calls(state: TrainState, config: RunConfig, device: torch.device):
     if not config.compile:
         return train_call, call
     mode = None if config.compile is True else config.compile  # True: torch.compile's default mode
-    compiled = torch.compile(train_call, mode=mode)
-    return compiled, compiled if train_call is call else torch.compile(call, mode=mode)
+    compiled = torch.compile(train_call, mode=mode, dynamic=False)
+    compiled_eval = compiled if train_call is call else torch.compile(call, mode=mode, dynamic=False)
+    if batch_sizes is None:
+        return compiled, compiled_eval
+    return OneShapeCall(compiled, train_call, batch_sizes[0]), OneShapeCall(compiled_eval, call, batch_sizes[1])
+
+
+class OneShapeCall(nn.Module):
+    """``compiled(x)`` for batches of ``batch_size`` items, ``eager(x)`` (the same weights) for any other size.
+
+    ``eager`` is registered as ``_orig_mod``, so ``.train()``/``.eval()`` reach the real modules and
+    :func:`unwrap` finds the plain model.
+    """
+
+    def __init__(self, compiled: Callable, eager: nn.Module, batch_size: int):
+        super().__init__()
+        self._orig_mod = eager
+        object.__setattr__(self, "compiled", compiled)  # not a submodule: it wraps ``eager`` again
+        self.batch_size = int(batch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.compiled if x.shape[0] == self.batch_size else self._orig_mod)(x)
 
 
 def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, device: torch.device,
@@ -663,7 +690,7 @@ def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, 
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" and device.type == "cuda" else None
     if scaler is not None and state.scaler_state:
         scaler.load_state_dict(state.scaler_state)
-    train_call, eval_call = _model_calls(state, config, device)
+    train_call, eval_call = _model_calls(state, config, device, (train_loader.batch_size, test_loader.batch_size))
     counts = list(train_ds.class_counts)
     first = state.epoch + 1
     last = config.epochs if config.epochs_per_call is None else min(config.epochs, first + config.epochs_per_call)

@@ -190,3 +190,21 @@ def test_many_classes_keep_per_class_ratios_without_the_matrix(tmp_path):
     assert np.isfinite(run.probes["grad_pos"]).all() and (run.probes["grad_neg"] > 0).all()
     with pytest.raises(RunFileError, match=f"up to {MATRIX_MAX_CLASSES} classes"):
         gradient_ratio_heatmap(run)
+
+
+def test_compiled_run_matches_eager_with_one_graph_per_mode(tmp_path):
+    """compile=True: the same run as eager (within float tolerance) and two static graphs (train, eval),
+    with partial last batches (train and test) running eagerly instead of forcing a dynamic recompile."""
+    torch._dynamo.reset()
+    from torch._dynamo.utils import counters
+    counters.clear()
+    cfg = {**TINY, "model_params": {"width": 4}, "epochs": 2, "batch_size": 100}
+    eager = ltlab.run({**cfg, "run_dir": str(tmp_path / "eager")})
+    compiled = ltlab.run({**cfg, "compile": True, "run_dir": str(tmp_path / "compiled")})
+    n_train, n_test = sum(eager.class_counts), len(eager.per_class["test_labels"])
+    assert n_train % 100 and n_test % 256  # both loaders end with a partial batch
+    assert counters["stats"]["unique_graphs"] == 2
+    np.testing.assert_allclose(compiled.per_class["test_logits"], eager.per_class["test_logits"], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(compiled.metrics.train_loss, eager.metrics.train_loss, rtol=1e-4)
+    assert not any(k.startswith("_orig_mod") for k in _weights(compiled.dir))  # saved unwrapped
+    torch._dynamo.reset()
