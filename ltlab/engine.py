@@ -183,7 +183,7 @@ def evaluate(model: nn.Module, loader: DeviceLoader, *, device: torch.device,
     outs, labels = [], []
     for x, y in loader:
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            outs.append(model(x).float())
+            outs.append(model(x).to(torch.float32, copy=True))  # a copy: CUDA-graph outputs are reused
         labels.append(y)
     return torch.cat(outs).cpu().numpy(), torch.cat(labels).cpu().numpy()
 
@@ -647,24 +647,35 @@ def _model_calls(state: TrainState, config: RunConfig, device: torch.device,
     compiled_eval = compiled if train_call is call else torch.compile(call, mode=mode, dynamic=False)
     if batch_sizes is None:
         return compiled, compiled_eval
-    return OneShapeCall(compiled, train_call, batch_sizes[0]), OneShapeCall(compiled_eval, call, batch_sizes[1])
+    graphs = mode in CUDA_GRAPH_MODES
+    return (OneShapeCall(compiled, train_call, batch_sizes[0], cuda_graphs=graphs),
+            OneShapeCall(compiled_eval, call, batch_sizes[1], cuda_graphs=graphs))
+
+
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that replay CUDA graphs on GPU
 
 
 class OneShapeCall(nn.Module):
     """``compiled(x)`` for batches of ``batch_size`` items, ``eager(x)`` (the same weights) for any other size.
 
     ``eager`` is registered as ``_orig_mod``, so ``.train()``/``.eval()`` reach the real modules and
-    :func:`unwrap` finds the plain model.
+    :func:`unwrap` finds the plain model. ``cuda_graphs``: the compiled call replays CUDA graphs (modes in
+    ``CUDA_GRAPH_MODES``), so every call starts a new step (``torch.compiler.cudagraph_mark_step_begin``)
+    and its outputs live until the next call: callers copy what they keep (``evaluate`` does).
     """
 
-    def __init__(self, compiled: Callable, eager: nn.Module, batch_size: int):
+    def __init__(self, compiled: Callable, eager: nn.Module, batch_size: int, *, cuda_graphs: bool = False):
         super().__init__()
         self._orig_mod = eager
         object.__setattr__(self, "compiled", compiled)  # not a submodule: it wraps ``eager`` again
-        self.batch_size = int(batch_size)
+        self.batch_size, self.cuda_graphs = int(batch_size), cuda_graphs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.compiled if x.shape[0] == self.batch_size else self._orig_mod)(x)
+        if x.shape[0] != self.batch_size:
+            return self._orig_mod(x)
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        return self.compiled(x)
 
 
 def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, device: torch.device,
