@@ -708,14 +708,18 @@ def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, 
     bar = tqdm(range(first, last), initial=first, total=config.epochs, desc=run_dir.name, file=sys.stderr,
                disable=not (_progress_enabled(config) and ctx.is_main), leave=True)
     written = state.epoch  # the epoch the outputs are level with
+    benchmark = torch.backends.cudnn.benchmark
+    # fixed batch shapes: let cuDNN time its algorithms once, as the official CIFAR-LT scripts do (the
+    # GPU speed benchmarks measure with it); restored afterwards, it is process-global
+    torch.backends.cudnn.benchmark = benchmark or device.type == "cuda"
     try:
         for epoch in bar:
-            written = _fit_epoch(epoch, state, config, train_ds, run_dir, device, callbacks, bar,
-                                               train_loader, test_loader, train_call, eval_call, scaler, counts,
-                                               last, written)
+            written = _fit_epoch(epoch, state, config, train_ds, run_dir, device, callbacks, bar, train_loader,
+                                 test_loader, train_call, eval_call, scaler, counts, last, written)
             if state.stop_requested:
                 break
     finally:  # interrupted (Ctrl-C, an error): bring the outputs level with the newest checkpoint
+        torch.backends.cudnn.benchmark = benchmark
         if ctx.is_main and state.checkpoint_epoch == state.epoch >= 0 and written != state.epoch:
             write_outputs(run_dir, state, counts)
         bar.close()
@@ -765,11 +769,7 @@ def _fit_epoch(epoch: int, state: TrainState, config: RunConfig, train_ds, run_d
            "weight_norm": probes.weight_norms(unwrap(state.model)), **probes.loss_summary(state.loss_fn)}
     state.probe_records.append(rec)
     row = None
-    evaluated = (epoch + 1) % config.eval_every == 0 or epoch == config.epochs - 1
-    if not evaluated:  # the (C, C) by-source matrix is kept at evaluated epochs only (probes.SPARSE_KEYS)
-        for k in probes.SPARSE_KEYS:
-            rec.pop(k, None)
-    if evaluated:
+    if (epoch + 1) % config.eval_every == 0 or epoch == config.epochs - 1:
         logits, labels = _evaluate(state, eval_call, test_loader, device, config.precision, train_ds.num_classes)
         acc_c = per_class_accuracy(logits.argmax(1), labels, train_ds.num_classes)
         shots = shot_accuracy(acc_c, counts)
@@ -782,6 +782,9 @@ def _fit_epoch(epoch: int, state: TrainState, config: RunConfig, train_ds, run_d
         state.eval_epochs.append(epoch)
         state.test_logits, state.test_labels = logits, labels
         bar.set_postfix(loss=f"{out['train_loss']:.3f}", acc=f"{row['acc']:.3f}")
+    else:  # the (C, C) by-source matrix is kept at evaluated epochs only (probes.SPARSE_KEYS)
+        for k in probes.SPARSE_KEYS:
+            rec.pop(k, None)
     if ctx.is_main:  # checkpoint first: outputs never run ahead of the checkpoint that can rewrite them
         save_checkpoint(run_dir, state, config, train_loader, scaler=scaler)
     state.saved = _describe(epoch, None)

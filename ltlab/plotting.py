@@ -23,6 +23,7 @@ from . import metrics as _metrics
 from . import schedules
 from .data.longtail import shot_split
 from .losses import functional as LF
+from .probes import MATRIX_MAX_CLASSES, matrix_at
 from .runs import Run, RunFileError, load_run
 
 # Okabe-Ito, colour-blind safe (runs, groups)
@@ -387,7 +388,6 @@ def gradient_ratio_heatmap(run, epoch: int = -1, normalize: bool = True) -> go.F
     classifier's total negative gradient.
     """
     run = _runs(run)[0]
-    from .probes import MATRIX_MAX_CLASSES, matrix_at
     _probe(run, "grad_neg_by_source", f" (kept for up to {MATRIX_MAX_CLASSES} classes, see ltlab.probes)")
     m, at = matrix_at(run.probes, "grad_neg_by_source", epoch)
     counts = np.asarray(run.class_counts)
