@@ -151,10 +151,18 @@ def test_posthoc_slider_in_jupyterlab(lab):
                 state="attached", timeout=left_ms())
             shots, dialog = page.locator(".ltlab-shots").first, page.locator(".jp-Dialog .jp-mod-accept")
             started = page.locator(".jp-CodeCell .jp-InputPrompt", has_text=re.compile(r"\[(\*|\d+)\]"))
-            clicked = -1e9
+            clicked, dialogs = -1e9, []
             while not shots.count():
                 if dialog.count():  # JupyterLab may ask which kernel to use: accept its proposal (Python 3)
+                    box = page.locator(".jp-Dialog").first.element_handle()
+                    dialogs.append(box.inner_text()[:120])
                     dialog.first.click()
+                    # click each dialog once: a second click on a closing dialog starts yet another kernel,
+                    # and the page can stay connected to the kernel that one replaced (seen under load)
+                    try:
+                        box.wait_for_element_state("hidden", timeout=min(5000.0, left_ms()))
+                    except pw.TimeoutError:
+                        pass
                 elif not started.count() and time.monotonic() - clicked > 15:
                     # Run > Run All Cells from the menu bar (again if a click came before the kernel was ready)
                     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
@@ -162,7 +170,8 @@ def test_posthoc_slider_in_jupyterlab(lab):
                     clicked = time.monotonic()
                 if left_ms() <= 1000:
                     page.screenshot(path=str(tmp_path / "timeout.png"))
-                    raise AssertionError(f"the post-hoc panel never rendered; page: {tmp_path / 'timeout.png'}")
+                    raise AssertionError(f"the post-hoc panel never rendered; page: {tmp_path / 'timeout.png'}; "
+                                         f"dialogs accepted: {dialogs}")
                 page.wait_for_timeout(250)
             shots.scroll_into_view_if_needed()
             before = _shots(page)
