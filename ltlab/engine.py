@@ -626,8 +626,7 @@ def make_sgd(params, config: RunConfig, device: torch.device) -> torch.optim.SGD
                            nesterov=config.nesterov and config.momentum > 0, **fast)
 
 
-def _model_calls(state: TrainState, config: RunConfig, device: torch.device,
-                 batch_sizes: tuple[int, int] | None = None):
+def _model_calls(state: TrainState, config: RunConfig, device: torch.device, batch_sizes: tuple[int, int]):
     """(train call, eval call): DDP-wrapped and/or compiled as configured; evaluation never goes through DDP.
 
     Compiled, each call sends batches of its loader's size (``batch_sizes`` = (train, eval)) through the
@@ -645,8 +644,6 @@ def _model_calls(state: TrainState, config: RunConfig, device: torch.device,
     mode = None if config.compile is True else config.compile  # True: torch.compile's default mode
     compiled = torch.compile(train_call, mode=mode, dynamic=False)
     compiled_eval = compiled if train_call is call else torch.compile(call, mode=mode, dynamic=False)
-    if batch_sizes is None:
-        return compiled, compiled_eval
     graphs = mode in CUDA_GRAPH_MODES
     return (OneShapeCall(compiled, train_call, batch_sizes[0], cuda_graphs=graphs),
             OneShapeCall(compiled_eval, call, batch_sizes[1], cuda_graphs=graphs))
