@@ -229,3 +229,71 @@ def test_convnet_small_learns_digits():
     with torch.no_grad():
         acc = (model.eval()(x[test]).argmax(1) == y[test]).float().mean().item()
     assert acc > 0.8  # chance is 0.1
+
+
+def test_reinit_block_equals_a_freshly_built_block():
+    """GCL's Places-LT script trains a new ``Block()`` = Bottleneck(2048, 512) with PyTorch's default init."""
+    from torchvision.models.resnet import Bottleneck
+
+    from ltlab.models.torchvision_nets import reinit_block
+
+    torch.manual_seed(3)
+    fresh = Bottleneck(2048, 512).state_dict()
+    block = Bottleneck(2048, 512)
+    with torch.no_grad():
+        for t in block.state_dict().values():
+            t.fill_(0.5)  # as if loaded from a pretrained ResNet-152
+    torch.manual_seed(3)
+    reinit_block(block)
+    assert all(torch.equal(v, block.state_dict()[k]) for k, v in fresh.items())
+
+
+def _pretrained_like(path):
+    """A resnet10 (1 channel) state_dict unlike any fresh init, saved at ``path``: a stand-in for pretrained weights."""
+    state = {k: v + (0.5 if v.is_floating_point() else 7) for k, v in create_model("resnet10", 10, in_channels=1)
+             .state_dict().items()}
+    torch.save(state, path)
+    return state
+
+
+def test_last_block_option_freezes_the_trunk(tmp_path):
+    path = tmp_path / "r10.pth"
+    loaded = _pretrained_like(path)
+    model = create_model("resnet10", 10, in_channels=1, weights_path=path, trainable="last_block")
+    last, trunk = model.backbone.layer4[-1], model._trunk()
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert trainable == {id(p) for p in [*last.parameters(), *model.head.parameters()]}
+    state = model.state_dict()
+    for k in state:
+        if k.startswith("backbone.layer4.0."):  # resnet10's last block: re-initialised, BN statistics too
+            assert not torch.equal(state[k], loaded[k]), k
+        elif not k.startswith("head."):
+            assert torch.equal(state[k], loaded[k]), k
+    model.train()
+    assert not any(m.training for t in trunk for m in t.modules())
+    assert last.training and model.head.training
+    with pytest.raises(ValueError, match="last_block"):
+        create_model("resnet10", 10, trainable="layer4")
+
+
+def test_last_block_option_trains_only_the_block_and_head(tmp_path):
+    """One epoch of the one loop: trunk weights and BN statistics bit-identical, optimiser without them."""
+    import ltlab
+    from ltlab.engine import load_checkpoint
+
+    path = tmp_path / "trunk.pth"
+    ref = _pretrained_like(path)
+    run = ltlab.run(dataset="digits_lt", imbalance_factor=10, dataset_params={"n_max": 120}, model="resnet10",
+                    model_params={"weights_path": str(path), "trainable": "last_block"}, epochs=1, batch_size=64,
+                    lr=0.05, device="cpu", progress=False, run_dir=str(tmp_path / "run"))
+    ckpt = load_checkpoint(run.dir)
+    trained = ckpt["model"]
+    block = [k for k in trained if k.startswith("backbone.layer4.0.")]
+    head = [k for k in trained if k.startswith("head.")]
+    n_block_head = sum(1 for k in block + head if "running_" not in k and "num_batches" not in k)
+    assert sum(len(g["params"]) for g in ckpt["optimizer"]["param_groups"]) == n_block_head
+    for k in set(trained) - set(block) - set(head):
+        assert torch.equal(trained[k], ref[k]), k  # frozen trunk in eval mode: weights and statistics untouched
+    assert not torch.equal(trained["backbone.layer4.0.conv1.weight"], ref["backbone.layer4.0.conv1.weight"])
+    steps = -(-sum(run.config["class_counts"]) // 64)  # the new block trains in train mode: fresh count, every step
+    assert int(trained["backbone.layer4.0.bn1.num_batches_tracked"]) == steps

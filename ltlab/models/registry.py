@@ -31,8 +31,8 @@ def create_model(name: str, num_classes: int, head: HeadKind = "linear", in_chan
     """Build model ``name`` with a fresh ``head`` ("linear" | "cosine" | "lws") for ``num_classes``.
 
     x (B, in_channels, H, W) -> ``forward_features`` (B, D) -> ``forward_head`` (B, C). Extra
-    keywords go to the builder (``width`` for convnet_small, ``weights_path`` for the torchvision
-    nets); unknown names, heads or keywords raise ValueError listing the valid options.
+    keywords go to the builder (``width`` for convnet_small, ``weights_path`` and ``trainable`` for the
+    torchvision nets); unknown names, heads or keywords raise ValueError listing the valid options.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid models: {sorted(MODELS)}")

@@ -4,16 +4,22 @@ ResNet-10 (BasicBlock, [1, 1, 1, 1], as in the decoupling / GLAG ImageNet-LT rec
 ResNet-50, ResNet-152 and ResNeXt-50 32x4d. Always built with ``weights=None`` (no downloads); pass
 ``weights_path`` to load a local state_dict into the backbone. x (B, in_channels, H, W) ->
 features (B, 512) (BasicBlock nets) or (B, 2048) (bottleneck nets) -> head (B, C).
+``trainable="last_block"`` trains only a re-initialised last residual block and the head on a frozen
+trunk, as the released Places-LT scripts of GCL and MiSLAS do.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import nn
 
 from .heads import HeadedModel, HeadKind
+
+Trainable = Literal["all", "last_block"]
+TRAINABLE = ("all", "last_block")
 
 
 def _tv():
@@ -56,6 +62,18 @@ def _backbone_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return out
 
 
+def reinit_block(block: nn.Module) -> None:
+    """Give every layer of ``block`` PyTorch's default initialisation, as a newly built module has.
+
+    Layers are reset in registration order, so under the same seed the result equals a freshly
+    constructed block (``Block()`` = ``Bottleneck(2048, 512)`` in GCL's ``Places-LT/models/resnet_places.py``;
+    BatchNorm running statistics restart too).
+    """
+    for m in block.modules():
+        if m is not block and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+
+
 class TorchvisionResNet(HeadedModel):
     """A torchvision ResNet with ``fc`` removed; ``forward_features`` ends at the global average pool."""
 
@@ -66,10 +84,14 @@ class TorchvisionResNet(HeadedModel):
         head: HeadKind = "linear",
         in_channels: int = 3,
         weights_path: str | os.PathLike | None = None,
+        trainable: Trainable = "all",
     ) -> None:
         super().__init__()
         if arch not in _BUILDERS:
             raise ValueError(f"unknown torchvision architecture {arch!r}; valid: {sorted(_BUILDERS)}")
+        if trainable not in TRAINABLE:
+            raise ValueError(f"trainable must be one of {TRAINABLE}, got {trainable!r}")
+        self.trainable = trainable
         net = _BUILDERS[arch]()
         if in_channels != 3:
             net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
@@ -81,6 +103,24 @@ class TorchvisionResNet(HeadedModel):
         self._build_head(head, num_classes)
         if weights_path is not None:
             self.load_backbone(weights_path)
+        if trainable == "last_block":
+            reinit_block(net.layer4[-1])
+            for p in (p for m in self._trunk() for p in m.parameters()):
+                p.requires_grad_(False)
+
+    def _trunk(self) -> list[nn.Module]:
+        """The layers before the last residual block (frozen with ``trainable="last_block"``)."""
+        b = self.backbone
+        return [b.conv1, b.bn1, b.layer1, b.layer2, b.layer3, *b.layer4[:-1]]
+
+    def train(self, mode: bool = True) -> TorchvisionResNet:
+        """``trainable="last_block"`` keeps the frozen trunk in eval mode (BN statistics fixed), as the
+        released scripts call ``model.eval()`` on it while the new block and the classifier train."""
+        super().train(mode)
+        if self.trainable == "last_block":
+            for m in self._trunk():
+                m.train(False)
+        return self
 
     def load_backbone(self, path: str | os.PathLike) -> None:
         """Load backbone weights from a local file (strict: missing or unexpected keys raise)."""
@@ -99,8 +139,9 @@ def _factory(arch: str, doc: str) -> Callable[..., TorchvisionResNet]:
         head: HeadKind = "linear",
         in_channels: int = 3,
         weights_path: str | os.PathLike | None = None,
+        trainable: Trainable = "all",
     ) -> TorchvisionResNet:
-        return TorchvisionResNet(arch, num_classes, head, in_channels, weights_path)
+        return TorchvisionResNet(arch, num_classes, head, in_channels, weights_path, trainable)
 
     build.__name__ = build.__qualname__ = arch
     build.__doc__ = doc
