@@ -13,7 +13,7 @@ from typing import Any, Literal
 _CHOICES = {
     "imbalance_profile": ("exp", "step"),
     "head": ("auto", "linear", "cosine", "lws"),
-    "lr_schedule": ("step", "cosine", "constant"),
+    "lr_schedule": ("step", "cosine", "constant", "balms_cosine"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "bf16", "fp16"),
     "stage": ("joint", "classifier", "afg"),
@@ -78,7 +78,7 @@ class RunConfig:
     nesterov: bool = False
     weight_decay: float = 2e-4
     warmup_epochs: int = 0
-    lr_schedule: str = "step"             # step | cosine | constant
+    lr_schedule: str = "step"             # step | cosine | constant | balms_cosine (BALMS/GALA code)
     milestones: list = field(default_factory=list)      # 0-based epochs where the step schedule decays
     lr_gamma: float = 0.1                 # step decay factor per milestone
     # execution

@@ -63,17 +63,22 @@ def drw_weights(class_counts: Sequence[int], epoch: int, drw_start: int | None,
     return np.ones(len(class_counts))
 
 
+LRSchedule = Literal["step", "cosine", "constant", "balms_cosine"]
+
+
 def lr_at(epoch: int, base_lr: float, num_epochs: int, *, warmup_epochs: int = 0,
-          schedule: Literal["step", "cosine", "constant"] = "step",
-          milestones: Sequence[int] = (), gamma: float = 0.1,
+          schedule: LRSchedule = "step", milestones: Sequence[int] = (), gamma: float = 0.1,
           step_factors: Sequence[float] | None = None) -> float:
     """Learning rate for 0-based ``epoch``, set once at the start of the epoch.
 
     Warm-up follows LDAM-DRW: ``lr * (epoch + 1) / warmup_epochs`` for the first ``warmup_epochs``
     epochs. ``step``: multiply by ``gamma`` per milestone passed (0-based epochs ``>= m``), or by the
     matching ``step_factors[i]`` when given (LDAM-DRW uses 0.01 then 1e-4). ``cosine``: half cosine
-    from ``base_lr`` after warm-up down to 0 at the last epoch.
+    from ``base_lr`` after warm-up down to 0 at the last epoch. ``balms_cosine``: the warm-up + cosine
+    of the BALMS code that the GALA code reuses (see :func:`balms_cosine_lr`).
     """
+    if schedule == "balms_cosine":
+        return balms_cosine_lr(epoch, base_lr, num_epochs, warmup_epochs)
     if warmup_epochs > 0 and epoch < warmup_epochs:
         return base_lr * (epoch + 1) / warmup_epochs
     if schedule == "constant":
@@ -89,4 +94,20 @@ def lr_at(epoch: int, base_lr: float, num_epochs: int, *, warmup_epochs: int = 0
         span = max(num_epochs - warmup_epochs - 1, 1)
         t = min(max(epoch - warmup_epochs, 0), span)
         return 0.5 * base_lr * (1.0 + math.cos(math.pi * t / span))
-    raise ValueError(f"lr schedule must be one of 'step', 'cosine', 'constant', got {schedule!r}")
+    raise ValueError(f"lr schedule must be one of {', '.join(LRSchedule.__args__)}, got {schedule!r}")
+
+
+def balms_cosine_lr(epoch: int, base_lr: float, num_epochs: int, warmup_epochs: int) -> float:
+    """``CosineAnnealingLRWarmup`` of the BALMS code, reused by the GALA code (lt-peoject ``utils.py``).
+
+    The scheduler is stepped before each epoch, so the 1-based epoch ``e = epoch + 1`` with
+    ``W = warmup_epochs`` gives ``lr/2 + (lr/2) (e - 1) / (W - 1)`` for ``e < W`` (warm-up from half the
+    peak: the configs' ``base_lr`` 0.05 -> ``warmup_lr`` 0.1), then ``(lr/2) (1 + cos(pi (e - W) /
+    (num_epochs - W)))``: the peak at 0-based epoch ``W - 1`` and 0 in the last epoch. ``W <= 1`` is a
+    plain cosine from epoch 0 (the code asserts ``W >= 2``).
+    """
+    e, w = epoch + 1, max(warmup_epochs, 1)
+    if e < w:
+        return base_lr * (0.5 + 0.5 * (e - 1) / (w - 1))
+    span = max(num_epochs - w, 1)
+    return 0.5 * base_lr * (1.0 + math.cos(math.pi * min(e - w, span) / span))
