@@ -276,6 +276,7 @@ def test_last_block_option_freezes_the_trunk(tmp_path):
         create_model("resnet10", 10, trainable="layer4")
 
 
+@pytest.mark.slow
 def test_last_block_option_trains_only_the_block_and_head(tmp_path):
     """One epoch of the one loop: trunk weights and BN statistics bit-identical, optimiser without them."""
     import ltlab
