@@ -8,11 +8,15 @@ So ltlab unpickles only plain data:
   :func:`dump_torch` stores the numpy arrays and scalars of what it saves as tensors and records
   where they were under :data:`NUMPY_KEY`, so :func:`load_torch` gives back the same types
   (:func:`to_plain` / :func:`from_plain`).
+- CIFAR batch files (dicts of lists, strings, ints and one numpy array) go through
+  :class:`CifarUnpickler`, which resolves only numpy's array reconstruction.
 
 Anything else raises :class:`UnsafeFileError` naming the file and the object, before it is built.
 """
 from __future__ import annotations
 
+import _compat_pickle
+import codecs
 import io
 import os
 import pickle
@@ -148,3 +152,40 @@ def load_torch(path: str | os.PathLike, *, fix: str = "") -> Any:
         except (AttributeError, KeyError, IndexError, TypeError) as exc:
             raise ValueError(f"{path} is corrupt: its {NUMPY_KEY!r} list does not fit its contents ({exc})") from exc
     return obj
+
+
+# ---------------------------------------------------------------------- CIFAR pickles
+def _cifar_globals() -> dict[tuple[str, str], Any]:
+    """What CIFAR batch files reference: numpy's array reconstruction under its numpy 1 and 2 module names
+    (``_reconstruct``, protocols <= 4; ``_frombuffer``, protocol 5), ``ndarray`` and ``dtype``; and
+    ``_codecs.encode``, which Python 3 writes for bytes at protocol 2 (re-pickled CIFAR-format files)."""
+    a = np.zeros(1, np.uint8)
+    reconstruct, frombuffer = a.__reduce__()[0], a.__reduce_ex__(5)[0]
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): codecs.encode}
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{package}.numeric", "_frombuffer")] = frombuffer
+    return allowed
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """Unpickler for CIFAR batch files (latin1, as written by Python 2): only :func:`_cifar_globals` resolve."""
+
+    ALLOWED = _cifar_globals()
+
+    def __init__(self, file, path: str | os.PathLike) -> None:
+        super().__init__(file, encoding="latin1")
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)  # Python 2 names (__builtin__) as Python 3's
+        try:
+            return self.ALLOWED[(module, name)]
+        except KeyError:
+            raise UnsafeFileError(f"not a CIFAR batch file: {self.path} contains {module}.{name}") from None
+
+
+def unpickle_cifar(path: str | os.PathLike) -> Any:
+    """Read a CIFAR batch / meta pickle with :class:`CifarUnpickler`."""
+    with open(path, "rb") as f:
+        return CifarUnpickler(f, path).load()
