@@ -8,6 +8,7 @@ same loop fed by feature loaders, wired in :mod:`ltlab.afg`).
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -28,8 +29,9 @@ from .losses import create_loss
 from .metrics import per_class_accuracy, shot_accuracy
 from .models import create_model
 from .models.heads import LWSHead
-from .runs import (METRIC_COLUMNS, Run, RunFileError, load_run, path_error, remove_stale_temps, runs_root,
-                   save_torch, write_csv, write_json, write_npz)
+from .runs import (CHECKPOINTS, CONVERT_HINT, METRIC_COLUMNS, Run, RunFileError, load_run, path_error,
+                   remove_stale_temps, runs_root, save_torch, write_csv, write_json, write_npz)
+from .safe_io import UnsafeFileError, load_torch
 
 Callback = Callable[[int, dict, "TrainState"], Any]
 
@@ -337,20 +339,25 @@ def _init_from(model: nn.Module, config: RunConfig, src: Run) -> None:
         model.head = TukeyHead(model.head, config.afg_params.get("tukey_lambda", AFG_DEFAULTS["tukey_lambda"]))
 
 
-CHECKPOINTS = ("checkpoint.pt", "checkpoint_prev.pt")  # newest first; the last two are kept
 _CKPT_KEYS = ("epoch", "model", "optimizer", "loss", "history")
 
 
 def load_checkpoint(run_dir: Path) -> dict:
-    """Newest readable checkpoint of ``run_dir`` (falls back to the previous one if the newest is corrupt)."""
+    """Newest readable checkpoint of ``run_dir`` (falls back to the previous one if the newest is corrupt).
+
+    Loaded with ``weights_only=True``: a checkpoint that names any other object (it could run code) raises
+    :class:`~ltlab.safe_io.UnsafeFileError` at once, with no fallback and nothing built from it.
+    """
     errors = []
     for name in CHECKPOINTS:
         path = Path(run_dir) / name
         if not path.exists():
             continue
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means "corrupt"
+            ckpt = load_torch(path, fix=CONVERT_HINT.format(path=str(run_dir)))
+        except UnsafeFileError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any other unpickling failure means "corrupt"
             errors.append(f"{path}: {type(exc).__name__}: {exc}")
             continue
         missing = [k for k in _CKPT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
@@ -367,11 +374,16 @@ def load_checkpoint(run_dir: Path) -> dict:
 def _check_resume(config: RunConfig, ckpt: dict, run_dir: Path) -> None:
     old = ckpt.get("fingerprint", {})
     new = config.fingerprint()
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    diff = sorted(k for k in set(old) | set(new) if _canonical(old.get(k)) != _canonical(new.get(k)))
     if diff:
         details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
         raise ValueError(f"cannot resume {run_dir}: its checkpoint was written by a different config ({details}). "
                          "Resume with the original parameters, or start a new run_dir with resume=False")
+
+
+def _canonical(value: Any) -> str:
+    """A config value as the checkpoint holds it (paths as strings; numpy as numbers), for comparison."""
+    return json.dumps(value, sort_keys=True, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
 
 
 # ---------------------------------------------------------------------- checkpoint and outputs
@@ -385,9 +397,10 @@ def save_checkpoint(run_dir: Path, state: TrainState, config: RunConfig, loader:
     ckpt = {
         "epoch": state.epoch, "model": unwrap(state.model).state_dict(), "optimizer": state.optimizer.state_dict(),
         "loss": state.loss_fn.state_dict(), "fingerprint": config.fingerprint(), "ltlab_version": __version__,
-        "history": _tensors({"metrics": state.metrics, "per_class": state.per_class, "eval_epochs": state.eval_epochs,
-                             "probes": probes.stack_epochs(state.probe_records), "probe_epochs": len(state.probe_records),
-                             "test_logits": state.test_logits, "test_labels": state.test_labels}),
+        # the probe history goes in stacked (probes.stack_epochs): a handful of arrays instead of several per epoch
+        "history": {"metrics": state.metrics, "per_class": state.per_class, "eval_epochs": state.eval_epochs,
+                    "probes": probes.stack_epochs(state.probe_records), "probe_epochs": len(state.probe_records),
+                    "test_logits": state.test_logits, "test_labels": state.test_labels},
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
         "extras": {k: v.state_dict() for k, v in state.extras.items()},
         "scaler": scaler.state_dict() if scaler is not None else None,
@@ -397,20 +410,9 @@ def save_checkpoint(run_dir: Path, state: TrainState, config: RunConfig, loader:
     state.checkpoint_epoch = state.epoch
 
 
-def _tensors(obj: Any) -> Any:
-    """numpy arrays inside dicts/lists as torch tensors (torch.save writes a few large tensors far faster than
-    it pickles numpy arrays or many small tensors); :func:`_arrays` undoes it. The probe history goes in
-    stacked (:func:`ltlab.probes.stack_epochs`), a handful of tensors instead of several per epoch."""
-    if isinstance(obj, np.ndarray) and (obj.dtype.kind in "bifc" or obj.dtype == np.uint8):
-        return torch.from_numpy(obj if obj.flags.c_contiguous else obj.copy())
-    if isinstance(obj, dict):
-        return {k: _tensors(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_tensors(v) for v in obj]
-    return obj
-
-
 def _arrays(obj: Any) -> Any:
+    """Tensors inside dicts/lists as numpy arrays (the history of checkpoints written before numpy arrays were
+    recorded by :func:`ltlab.safe_io.dump_torch`, which held them as plain tensors)."""
     if isinstance(obj, torch.Tensor):
         return obj.numpy()
     if isinstance(obj, dict):

@@ -134,11 +134,48 @@ def write_npz(path, arrays: dict[str, Any], *, compress: bool = False) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def save_torch(path, obj: Any, *, keep_previous: str | os.PathLike | None = None) -> Path:
+def save_torch(path, obj: dict[str, Any], *, keep_previous: str | os.PathLike | None = None) -> Path:
+    """Atomic ``torch.save`` of a dict that loads with ``weights_only=True`` (:func:`ltlab.safe_io.dump_torch`)."""
+    from .safe_io import dump_torch
+    return atomic_write_bytes(path, dump_torch(obj), keep_previous=keep_previous)
+
+
+CHECKPOINTS = ("checkpoint.pt", "checkpoint_prev.pt")  # newest first; the last two are kept
+CONVERT_HINT = ("Checkpoints written by ltlab before it switched to weights_only loading pickle numpy arrays "
+                "(numpy.ndarray, numpy.dtype, ..._reconstruct) and are refused too: convert one you trust once with "
+                "ltlab.runs.convert_checkpoint({path!r}, trust=True); never one from someone you do not trust "
+                "(converting runs the code it carries).")
+
+
+def convert_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> list[Path]:
+    """Rewrite checkpoints an older ltlab wrote (numpy objects pickled inside) so they load safely.
+
+    ``path``: a checkpoint file or a run directory (its ``checkpoint.pt`` and ``checkpoint_prev.pt``).
+    Loading such a file means full unpickling, which runs any code the file carries, so this needs
+    ``trust=True``: use it only on files you or someone you trust wrote. Files that already load with
+    ``weights_only=True`` are left alone. Each file is rewritten atomically with the same contents.
+    Returns the files rewritten.
+    """
     import torch
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return atomic_write_bytes(path, buf.getvalue(), keep_previous=keep_previous)
+
+    from .safe_io import UnsafeFileError, load_torch
+    p = Path(path)
+    files = [p / n for n in CHECKPOINTS if (p / n).exists()] if p.is_dir() else [p]
+    if not files or not files[0].exists():
+        raise FileNotFoundError(f"no checkpoint at {p}")
+    if trust is not True:
+        raise ValueError(f"convert_checkpoint({str(p)!r}) unpickles the file completely, which runs any code inside "
+                         "it; pass trust=True only if you or someone you trust wrote it")
+    done = []
+    for f in files:
+        try:
+            load_torch(f)
+            continue  # already safe
+        except UnsafeFileError:
+            pass
+        save_torch(f, torch.load(f, map_location="cpu", weights_only=False))  # the caller vouched for it
+        done.append(f)
+    return done
 
 
 # ---------------------------------------------------------------------- reading

@@ -9,13 +9,13 @@ from __future__ import annotations
 import gzip
 import inspect
 import os
-import pickle
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
 
+from ..safe_io import UnsafeFileError, unpickle_cifar
 from .longtail import longtail_counts, longtail_indices
 
 Split = Literal["train", "val", "test"]
@@ -100,12 +100,16 @@ def _str(x: Any) -> str:
 
 
 def _unpickle(path: Path) -> dict[str, Any]:
-    """A CIFAR pickle as a dict with str keys (real files give str keys under latin1, fakes give bytes)."""
+    """A CIFAR pickle as a dict with str keys (real files give str keys under latin1, fakes give bytes).
+
+    Read by :class:`ltlab.safe_io.CifarUnpickler`: any object but numpy's arrays raises UnsafeFileError.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"missing CIFAR file {path}")
     try:
-        with open(path, "rb") as f:
-            d = pickle.load(f, encoding="latin1")
+        d = unpickle_cifar(path)
+    except UnsafeFileError:
+        raise
     except Exception as e:  # truncated/corrupt pickles raise many different types
         raise ValueError(f"corrupt or truncated CIFAR file {path}: {type(e).__name__}: {e}") from e
     if not isinstance(d, dict):
@@ -118,8 +122,9 @@ def _read_cifar(which: str, root: str | Path | None, split: str, download: bool)
     root = Path(root).expanduser() if root is not None else _default_root()
     folder = root / spec["folder"]
     if not folder.is_dir() and download:
-        import torchvision.datasets as tvd  # downloads + checks md5 of the real archive
-        (tvd.CIFAR10 if which == "cifar10" else tvd.CIFAR100)(str(root), train=True, download=True)
+        import torchvision.datasets as tvd  # the official archive, md5-checked; read below like any folder
+        cls = tvd.CIFAR10 if which == "cifar10" else tvd.CIFAR100  # (building cls would unpickle it with pickle)
+        tvd.utils.download_and_extract_archive(cls.url, str(root), filename=cls.filename, md5=cls.tgz_md5)
     if not folder.is_dir():
         raise FileNotFoundError(f"{spec['title']} not found: expected folder {folder}; pass download=True "
                                 f"or put the extracted {spec['tar']} there")

@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..safe_io import load_torch
 from .heads import HeadedModel, HeadKind
 
 Trainable = Literal["all", "last_block"]
@@ -48,7 +49,7 @@ def _backbone_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Accepts a torchvision state_dict, an ltlab model state_dict (``backbone.`` prefix) or either
     wrapped in ``{"state_dict": ...}`` / ``{"model": ...}``; a DDP ``module.`` prefix is stripped.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch(path, fix="Save the weights as a plain state_dict: torch.save(model.state_dict(), path).")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
