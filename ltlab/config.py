@@ -6,6 +6,7 @@ Field names are the notebook ``parameters`` (one literal each), so a notebook do
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,7 +28,7 @@ POSTHOC_METHODS = {"pn": ("tau",), "logit_adjust": ("tau",), "tau_norm": ("selec
 
 # fields that may change between an interrupted run and its resumption
 RESUME_FREE_FIELDS = ("resume", "device", "progress", "run_dir", "run_id", "epochs_per_call", "num_workers",
-                      "compile", "method", "preset", "reported", "posthoc", "checkpoint_every_steps")
+                      "compile", "method", "preset", "reported", "posthoc", "checkpoint_every_steps", "tensorboard")
 
 
 def _non_finite(value: Any, where: str = "") -> str | None:
@@ -91,6 +92,7 @@ class RunConfig:
     eval_every: int = 1                   # evaluate every k epochs (and always after the last)
     sync_bn: bool = False                 # multi-GPU (torchrun, CUDA): SyncBatchNorm, statistics over the global batch
     progress: bool = True                 # tqdm progress bar (off under CI)
+    tensorboard: bool = False             # TensorBoard event files in run_dir (tensorboard --logdir runs/)
     # run directory and stages
     run_dir: str | None = None            # the run's own directory (None: runs/<run_id>)
     run_id: str | None = None             # name under runs/ (None: time + dataset + loss)
@@ -190,8 +192,11 @@ class RunConfig:
             self._fail("head", f"loss {self.loss!r} takes cosine similarities; use head='cosine' or 'auto'")
         self._validate_stages()
         self._validate_documentation()
-        if not isinstance(self.sync_bn, bool):
-            self._fail("sync_bn", "must be True or False")
+        for name in ("sync_bn", "tensorboard"):
+            if not isinstance(getattr(self, name), bool):
+                self._fail(name, "must be True or False")
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            self._fail("tensorboard", "needs the tensorboard package: pip install tensorboard")
         if self.compile not in COMPILE_MODES:
             self._fail("compile", f"must be True, False or one of the torch.compile modes "
                                   f"{[m for m in COMPILE_MODES if isinstance(m, str)]}")

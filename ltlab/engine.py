@@ -25,6 +25,7 @@ from . import __version__, distributed, probes, schedules
 from .config import RunConfig
 from .data import DeviceLoader, create_sampler, get_dataset
 from .data.samplers import ShardedSampler
+from .loggers import config_loggers
 from .losses import create_loss
 from .metrics import per_class_accuracy, shot_accuracy
 from .models import create_model
@@ -548,7 +549,8 @@ def run(config: RunConfig | dict | None = None, *, callbacks: list[Callback] | N
                                              "init_from_resolved": stage_one})
         if state.epoch >= 0:  # a kill between checkpoint and outputs: bring the outputs level with it
             write_outputs(run_dir, state, counts)
-    fit(state, config, train_ds, test_ds, run_dir, device, callbacks or [], loaders=loaders)
+    fit(state, config, train_ds, test_ds, run_dir, device, [*(callbacks or []), *config_loggers(config, run_dir)],
+        loaders=loaders)
     distributed.barrier()  # rank 0 has written everything before any rank reads the run back
     return load_run(run_dir)
 
