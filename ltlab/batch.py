@@ -1,26 +1,28 @@
 """Papermill sweeps: presets x grid x seeds -> one notebook execution per run -> a tidy results table.
 
-Each run executes in its own process (``python -m ltlab.batch --job <job.json>``: papermill, which
-starts its own kernel) with its own run directory ``<out_root>/<name>``; the name is derived from
-the parameters, so a sweep started again finds its runs: complete ones are skipped, interrupted ones
-(checkpoint present) are resumed, failed ones are reported (notebook path + error) without stopping
-the others. Every parameter combination is validated with RunConfig before anything runs.
+Each run executes in its own process (papermill, which starts its own kernel) with its own run
+directory ``<out_root>/<name>`` (two-stage presets: ``<name>_stage1`` and ``<name>_stage2``, run one
+after the other in the same job); the name is derived from the parameters, so a sweep started again
+finds its runs: complete ones are skipped, interrupted ones (checkpoint present) are resumed, failed
+ones are reported (notebook path + error) without stopping the others. Every parameter combination is
+validated with RunConfig before anything runs. Executors (:mod:`ltlab.sweeps`): ``local`` worker
+processes spread over the visible GPUs, ``slurm`` (one job array through submitit, requeued on
+preemption) and ``submitit_local``; :func:`sweep_status` reads where a sweep stands from its run
+directories alone.
 """
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Literal, Sequence
 
 import pandas as pd
+
+from .sweeps.cli import main  # noqa: F401 - ``python -m ltlab sweep``
+from .sweeps.status import sweep_status  # noqa: F401 - public: where a sweep stands, per run
 
 METRICS = {"overall": "acc", "many": "acc_many", "medium": "acc_medium", "few": "acc_few"}
 # table columns that are documentation, not something to group results by
@@ -29,41 +31,22 @@ _DOC_COLUMNS = ("method", "preset", "reported", "posthoc", "description")
 
 def expand(presets: Sequence[str | os.PathLike | dict] | None = None, grid: dict[str, Sequence] | None = None,
            base_params: dict | None = None, seeds: Sequence[int] | None = None) -> list[dict]:
-    """Parameter dicts of a sweep: ``base_params`` < preset < grid point < seed (later wins).
+    """Parameter dicts of a one-stage sweep: ``base_params`` < preset < grid point < seed (later wins).
 
-    presets: one-stage YAML presets (``ltlab.cli.load_preset``; a two-stage preset raises) or dicts;
-    grid: name -> list of values (product).
+    presets: one-stage YAML presets or dicts (a two-stage preset raises: :func:`ltlab.sweeps.plan.expand_stages`
+    gives the stages of every run); grid: name -> list of values (product).
     """
-    from .cli import load_preset
-    pres = [dict(p) if isinstance(p, dict) else load_preset(p) for p in (presets or [{}])]
-    grid = dict(grid or {})
-    for k, v in grid.items():
-        if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
-            raise ValueError(f"grid[{k!r}] must be a list of values, got {v!r}")
-    points = [dict(zip(grid, vals)) for vals in itertools.product(*(list(v) for v in grid.values()))]
-    out = []
-    for p in pres:
-        for g in points:
-            for s in (list(seeds) if seeds is not None else [None]):
-                params = {**(base_params or {}), **p, **g}
-                if s is not None:
-                    params["seed"] = int(s)
-                out.append(params)
-    return out
+    from .sweeps.plan import expand_stages
+    combos = expand_stages(presets, grid, base_params, seeds)
+    if any(len(stages) > 1 for stages in combos):
+        raise ValueError("expand: a preset has two stages; use ltlab.sweeps.plan.expand_stages (sweep runs both)")
+    return [stages[0] for stages in combos]
 
 
 def validate(combos: list[dict]) -> list:
     """RunConfig of every combination; one ValueError listing every bad combination (nothing has run)."""
-    from .config import RunConfig
-    configs, errors = [], []
-    for i, params in enumerate(combos):
-        try:
-            configs.append(RunConfig(**{k: v for k, v in params.items() if k != "run_dir"}))
-        except ValueError as exc:
-            errors.append(f"  combination {i} {params}: {exc}")
-    if errors:
-        raise ValueError("sweep: invalid parameters, nothing was run:\n" + "\n".join(errors))
-    return configs
+    from .sweeps.plan import validate_stages
+    return [cfgs[0] for cfgs in validate_stages([[c] for c in combos])]
 
 
 def run_name(params: dict) -> str:
@@ -98,89 +81,54 @@ def run_state(run_dir: Path) -> str:
     return "partial"
 
 
-def _results(run_dir: Path) -> dict[str, float]:
-    try:
-        df = pd.read_csv(run_dir / "metrics.csv")
-        last = df.iloc[-1]
-        return {"epochs_done": int(last["epoch"]) + 1, **{k: float(last[c]) for k, c in METRICS.items()}}
-    except (OSError, ValueError, KeyError, IndexError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return {}
-
-
-def _worker_env(parallel: int) -> dict[str, str]:
-    """Environment of a run's process: no progress bars, and the CPU threads shared between parallel runs
-    (``OMP_NUM_THREADS = cores // parallel`` unless already set), so runs side by side do not oversubscribe."""
-    env = {**os.environ, "LTLAB_PROGRESS": "0"}
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, int(parallel)))))
-    return env
-
-
-def _launch(job: dict, timeout: float | None) -> dict:
-    """Run one job in a fresh Python process; never raises (a crash becomes status "failed")."""
-    run_dir = Path(job["params"]["run_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    job_file, result_file = run_dir / ".sweep_job.json", run_dir / ".sweep_result.json"
-    result_file.unlink(missing_ok=True)
-    job_file.write_text(json.dumps({**job, "result": str(result_file)}, default=str))
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run([sys.executable, "-m", "ltlab.batch", "--job", str(job_file)], capture_output=True,
-                              text=True, timeout=timeout, env=_worker_env(job.get("parallel", 1)))
-        res = json.loads(result_file.read_text()) if result_file.exists() else {
-            "status": "failed", "error": f"worker exited with code {proc.returncode}: {proc.stderr.strip()[-600:]}"}
-    except subprocess.TimeoutExpired:
-        res = {"status": "failed", "error": f"timed out after {timeout} s"}
-    res["seconds"] = time.perf_counter() - t0
-    return res
-
-
 def sweep(notebook: str | os.PathLike, presets: Sequence[str | os.PathLike | dict] | None = None,
-          grid: dict[str, Sequence] | None = None, base_params: dict | None = None, parallel: int = 1,
+          grid: dict[str, Sequence] | None = None, base_params: dict | None = None, parallel: int | None = None,
           out_root: str | os.PathLike | None = None, seeds: Sequence[int] | None = None,
-          kernel: str | None = None, timeout: float | None = None) -> pd.DataFrame:
-    """Execute ``notebook`` once per parameter combination, ``parallel`` processes at a time.
+          kernel: str | None = None, timeout: float | None = None, *,
+          executor: Literal["local", "submitit_local", "slurm"] = "local", slurm: dict[str, Any] | None = None,
+          per_gpu: int | None = None, gpus: Sequence[int | str] | None = None, wait: bool = True) -> pd.DataFrame:
+    """Execute ``notebook`` once per parameter combination (both stages of a two-stage preset in one job).
 
-    Combinations: :func:`expand` (presets x grid x seeds over ``base_params``); every one is validated
-    with RunConfig first (ValueError, nothing runs). Run directories ``<out_root>/<run_name(params)>``
-    (out_root default ``runs/``) hold the run and the executed notebook. Returns one row per run:
-    ``run_id``, the parameters, ``status`` (done | skipped | resumed | incomplete | failed), ``error``,
-    ``notebook`` (the executed copy), ``epochs_done``, ``overall``/``many``/``medium``/``few`` (last
-    evaluated epoch, [0, 1]) and ``seconds``.
+    Combinations: presets x grid x seeds over ``base_params`` (:func:`ltlab.sweeps.plan.expand_stages`; a grid
+    key ``stage_two.KEY`` sets stage two only); every stage is validated with RunConfig and every stage two
+    against its stage one first (ValueError, nothing runs or is submitted). Run directories
+    ``<out_root>/<run_name>`` (out_root default ``runs/``) hold the run and the executed notebook.
+
+    executor: ``"local"`` runs ``parallel`` worker processes here (default 1), or with GPUs ``per_gpu``
+    per visible GPU (``gpus`` overrides which); ``"slurm"`` submits one job array through submitit with
+    ``slurm`` options (``partition``, ``gpus_per_node``, ``timeout_min``, ``mem_gb``, ``array_parallelism``,
+    ...; preempted or timed-out jobs are requeued and resume from the run's checkpoint);
+    ``"submitit_local"`` runs the same jobs as processes here, ``parallel`` at a time. ``wait=False``
+    (cluster executors) returns after submitting; watch with :func:`sweep_status`, start the sweep
+    again for the table.
+
+    Returns one row per run: ``run_id``, the parameters (two-stage runs: stage one's, and
+    ``stage_two.KEY`` for stage two's own), ``status`` (done | skipped | resumed | incomplete | failed |
+    running: elsewhere, its heartbeat is fresh | queued: an earlier Slurm job still waits | submitted),
+    ``overall``/``many``/``medium``/``few`` (final stage's last evaluated epoch or its post-hoc result,
+    [0, 1]), ``stage1_<metric>`` for two-stage runs, ``epochs_done``, ``seconds``, ``attempt`` and
+    ``job_id`` (cluster executors), ``notebook`` (the executed copy), ``error``, ``run_dir``.
     """
     from .runs import runs_root
+    from .sweeps import executors, plan
+    from .sweeps.job import run_numbers
     nb = Path(notebook).expanduser().resolve()
     if not nb.exists():
         raise FileNotFoundError(f"sweep: notebook {nb} does not exist")
-    if int(parallel) < 1:
-        raise ValueError(f"sweep: parallel must be >= 1, got {parallel}")
-    combos = expand(presets, grid, base_params, seeds)
-    validate(combos)
+    backend = executors.make_executor(executor, parallel=parallel, per_gpu=per_gpu, gpus=gpus, slurm=slurm,
+                                      timeout=timeout, wait=wait)
+    try:
+        combos = plan.expand_stages(presets, grid, base_params, seeds)
+    except ValueError as exc:
+        raise ValueError(f"sweep: invalid parameters, nothing was run:\n  {exc}") from exc
+    plan.validate_stages(combos)
     root = Path(out_root).expanduser().resolve() if out_root else runs_root()
-    names = [run_name(p) for p in combos]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ValueError(f"sweep: combinations repeat (same parameters twice): {dup}")
-    rows, jobs = [], []
-    for params, name in zip(combos, names):
-        run_dir = root / name
-        row = {"run_id": name, **params, "status": "", "error": "", "notebook": str(run_dir / nb.name),
-               "run_dir": str(run_dir)}
-        state = run_state(run_dir)
-        if state == "complete":
-            row["status"] = "skipped"
-        else:
-            jobs.append((row, {"notebook": str(nb), "kernel": kernel, "resumed": state == "partial",
-                               "parallel": parallel,
-                               "params": {**params, "run_dir": str(run_dir), "resume": state == "partial"}}))
-        rows.append(row)
-    with ThreadPoolExecutor(max_workers=int(parallel)) as pool:
-        futures = [(row, pool.submit(_launch, job, timeout)) for row, job in jobs]
-        for row, fut in futures:
-            res = fut.result()
-            row.update(status=res["status"], error=res.get("error", ""), seconds=res["seconds"])
-    for row in rows:
-        row.update(_results(Path(row["run_dir"])))
-    return _tidy(pd.DataFrame(rows), list(dict.fromkeys(k for p in combos for k in p)))
+    specs = plan.plan_runs(combos, root, nb, kernel)
+    results = executors.dispatch(backend, specs, root, wait)
+    keep = ("status", "error", "notebook", "seconds", "attempt", "job_id")
+    rows = [{"run_id": s["run_id"], **s["row"], **{k: v for k, v in results[s["run_id"]].items() if k in keep},
+             **run_numbers(s["dirs"]), "run_dir": s["dirs"][-1]} for s in specs]
+    return _tidy(pd.DataFrame(rows), list(dict.fromkeys(k for s in specs for k in s["row"])))
 
 
 def _tidy(df: pd.DataFrame, param_cols: list[str]) -> pd.DataFrame:
@@ -189,44 +137,92 @@ def _tidy(df: pd.DataFrame, param_cols: list[str]) -> pd.DataFrame:
     for c in ("epochs_done", *METRICS, "seconds"):
         if c not in df:
             df[c] = float("nan")
-    front = ["run_id", *param_cols, "status", *METRICS, "epochs_done", "seconds", "notebook", "error", "run_dir"]
+    for c in ("notebook", "error"):
+        df[c] = df[c].fillna("") if c in df else ""
+    stage1 = [f"stage1_{m}" for m in METRICS if f"stage1_{m}" in df]
+    cluster = "job_id" in df and df["job_id"].notna().any()
+    extra = [c for c in ("attempt", "job_id") if c in df] if cluster else []
+    front = ["run_id", *param_cols, "status", *METRICS, *stage1, "epochs_done", "seconds", *extra, "notebook", "error",
+             "run_dir"]
     return df[list(dict.fromkeys(front))]
 
 
 # ---------------------------------------------------------------------- summaries
+_FINISHED = ("done", "skipped", "resumed")
+_NOT_PARAMETERS = ("run_id", "status", "error", "notebook", "run_dir", "seconds", "epochs_done", "seed", "attempt",
+                   "job_id", *_DOC_COLUMNS)
+
+
+def _metric_columns(df: pd.DataFrame) -> list[str]:
+    """The final stage's metrics, then stage one's (``stage1_<metric>``) where a two-stage run reported them."""
+    return [*METRICS, *(c for c in (f"stage1_{m}" for m in METRICS) if c in df and df[c].notna().any())]
+
+
+def _reported(value: Any) -> dict:
+    if isinstance(value, str):
+        value = json.loads(value) if value.startswith("{") else {}
+    return value if isinstance(value, dict) else {}
+
+
 def summarise(df: pd.DataFrame, by: Sequence[str] | None = None,
-              metrics: Sequence[str] = tuple(METRICS)) -> pd.DataFrame:
+              metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """Mean and standard deviation (ddof=1; 0 for a single seed) over seeds of each group of ``by``.
 
-    ``by`` defaults to the parameter columns that vary, except ``seed``. Failed runs are left out.
-    Returns ``by`` + ``n`` + ``<metric>_mean`` / ``<metric>_std`` per metric (fractions in [0, 1]).
+    ``by`` defaults to the parameter columns that vary, except ``seed``. Only finished runs (done,
+    skipped, resumed) count. Returns ``by``, ``n`` (finished runs), ``n_runs`` (all runs of the setting),
+    ``<metric>_mean`` / ``<metric>_std`` per metric (default: overall/many/medium/few, plus
+    ``stage1_<metric>`` of two-stage runs) and ``reported_<metric>`` (the preset's ``reported`` numbers,
+    where given). All fractions in [0, 1] (reported numbers divided by 100).
     """
-    ok = df[df["status"].isin(["done", "skipped", "resumed"])] if "status" in df else df
+    metrics = _metric_columns(df) if metrics is None else list(metrics)
     if by is None:
-        skip = {"run_id", "status", "error", "notebook", "run_dir", "seconds", "epochs_done", "seed", *METRICS,
-                *_DOC_COLUMNS}
-        by = [c for c in ok.columns if c not in skip and ok[c].astype(str).nunique() > 1]
+        skip = {*_NOT_PARAMETERS, *metrics, *METRICS}
+        by = [c for c in df.columns
+              if c not in skip and not c.startswith("stage1_") and df[c].astype(str).nunique() > 1]
     by = list(by)
     missing = [c for c in by if c not in df.columns]
     if missing:
         raise ValueError(f"summarise: unknown column(s) {missing}; columns: {list(df.columns)}")
-    g = ok.groupby(by, dropna=False, sort=True) if by else ok.assign(_all="all").groupby("_all")
-    out = g.size().rename("n").to_frame()
+    rep = df["reported"].map(_reported) if "reported" in df else pd.Series([{}] * len(df), index=df.index)
+    df = df.assign(_all="all", **{f"reported_{m}": rep.map(lambda d, m=m: d.get(m)).astype(float) / 100.0
+                                  for m in METRICS})
+    keys = by or ["_all"]
+    ok = df[df["status"].isin(_FINISHED)] if "status" in df else df
+    g = ok.groupby(keys, dropna=False, sort=True)
+    out = df.groupby(keys, dropna=False, sort=True).size().rename("n_runs").to_frame()
+    out.insert(0, "n", g.size().reindex(out.index, fill_value=0).astype(int))
     for m in metrics:
-        out[f"{m}_mean"] = g[m].mean()
-        out[f"{m}_std"] = g[m].std(ddof=1).fillna(0.0)
+        out[f"{m}_mean"] = g[m].mean().reindex(out.index)
+        out[f"{m}_std"] = g[m].std(ddof=1).reindex(out.index).fillna(0.0)
+    for m in METRICS:
+        first = df.groupby(keys, dropna=False, sort=True)[f"reported_{m}"].first()
+        if first.notna().any():
+            out[f"reported_{m}"] = first
     return out.reset_index().drop(columns=["_all"], errors="ignore")
 
 
-def format_table(summary: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS), percent: bool = True,
+def format_table(summary: pd.DataFrame, metrics: Sequence[str] | None = None, percent: bool = True,
                  digits: int = 1) -> pd.DataFrame:
-    """``mean ± std`` strings (percent by default) per metric, the grouping columns and ``n`` unchanged."""
+    """``mean ± std`` strings (percent by default) per metric with the preset's reported number beside it
+    (``<metric> (reported)``), ``seeds`` = finished / all runs of the setting; grouping columns unchanged."""
+    candidates = (*METRICS, *(f"stage1_{m}" for m in METRICS)) if metrics is None else metrics
+    metrics = [m for m in candidates if f"{m}_mean" in summary]
     scale = 100.0 if percent else 1.0
-    keep = [c for c in summary.columns if not any(c.startswith(f"{m}_") for m in metrics)]
-    out = summary[keep].copy()
+
+    def num(v: float) -> str:
+        return "–" if pd.isna(v) else f"{scale * v:.{digits}f}"
+
+    derived = {"n", "n_runs", *(f"reported_{m}" for m in METRICS),
+               *(f"{m}_{s}" for m in metrics for s in ("mean", "std"))}
+    out = summary[[c for c in summary.columns if c not in derived]].copy()
+    if "n" in summary:
+        out["seeds"] = [f"{a}/{b}" for a, b in zip(summary["n"], summary["n_runs"])] if "n_runs" in summary \
+            else summary["n"]
     for m in metrics:
-        out[m] = [f"{scale * a:.{digits}f} ± {scale * b:.{digits}f}" for a, b in
+        out[m] = [f"{num(a)} ± {num(b)}" if pd.notna(a) else "–" for a, b in
                   zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
+        if f"reported_{m}" in summary:
+            out[f"{m} (reported)"] = [num(v) for v in summary[f"reported_{m}"]]
     return out
 
 
@@ -242,87 +238,6 @@ def export_tables(summary: pd.DataFrame, stem: str | os.PathLike, caption: str |
     return {"csv": csv, "tex": atomic_write_bytes(stem.with_suffix(".tex"), tex.encode())}
 
 
-# ---------------------------------------------------------------------- command line
-def _split_values(text: str) -> list:
-    """``v1,v2,[1,2]`` -> YAML-parsed values, commas inside brackets/braces kept."""
-    import yaml
-    parts, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch in "[{"
-        depth -= ch in "]}"
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    parts.append(cur)
-    return [None if p.strip() in ("None", "none") else yaml.safe_load(p) for p in parts]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m ltlab sweep <preset.yaml>... [--grid key=v1,v2] [--parallel N] ...``; 0 = all runs ok."""
-    import argparse
-
-    from .cli import parse_params
-    from .runs import project_home
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["sweep"]:
-        argv = argv[1:]
-    ap = argparse.ArgumentParser(prog="python -m ltlab sweep", description=__doc__.split("\n")[0])
-    ap.add_argument("presets", nargs="*", help="YAML parameter files (one run family each)")
-    ap.add_argument("--notebook", default=str(project_home() / "notebooks" / "01_train.ipynb"))
-    ap.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="values to sweep (product)")
-    ap.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
-    ap.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="fixed parameter")
-    ap.add_argument("--parallel", type=int, default=1)
-    ap.add_argument("--out-root", default=None, help="where run directories go (default runs/)")
-    ap.add_argument("--table", default=None, help="write <TABLE>.csv/.tex summaries and <TABLE>_runs.csv")
-    ap.add_argument("--kernel", default=None)
-    args = ap.parse_args(argv)
-    try:
-        grid = {}
-        for item in args.grid:
-            key, sep, vals = item.partition("=")
-            if not sep or not key:
-                raise ValueError(f"--grid expects key=v1,v2, got {item!r}")
-            grid[key.strip()] = _split_values(vals)
-        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-        df = sweep(args.notebook, args.presets or None, grid, parse_params(args.param), args.parallel,
-                   args.out_root, seeds, kernel=args.kernel)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"ltlab sweep: error: {exc}", file=sys.stderr)
-        return 2
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(df.drop(columns=["error", "run_dir"]).to_string(index=False))
-    for _, r in df[df.status == "failed"].iterrows():
-        print(f"FAILED {r.run_id}: {r.error}\n  executed notebook: {r.notebook}", file=sys.stderr)
-    if args.table:
-        export_tables(summarise(df), args.table)
-        df.to_csv(Path(args.table).with_name(Path(args.table).name + "_runs.csv"), index=False)
-    return 1 if (df.status == "failed").any() else 0
-
-
-# ---------------------------------------------------------------------- worker process
-def _worker(job_file: str) -> int:
-    """Execute one job (papermill, executed notebook written into the run directory); write its result JSON."""
-    import papermill as pm
-    job = json.loads(Path(job_file).read_text())
-    nb, params = Path(job["notebook"]), job["params"]
-    out = Path(params["run_dir"]) / nb.name
-    res: dict[str, Any] = {"status": "resumed" if job.get("resumed") else "done", "error": ""}
-    try:
-        pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), kernel_name=job.get("kernel"),
-                            progress_bar=False, log_output=False)
-        if run_state(Path(params["run_dir"])) != "complete":
-            res["status"] = "incomplete"
-    except Exception as exc:  # noqa: BLE001 - any failure of this run is reported, the sweep goes on
-        err = f"{exc.ename}: {exc.evalue}" if hasattr(exc, "ename") else f"{type(exc).__name__}: {exc}"
-        res = {"status": "failed", "error": err}
-    with tempfile.NamedTemporaryFile("w", dir=Path(job["result"]).parent, delete=False, suffix=".tmp") as fh:
-        json.dump(res, fh)
-    os.replace(fh.name, job["result"])
-    return 0
-
-
 if __name__ == "__main__":  # ``--job FILE``: one run of a sweep (internal); otherwise the sweep command line
-    sys.exit(_worker(sys.argv[2]) if sys.argv[1:2] == ["--job"] else main(sys.argv[1:]))
+    from ltlab.sweeps.job import worker_main
+    sys.exit(worker_main(sys.argv[2]) if sys.argv[1:2] == ["--job"] else main(sys.argv[1:]))

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from ltlab import batch
+from ltlab.sweeps.cli import split_values
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_NB = ROOT / "notebooks" / "01_train.ipynb"
@@ -36,8 +37,8 @@ def test_run_name_is_deterministic_and_ignores_execution_fields():
 
 
 def test_split_values_keeps_lists():
-    assert batch._split_values("ce,focal") == ["ce", "focal"]
-    assert batch._split_values("[1,2],[3],None,0.5") == [[1, 2], [3], None, 0.5]
+    assert split_values("ce,focal") == ["ce", "focal"]
+    assert split_values("[1,2],[3],None,0.5") == [[1, 2], [3], None, 0.5]
 
 
 @pytest.mark.parametrize("grid,match", [({"lossx": ["ce"]}, "unknown parameter"),
