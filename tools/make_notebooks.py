@@ -53,6 +53,7 @@ channels_last = False          # channels-last memory format (faster convolution
 compile = False                # torch.compile: False | True | "reduce-overhead" (CUDA graphs) | "max-autotune"
 eval_every = 1                 # evaluate every k epochs
 progress = True                # tqdm progress bar
+tensorboard = False            # TensorBoard event files in the run directory (tensorboard --logdir runs/)
 run_dir = None                 # output directory (None: runs/<time>_<dataset>_<loss>_...)
 checkpoint_every_steps = None  # also checkpoint every k steps inside an epoch (None: once per epoch)
 init_from = None               # stage-one run directory for a second stage

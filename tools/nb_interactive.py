@@ -49,14 +49,19 @@ trainer'''),
 SWEEP = [
     ("md", "# Sweep: many runs, one table\n\nEach parameter combination runs `01_train.ipynb` through papermill in "
            "its own process, `parallel` at a time, each with its own run directory (named from its parameters) "
-           "holding the executed notebook. Start it again and complete runs are skipped, interrupted ones resumed. "
-           "Same thing from a shell: `python -m ltlab sweep preset.yaml --grid loss=ce,balanced_softmax "
-           "--seeds 0,1,2 --parallel 2`."),
+           "holding the executed notebook. Start it again and complete runs are skipped, interrupted ones resumed; "
+           "a two-stage preset runs both stages in one job. Same thing from a shell: `python -m ltlab sweep "
+           "preset.yaml --grid loss=ce,balanced_softmax --seeds 0,1,2 --parallel 2`. On a Slurm cluster set "
+           "`executor = \"slurm\"` and `slurm` options (README, \"Run a grid on a cluster\"); with GPUs here, "
+           "`per_gpu` runs share each GPU."),
     ("code", '''notebook = "01_train.ipynb"     # the notebook each run executes (relative to this folder)
 grid = {"loss": ["ce", "balanced_softmax", "logit_adjusted"]}  # name -> values (product)
 seeds = [0, 1, 2]               # every grid point runs once per seed
 base_params = {"dataset": "digits_lt", "epochs": 10, "batch_size": 64, "lr": 0.05, "progress": False}
-parallel = 2                    # runs side by side
+parallel = 2                    # runs side by side (CPU); with GPUs: per_gpu runs on each GPU
+per_gpu = None                  # runs at once on each visible GPU (None: CPU processes, or one per GPU)
+executor = "local"              # local | submitit_local | slurm
+slurm = {}                      # Slurm options: partition, gpus_per_node, timeout_min, mem_gb, array_parallelism
 out_root = None                 # run directories; None means runs/sweep_07
 table = None                    # CSV/LaTeX output stem; None means <out_root>/results''', "parameters"),
     ("code", '''from pathlib import Path
@@ -67,13 +72,15 @@ from ltlab import batch
 from ltlab.runs import runs_root
 
 root = Path(out_root) if out_root else runs_root() / "sweep_07"
-results = batch.sweep(notebook, grid=grid, seeds=seeds, base_params=base_params, parallel=parallel, out_root=root)
+results = batch.sweep(notebook, grid=grid, seeds=seeds, base_params=base_params, parallel=parallel, out_root=root,
+                      executor=executor, slurm=slurm, per_gpu=per_gpu)
 results[["run_id", *grid, "seed", "status", "overall", "many", "medium", "few", "seconds"]]'''),
     ("code", '''failed = results[results.status == "failed"]
 if len(failed):
     display(failed[["run_id", "notebook", "error"]])
 else:
     print("all", len(results), "runs complete")'''),
+    ("code", "batch.sweep_status(root)  # done / running / failed / interrupted / missing, from the run directories"),
     ("md", "## Mean ± std over seeds\n\nAccuracy in % on the balanced test split; many > 100, medium 20-100, "
            "few < 20 training images."),
     ("code", '''summary = batch.summarise(results, by=list(grid))
