@@ -56,7 +56,7 @@ def test_two_stage_presets_expand_with_stage_grid_and_seeds(tmp_path):
      "combination 1.*keeps stage one's classifier.*'linear' head.*'cosine' head"),
     ([GLAG], {"stage_one.loss": ["gcl"], "stage_one.loss_params": [{}]}, "stage='afg', which needs a stage one with "
                                                                            "a linear head"),
-    ([{"loss": "ce"}], {"stage_two.epochs": [1]}, "unknown parameter 'stage_two.epochs'"),
+    ([{"loss": "ce"}, CRT], {"stage_two.epochs": [1]}, r"sets \['stage_two.epochs'\] but preset .*has one stage"),
 ])
 def test_incompatible_stage_two_settings_refused_before_anything_runs(tmp_path, presets, grid, match):
     out = tmp_path / "runs"

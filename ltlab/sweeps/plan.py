@@ -42,6 +42,13 @@ def _check_grid(grid: dict[str, Sequence], base_params: dict) -> None:
                          "defaults under every preset and stage)")
 
 
+def _check_stage_keys(stages: list[dict], grid: dict[str, Sequence], preset: Any) -> None:
+    two = sorted(k for k in grid if k.startswith("stage_two."))
+    if len(stages) == 1 and two:
+        raise ValueError(f"the grid sets {two} but preset {preset} has one stage; sweep one-stage and two-stage "
+                         "presets separately (or use plain keys, which set every stage)")
+
+
 def expand_stages(presets: Sequence[str | os.PathLike | dict] | None = None, grid: dict[str, Sequence] | None = None,
                   base_params: dict | None = None, seeds: Sequence[int] | None = None) -> list[list[dict]]:
     """The stages of every run: ``base_params`` < preset < grid point < seed (later wins).
@@ -58,6 +65,7 @@ def expand_stages(presets: Sequence[str | os.PathLike | dict] | None = None, gri
     with tempfile.TemporaryDirectory() as tmp:
         for i, preset in enumerate(presets or [{}]):
             path = _preset_file(preset, tmp, i)
+            _check_stage_keys(read_preset(path), grid, preset if isinstance(preset, dict) else path)
             for g in points:
                 for s in (list(seeds) if seeds is not None else [None]):
                     over = {**g, **({"seed": int(s)} if s is not None else {})}
