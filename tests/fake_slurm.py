@@ -60,6 +60,9 @@ def _set(task: str, state: str) -> None:
 
 def sbatch(args: list[str]) -> int:
     script = Path(args[-1]).read_text()
+    if directives(script).get("partition") == "nope":
+        print("sbatch: error: invalid partition specified: nope", file=sys.stderr)
+        return 1
     counter = _state() / "next_id"
     job_id = int(counter.read_text()) if counter.exists() else 1000
     counter.write_text(str(job_id + 1))

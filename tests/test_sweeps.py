@@ -168,12 +168,14 @@ def test_slurm_bad_inputs_fail_before_anything_is_submitted(tmp_path, slurm_env,
     refused("per_gpu / gpus pack runs onto this machine's GPUs", executor="slurm", per_gpu=2)
     refused(r"wait=False \(--no-wait\) needs a cluster executor", wait=False)
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "submitit" else find_spec(name, *a))
-    refused(r"needs the submitit package: pip install submitit.*use executor='local'", executor="slurm")
-    monkeypatch.undo()
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no sbatch / srun here
-    refused(r"needs Slurm's sbatch and srun on PATH.*executor='local'", executor="slurm", slurm=SLURM)
+    with monkeypatch.context() as m:
+        m.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "submitit" else find_spec(name, *a))
+        refused(r"needs the submitit package: pip install submitit.*use executor='local'", executor="slurm")
+    with monkeypatch.context() as m:
+        m.setenv("PATH", "/usr/bin:/bin")  # no sbatch / srun here
+        refused(r"needs Slurm's sbatch and srun on PATH.*executor='local'", executor="slurm", slurm=SLURM)
+    with pytest.raises(RuntimeError, match="the scheduler refused the jobs: sbatch: error: invalid partition"):
+        batch.sweep(TRAIN_NB, base_params=BASE, out_root=out, executor="slurm", slurm={"partition": "nope"})
 
 
 def _fake_run(run_dir: Path, epochs_done: int, epochs: int = 2) -> None:

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                    args.out_root, seeds, kernel=args.kernel, executor=args.executor,
                    slurm=split_options(args.slurm, "--slurm"), per_gpu=args.per_gpu,
                    gpus=args.gpus.split(",") if args.gpus else None, wait=not args.no_wait)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # RuntimeError: sbatch refused the array
         print(f"ltlab sweep: error: {exc}", file=sys.stderr)
         return 2
     with pd.option_context("display.width", 200, "display.max_columns", 30):

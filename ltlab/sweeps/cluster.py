@@ -128,11 +128,14 @@ class SubmititBackend:
         from the run directories, else return them as "submitted" with their job ids."""
         from .plan import update_manifest
         ex = self._executor(root)
-        if self.kind == "slurm" or not wait:
-            jobs = ex.submit_array([SweepJob(s) for s in specs])
-            update_manifest(root, specs, {s["run_id"]: j.job_id for s, j in zip(specs, jobs)})
-        else:
-            jobs = self._throttled(ex, specs, root)
+        try:
+            if self.kind == "slurm" or not wait:
+                jobs = ex.submit_array([SweepJob(s) for s in specs])
+                update_manifest(root, specs, {s["run_id"]: j.job_id for s, j in zip(specs, jobs)})
+            else:
+                jobs = self._throttled(ex, specs, root)
+        except submitit.core.utils.FailedJobError as exc:  # sbatch said no: its own message says why
+            raise RuntimeError(f"sweep: the scheduler refused the jobs: {exc}") from exc
         if not wait:
             return {s["run_id"]: {"status": "submitted", "error": "", "job_id": j.job_id} for s, j in zip(specs, jobs)}
         while not all(j.done() for j in jobs):
