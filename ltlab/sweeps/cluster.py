@@ -87,7 +87,7 @@ def check_slurm_commands() -> None:
 
 class SubmititBackend:
     """``executor="slurm"`` (one array; ``options`` as :func:`slurm_options`) or ``"submitit_local"`` (processes
-    here, ``parallel`` at a time; only ``timeout_min`` and ``max_num_timeout`` apply)."""
+    here, ``parallel`` at a time, sharing the CPU cores; only ``LOCAL_OPTIONS`` apply)."""
 
     def __init__(self, kind: str, options: dict[str, Any], parallel: int | None = None):
         self.kind, self.parallel = kind, parallel or 1
