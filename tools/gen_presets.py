@@ -317,26 +317,38 @@ for key, (arch, bs, lr, wd, acc, acc_pn) in GALA_LS.items():
 GHM_REP = {"cifar10_lt": {500: 66.13, 100: 75.39, 10: 87.29, 1: 92.75},
            "cifar100_lt": {500: 33.85, 100: 41.59, 10: 57.81, 1: 71.41}}
 GHM_RECIPE = dict(LDAM_RECIPE)
+GHM_PARAMS = {"bins": 30, "alpha": 0.9, "gamma": 0.8}  # paper Sec. 4.1 (gamma following Seesaw)
+GHM_RULES = ("The paper has no code: an empty frozen bin gets W = 1, a class absent from the previous epoch is "
+             "neutral and the loss is sum W CE / sum W (ours, docs/ghm_cwap.md).")
+GHM_MARGINS = ("Margins only (ours): use_weights False, i.e. Eq. 2 without the intra-category weights of Eq. 1 "
+               "(the paper's Table 3 row 'A'); on Fashion-MNIST-LT it beat CE and the full method (docs/ghm_cwap.md).")
 for ds, reps in GHM_REP.items():
     for imf, acc in reps.items():
         dump(f"ghm_cwap_{SHORT[ds]}_if{imf}",
              [f"GHM-CWAP on {CIFAR[ds]} IF {imf}. Reported: {acc} (GHM-CWAP paper Tab. 1, ResNet-32).",
               "Loss: N 30 unit regions, alpha 0.9, gamma 0.8 (paper). The paper gives no training recipe: LDAM-DRW",
-              "CIFAR recipe without DRW (LIB, methods.md section 5).", *LDAM_HDR, DATA_NOTE],
+              "CIFAR recipe without DRW (LIB, methods.md section 5).", GHM_RULES, *LDAM_HDR, DATA_NOTE],
              dict(method="GHM-CWAP", dataset=ds, imbalance_factor=imf, loss="ghm_cwap",
-                  loss_params={"bins": 30, "alpha": 0.9, "gamma": 0.8}, **GHM_RECIPE, reported=R(acc)),
+                  loss_params=GHM_PARAMS, **GHM_RECIPE, reported=R(acc)),
              "GHM-CWAP", CIFAR[ds], imf)
+    dump(f"ghm_cwap_margins_{SHORT[ds]}_if100",
+         [f"GHM-CWAP margins only on {CIFAR[ds]} IF 100 (ours): no paper number for this ablation on CIFAR.",
+          GHM_MARGINS, "Loss: N 30, alpha 0.9, gamma 0.8 (paper). Recipe: LDAM-DRW CIFAR recipe without DRW (ours).",
+          *LDAM_HDR, DATA_NOTE],
+         dict(method="GHM-CWAP margins only", dataset=ds, imbalance_factor=100, loss="ghm_cwap",
+              loss_params={**GHM_PARAMS, "use_weights": False}, **GHM_RECIPE, reported={}),
+         "GHM-CWAP margins only", CIFAR[ds], 100)
 for imf, acc in {500: 34.79, 100: 42.66, 10: 55.35, 1: 63.21}.items():
     dump(f"ghm_cwap_tinyimagenet_lt_if{imf}",
          [f"GHM-CWAP on TinyImageNet-LT IF {imf}. Reported: {acc} (GHM-CWAP paper Tab. 1, ResNet-32).",
           "The paper's LT subsets are not published: build train_if<IF>.txt yourself (e.g. with",
           "ltlab.data.longtail_counts / longtail_indices on the 500-per-class TinyImageNet train set, 64x64) and",
-          "test on the 50-per-class val set. Recipe: LDAM-DRW CIFAR recipe without DRW (LIB).", *LDAM_HDR,
-          "Data: lists under data/TinyImageNet (relative to the project folder)."],
+          "test on the 50-per-class val set. Recipe: LDAM-DRW CIFAR recipe without DRW (LIB).", GHM_RULES,
+          *LDAM_HDR, "Data: lists under data/TinyImageNet (relative to the project folder)."],
          dict(method="GHM-CWAP", dataset="file_list", root="data/TinyImageNet",
               dataset_params={"train_list": f"data/TinyImageNet/train_if{imf}.txt", "test_list": "data/TinyImageNet/val.txt",
                               "image_size": 64, "mean": [0.480, 0.448, 0.398], "std": [0.277, 0.269, 0.282]},
-              imbalance_factor=imf, loss="ghm_cwap", loss_params={"bins": 30, "alpha": 0.9, "gamma": 0.8},
+              imbalance_factor=imf, loss="ghm_cwap", loss_params=GHM_PARAMS,
               **GHM_RECIPE, reported=R(acc)), "GHM-CWAP", "TinyImageNet-LT", imf)
 for key, label, imf, acc, note, lists in (
         ("imagenet_lt_if100", "ImageNet-LT (own split, IF 100)", 100, 38.77,
@@ -348,12 +360,26 @@ for key, label, imf, acc, note, lists in (
     dump(f"ghm_cwap_{key}",
          [f"GHM-CWAP on {label} (ResNet-50). Reported overall: {acc} (GHM-CWAP paper Tab. 2); {note}, so only",
           "the overall number is recorded. Recipe not given (LIB): Kang et al.'s ImageNet-LT recipe (90 epochs,",
-          "bs 256, lr 0.1 cosine, wd 5e-4). The IF-100 ImageNet subset is the paper's own: supply its list.", LS_NOTE],
+          "bs 256, lr 0.1 cosine, wd 5e-4). The IF-100 ImageNet subset is the paper's own: supply its list.",
+          GHM_RULES, LS_NOTE],
          dict(method="GHM-CWAP", dataset="file_list", root=f"data/{lists['train_list'].split('/')[1]}",
               dataset_params=lists, imbalance_factor=imf, model="resnet50", loss="ghm_cwap",
-              loss_params={"bins": 30, "alpha": 0.9, "gamma": 0.8}, epochs=90, batch_size=256, lr=0.1,
+              loss_params=GHM_PARAMS, epochs=90, batch_size=256, lr=0.1,
               weight_decay=5e-4, warmup_epochs=5, lr_schedule="cosine", reported=R(acc)),
          "GHM-CWAP", label, imf)
+    if key == "imagenet_lt_if100":  # the paper's ablation (Table 3) is on this split
+        dump("ghm_cwap_margins_imagenet_lt_if100",
+             [f"GHM-CWAP margins only on {label} (ResNet-50). Reported overall: 37.07, row 'A^URA' of the GHM-CWAP "
+              "paper Tab. 3 (margins from equal-width bins; here S comes from the adaptive bins, as in the full "
+              "method); many/medium/few/rare 63.93/48.32/22.60/13.44 in the paper's own four groups, so only the "
+              "overall number is recorded.", GHM_MARGINS, "Recipe not given (LIB): as ghm_cwap_imagenet_lt_if100.",
+              LS_NOTE],
+             dict(method="GHM-CWAP margins only", dataset="file_list",
+                  root=f"data/{lists['train_list'].split('/')[1]}", dataset_params=lists, imbalance_factor=imf,
+                  model="resnet50", loss="ghm_cwap", loss_params={**GHM_PARAMS, "use_weights": False}, epochs=90,
+                  batch_size=256, lr=0.1, weight_decay=5e-4, warmup_epochs=5, lr_schedule="cosine",
+                  reported=R(37.07)),
+             "GHM-CWAP margins only", label, imf)
 
 # ----------------------------------------------------------------------------------------------- CPU demos
 FM = ["Data: Fashion-MNIST (Debian package dataset-fashion-mnist, /usr/share/datasets/fashion-mnist), IF 100 with",
@@ -379,6 +405,20 @@ dump("gcl_fashion_mnist_if100",
           reported={}, stage_two=dict(GCL_S2, epochs=10, lr=0.01, eval_every=5)),
      "GCL", "Fashion-MNIST-LT (n_max 500)", 100)
 
+# GHM-CWAP full vs margins only on the recipe of benchmarks/compare_methods.py (the numbers in docs/ghm_cwap.md)
+for name, label, params in (("ghm_cwap_fashion_mnist_if100", "GHM-CWAP", GHM_PARAMS),
+                            ("ghm_cwap_margins_fashion_mnist_if100", "GHM-CWAP margins only",
+                             {**GHM_PARAMS, "use_weights": False})):
+    dump(name,
+         [f"{label} CPU demo on Fashion-MNIST-LT IF 100 (ours).", *(GHM_MARGINS if "margins" in name else GHM_RULES,),
+          "Data: Fashion-MNIST (Debian package dataset-fashion-mnist), IF 100 with the head capped at n_max = 500",
+          "(ours): counts 500 ... 5, many/medium/few = 4/3/3 classes. Recipe (ours, as benchmarks/compare_methods.py):",
+          "convnet_small, 30 epochs, bs 128, lr 0.05 cosine, 1 warm-up epoch, wd 5e-4; no paper numbers (reported: {})."],
+         dict(method=label, dataset="fashion_mnist_lt", imbalance_factor=100, dataset_params={"n_max": 500},
+              model="convnet_small", loss="ghm_cwap", loss_params=params, epochs=30, batch_size=128, lr=0.05,
+              weight_decay=5e-4, warmup_epochs=1, lr_schedule="cosine", eval_every=10, reported={}),
+         label, "Fashion-MNIST-LT (n_max 500)", 100)
+
 # ----------------------------------------------------------------------------------------------- table
 def fmt(rep):
     if not rep:
@@ -390,7 +430,7 @@ def fmt(rep):
 
 lines = ["| method | data | IF | model | reported top-1 % (many / med / few) | stages | command |",
          "|---|---|---|---|---|---|---|"]
-order = {"GLAG": 0, "GCL": 1, "ALA": 2, "GALA": 3, "GALA+PN": 4, "GHM-CWAP": 5}
+order = {"GLAG": 0, "GCL": 1, "ALA": 2, "GALA": 3, "GALA+PN": 4, "GHM-CWAP": 5, "GHM-CWAP margins only": 6}
 for name, m, data, imf, rep, two, post, arch in sorted(ROWS, key=lambda r: (order.get(r[1], 9), r[1], r[2], -r[3])):
     stages = "2" if two else "1"
     if post:
