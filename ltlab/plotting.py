@@ -688,7 +688,7 @@ def _ghm_cwap_state(source, epoch: int) -> dict[str, Any]:
         widths, hist, counts = source["bin_widths"], source["bin_counts"], source.get("class_counts")
         names, where = None, "given state"
         loss = create_loss("ghm_cwap", list(counts) if counts is not None else [1] * len(widths),
-                           bins=np.shape(widths)[1], **source.get("loss_params", {}))
+                           **{"bins": np.shape(widths)[1], **source.get("loss_params", {})})
     else:
         raise ValueError("ghm_cwap_bins: source must be a ghm_cwap Run, a GHMCWAPLoss or a dict with "
                          "bin_widths and bin_counts")
@@ -742,6 +742,8 @@ def ghm_cwap_bins(source, classes: Sequence[int] | None = None, epoch: int = -1,
     with ``bin_widths`` (C, N), ``bin_counts`` (C, N) and optionally ``class_counts``, ``loss_params``.
     ``classes`` default: the head, middle and tail class by training count (``"distribution"``: head, tail).
     """
+    if view not in ("bins", "distribution"):
+        raise ValueError(f"ghm_cwap_bins: view must be 'bins' or 'distribution', got {view!r}")
     st = _ghm_cwap_state(source, epoch)
     num = st["widths"].shape[0]
     order = _order(st["counts"]) if st["counts"] is not None else np.arange(num)
@@ -754,11 +756,7 @@ def ghm_cwap_bins(source, classes: Sequence[int] | None = None, epoch: int = -1,
         raise ValueError(f"ghm_cwap_bins: classes {bad} out of range for {num} classes")
     titles = [f"{st['names'][c]}" + (f" (n={int(st['counts'][c])})" if st["counts"] is not None else "")
               for c in classes]
-    if view == "distribution":
-        return _ghm_distribution(st, classes, titles)
-    if view != "bins":
-        raise ValueError(f"ghm_cwap_bins: view must be 'bins' or 'distribution', got {view!r}")
-    return _ghm_bins(st, classes, titles)
+    return (_ghm_distribution if view == "distribution" else _ghm_bins)(st, classes, titles)
 
 
 def _ghm_bins(st: dict, classes: list[int], titles: list[str]) -> go.Figure:
