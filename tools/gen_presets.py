@@ -321,7 +321,8 @@ GHM_PARAMS = {"bins": 30, "alpha": 0.9, "gamma": 0.8}  # paper Sec. 4.1 (gamma f
 GHM_RULES = ("The paper has no code: an empty frozen bin gets W = 1, a class absent from the previous epoch is "
              "neutral and the loss is sum W CE / sum W (ours, docs/ghm_cwap.md).")
 GHM_MARGINS = ("Margins only (ours): use_weights False, i.e. Eq. 2 without the intra-category weights of Eq. 1 "
-               "(the paper's Table 3 row 'A'); on Fashion-MNIST-LT it beat CE and the full method (docs/ghm_cwap.md).")
+               "(the paper's Table 3 row 'A'). Measured by us on Fashion-MNIST-LT IF 100 (3 seeds, "
+               "docs/ghm_cwap.md): overall / few 0.59 / 0.43, CE 0.49 / 0.13, full method 0.47 / 0.16.")
 for ds, reps in GHM_REP.items():
     for imf, acc in reps.items():
         dump(f"ghm_cwap_{SHORT[ds]}_if{imf}",
