@@ -35,6 +35,9 @@ METHODS = [
     ("ghm_cwap_weights", "GHM-CWAP weights only (Eq. 1, gamma 0)", "ghm_cwap", {"gamma": 0.0}, False),
     ("ghm_cwap_first", "GHM-CWAP first rules (density, mean)", "ghm_cwap",
      {"empty_bin": "density", "reduction": "mean"}, False),
+    ("ghm_cwap_density", "GHM-CWAP full, empty_bin density", "ghm_cwap", {"empty_bin": "density"}, False),
+    ("ghm_cwap_mean", "GHM-CWAP full, reduction mean", "ghm_cwap", {"reduction": "mean"}, False),
+    ("ghm_cwap_nonorm", "GHM-CWAP full, weight_norm none", "ghm_cwap", {"weight_norm": "none"}, False),
 ]
 ACC = {"overall": "acc", "many": "acc_many", "medium": "acc_medium", "few": "acc_few"}
 

@@ -61,7 +61,7 @@ class GHMCWAPLoss(LossBase):
         if not use_weights and set_:
             raise ValueError(f"GHMCWAPLoss: use_weights=False (margins only) has no per-sample weights, so "
                              f"{', '.join(f'{k}={given[k]!r}' for k in set_)} would do nothing; leave "
-                             f"{', '.join(F.GHM_CWAP_OPTIONS)} unset or set use_weights=True")
+                             f"{', '.join(F.GHM_CWAP_OPTIONS)} unset (None) or set use_weights=True")
         for k, v in given.items():
             if v is not None:
                 F.check_ghm_cwap_option(k, v, "GHMCWAPLoss")
