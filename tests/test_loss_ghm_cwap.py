@@ -196,7 +196,7 @@ def test_bad_option_fails_before_a_run_writes_anything(tmp_path):
         ltlab.run(dataset="synthetic_lt", dataset_params={"num_classes": 4, "n_max": 40}, imbalance_factor=4,
                   model="convnet_small", loss="ghm_cwap", loss_params={"empty_bin": "zero"}, epochs=1, device="cpu",
                   progress=False, run_dir=str(tmp_path / "r"))
-    assert not (tmp_path / "r" / "metrics.csv").exists()
+    assert not (tmp_path / "r").exists()  # no run directory at all
 
 
 def test_eval_mode_does_not_count_and_reset():
