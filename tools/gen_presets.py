@@ -328,7 +328,7 @@ for ds, reps in GHM_REP.items():
         dump(f"ghm_cwap_{SHORT[ds]}_if{imf}",
              [f"GHM-CWAP on {CIFAR[ds]} IF {imf}. Reported: {acc} (GHM-CWAP paper Tab. 1, ResNet-32).",
               "Loss: N 30 unit regions, alpha 0.9, gamma 0.8 (paper). The paper gives no training recipe: LDAM-DRW",
-              "CIFAR recipe without DRW (LIB, methods.md section 5).", GHM_RULES, *LDAM_HDR, DATA_NOTE],
+              "CIFAR recipe without DRW (LIB: our choice).", GHM_RULES, *LDAM_HDR, DATA_NOTE],
              dict(method="GHM-CWAP", dataset=ds, imbalance_factor=imf, loss="ghm_cwap",
                   loss_params=GHM_PARAMS, **GHM_RECIPE, reported=R(acc)),
              "GHM-CWAP", CIFAR[ds], imf)
