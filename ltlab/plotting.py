@@ -733,7 +733,8 @@ def ghm_cwap_bins(source, classes: Sequence[int] | None = None, epoch: int = -1,
 
     ``view="bins"``: per class, the adaptive unit regions with their counts v_c (log y), widths d_c, and
     the weight W (Eq. 1) a sample in each bin gets once this histogram is frozen (next epoch) under the
-    loss's rules, beside the first rule (``empty_bin="density"``) for comparison.
+    loss's rules, beside the other empty-bin rule for comparison (``"density"``, our first rule, for a
+    run with the default ``"unit"``; ``"unit"`` for a ``"density"`` or a margins-only run).
     ``view="distribution"`` (paper Fig. 2): (a) samples per unit g over all classes and per many / medium
     / few group; (b) per class, the recorded distribution against N equal-width bins (URA) and (c)
     against the adaptive bins (AURA) the loss derives from these counts.
@@ -764,7 +765,9 @@ def _ghm_bins(st: dict, classes: list[int], titles: list[str]) -> go.Figure:
     w_t, h_t = torch.as_tensor(widths), torch.as_tensor(hist)
     weights = (LF.ghm_cwap_bin_weights(w_t, h_t, loss.alpha, loss.weight_norm, loss.empty_bin).numpy()
                if loss.use_weights else np.ones_like(hist))
-    first = LF.ghm_cwap_bin_weights(w_t, h_t, loss.alpha, loss.weight_norm, "density").numpy()
+    other = "density" if loss.use_weights and loss.empty_bin == "unit" else "unit"
+    alt = LF.ghm_cwap_bin_weights(w_t, h_t, loss.alpha, loss.weight_norm, other).numpy()
+    label = {"density": "first rule (empty bin as 1/(N d))", "unit": "with empty_bin='unit' (W = 1 in empty bins)"}
     rule = (f"empty_bin={loss.empty_bin!r}, weight_norm={loss.weight_norm!r}" if loss.use_weights
             else "use_weights=False: W = 1")
     fig = make_subplots(3, len(classes), shared_xaxes=True, subplot_titles=titles, horizontal_spacing=0.08,
@@ -781,9 +784,9 @@ def _ghm_bins(st: dict, classes: list[int], titles: list[str]) -> go.Figure:
         fig.add_bar(x=mid, y=weights[c], width=widths[c], name=f"W in use ({rule})", legendgroup="w",
                     showlegend=j == 0, marker=dict(color=PALETTE[0], line=dict(color="#FFFFFF", width=0.5)),
                     row=3, col=j + 1, hovertemplate="W %{y:.3g}<extra></extra>")
-        fig.add_scatter(x=mid, y=first[c], mode="markers", name="first rule (empty bin as 1/(N d))",
-                        legendgroup="first", showlegend=j == 0, marker=dict(color=PALETTE[3], symbol="x", size=7),
-                        row=3, col=j + 1, hovertemplate="first rule W %{y:.3g}<extra></extra>")
+        fig.add_scatter(x=mid, y=alt[c], mode="markers", name=label[other],
+                        legendgroup="alt", showlegend=j == 0, marker=dict(color=PALETTE[3], symbol="x", size=7),
+                        row=3, col=j + 1, hovertemplate="W %{y:.3g} " + f"({other})<extra></extra>")
         fig.add_hline(y=1.0, line=dict(color="#555555", dash="dot", width=1), row=3, col=j + 1)
     _style(fig, f"GHM-CWAP unit regions, counts and weights ({st['where']})", margin=dict(l=80, r=20, t=110, b=60),
            bargap=0, height=720, legend=_LEGEND_TOP)
@@ -794,7 +797,7 @@ def _ghm_bins(st: dict, classes: list[int], titles: list[str]) -> go.Figure:
         fig.update_yaxes(type="log", range=[math.log10(v.min() / 2), math.log10(v.max() * 2)],
                          **_log_ticks(v.max(), v.min()), row=1)
     fig.update_yaxes(range=[0, 1.1 * float(widths[classes].max())], row=2)
-    w = _positive(np.concatenate([weights[classes].ravel(), first[classes].ravel(), [1.0]]))
+    w = _positive(np.concatenate([weights[classes].ravel(), alt[classes].ravel(), [1.0]]))
     fig.update_yaxes(type="log", range=[math.log10(w.min() / 2), math.log10(w.max() * 2)],
                      **_log_ticks(w.max(), w.min()), row=3)
     fig.update_yaxes(title="count v", row=1, col=1)

@@ -179,7 +179,8 @@ def test_loss_uses_the_frozen_state_it_holds():
 
 
 @pytest.mark.parametrize("kw,match", [
-    ({"use_weights": False, "weight_norm": "bins"}, r"use_weights=False.*weight_norm='bins'.*weight_norm, empty_bin, reduction"),
+    ({"use_weights": False, "weight_norm": "bins"},
+     r"use_weights=False.*weight_norm='bins'.*weight_norm, empty_bin, reduction unset"),
     ({"use_weights": False, "empty_bin": "density", "reduction": "mean"}, r"empty_bin='density', reduction='mean'"),
     ({"empty_bin": "zero"}, r"empty_bin must be one of 'unit', 'density', got 'zero'"),
     ({"reduction": "sum"}, r"reduction must be one of 'weighted', 'mean', got 'sum'"),

@@ -79,6 +79,10 @@ def test_bins_view_follows_the_run_options():
                                   "loss_params": {"use_weights": False}})
     used = [t for t in fig.data if t.name and t.name.startswith("W in use")]
     assert len(used) == 3 and all(np.allclose(t.y, 1.0) for t in used) and "use_weights=False" in used[0].name
+    alt = [t for t in fig.data if t.type == "scatter"]  # what the weights would be: the default rules
+    assert "empty_bin='unit'" in alt[0].name
+    for t, c in zip(alt, (0, 1, 2)):
+        np.testing.assert_allclose(t.y, _weights(w[c], v[c]), rtol=1e-12)
     fig = plotting.ghm_cwap_bins({"bin_widths": w, "bin_counts": v, "class_counts": counts,
                                   "loss_params": {"alpha": 0.5, "weight_norm": "none"}})
     used = [t for t in fig.data if t.name and t.name.startswith("W in use")]

@@ -49,7 +49,8 @@ class GHMCWAPLoss(LossBase):
     """
 
     def __init__(self, class_counts: Sequence[int], bins: int = 30, alpha: float = 0.9, gamma: float = 0.8,
-                 weight_norm: Literal["bins", "none"] | None = None, empty_bin: Literal["unit", "density"] | None = None,
+                 weight_norm: Literal["bins", "none"] | None = None,
+                 empty_bin: Literal["unit", "density"] | None = None,
                  reduction: Literal["weighted", "mean"] | None = None, use_weights: bool = True):
         super().__init__(class_counts)
         if int(bins) != bins or bins < 1:
