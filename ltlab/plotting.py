@@ -642,18 +642,18 @@ def gcl_cloud_widths(class_counts: Sequence[int], noise_mul: float = 0.5) -> go.
 
 
 def synthetic_ghm_cwap_loss(class_counts: Sequence[int], bins: int = 30, alpha: float = 0.9, gamma: float = 0.8,
-                            epochs: int = 3, seed: int = 0, max_per_class: int = 2000):
+                            epochs: int = 3, seed: int = 0, max_per_class: int = 2000, **loss_params: Any):
     """A GHMCWAPLoss whose histograms come from synthetic logits (no training): for drawing its bins.
 
     Per epoch, ``min(n_c, max_per_class)`` samples of class c get logits ~ N(0, 1) plus a target
     boost ~ N(m_c, 1.5) with m_c growing with log n_c and the epoch (head classes become easy first),
-    so g spreads over [0, 1]; ``set_epoch`` closes each epoch's histogram as in training. LIB
-    illustration, seeded by ``seed``.
+    so g spreads over [0, 1]; ``set_epoch`` closes each epoch's histogram as in training. Our
+    illustration, seeded by ``seed``; ``loss_params`` (e.g. ``use_weights=False``) go to the loss.
     """
     from .losses import create_loss
 
     counts = np.asarray(class_counts)
-    loss = create_loss("ghm_cwap", list(counts), bins=bins, alpha=alpha, gamma=gamma).train()
+    loss = create_loss("ghm_cwap", list(counts), bins=bins, alpha=alpha, gamma=gamma, **loss_params).train()
     g = torch.Generator().manual_seed(seed)
     y = torch.as_tensor(np.repeat(np.arange(len(counts)), np.minimum(counts, max_per_class)), dtype=torch.long)
     rel = np.log(counts / counts.min() + 1.0) / np.log(counts.max() / counts.min() + 1.0)
@@ -667,46 +667,113 @@ def synthetic_ghm_cwap_loss(class_counts: Sequence[int], bins: int = 30, alpha: 
     return loss
 
 
-def ghm_cwap_bins(source, classes: Sequence[int] | None = None, epoch: int = -1) -> go.Figure:
-    """GHM-CWAP adaptive unit regions: per class, bins of the gradient norm g = 1 - p_y drawn with their
-    widths d_c and counts v_c (log y) (GHM-CWAP paper 004, Eq. 1-2; methods.md 5).
+def _ghm_cwap_state(source, epoch: int) -> dict[str, Any]:
+    """The histogram to draw (``widths``, ``hist`` (C, N)), class counts/names, a label and the loss options."""
+    from .losses import create_loss
 
-    ``source``: a ``loss="ghm_cwap"`` Run (probes ``bin_widths``/``bin_counts`` of ``epoch``), a
-    GHMCWAPLoss (its open histogram, or the last closed one if nothing is counted yet), or a dict
-    with ``bin_widths`` (C, N), ``bin_counts`` (C, N) and optionally ``class_counts``.
-    ``classes`` default: the head, middle and tail class by training count.
-    """
-    counts = None
-    names = None
     if isinstance(source, (Run, str, os.PathLike)):
         run = _runs(source)[0]
         why = "; bins are recorded for loss='ghm_cwap' runs"
         widths, hist = _probe(run, "bin_widths", why)[epoch], _probe(run, "bin_counts", why)[epoch]
-        counts, names = np.asarray(run.class_counts), run_class_names(run, len(run.class_counts))
         shown = len(_probe(run, "bin_widths")) + epoch if epoch < 0 else epoch
+        counts, names = np.asarray(run.class_counts), run_class_names(run, len(run.class_counts))
+        loss = create_loss("ghm_cwap", list(counts), **(run.config.get("loss_params") or {}))
         where = f"{run_labels([run])[0]}, epoch {shown + 1}"
     elif isinstance(source, torch.nn.Module) and hasattr(source, "frozen_counts"):
         open_ = bool(source.counts.sum() > 0)
         widths = (source.widths if open_ else source.frozen_widths).detach().cpu().numpy()
         hist = (source.counts if open_ else source.frozen_counts).detach().cpu().numpy()
-        counts, where = source.class_counts.cpu().numpy(), "loss state"
+        counts, names, loss, where = source.class_counts.cpu().numpy(), None, source, "loss state"
     elif isinstance(source, dict) and {"bin_widths", "bin_counts"} <= set(source):
-        widths, hist = np.asarray(source["bin_widths"]), np.asarray(source["bin_counts"])
-        counts, where = source.get("class_counts"), "given state"
+        widths, hist, counts = source["bin_widths"], source["bin_counts"], source.get("class_counts")
+        names, where = None, "given state"
+        loss = create_loss("ghm_cwap", list(counts) if counts is not None else [1] * len(widths),
+                           **{"bins": np.shape(widths)[1], **source.get("loss_params", {})})
     else:
         raise ValueError("ghm_cwap_bins: source must be a ghm_cwap Run, a GHMCWAPLoss or a dict with "
                          "bin_widths and bin_counts")
     widths, hist = np.asarray(widths, dtype=np.float64), np.asarray(hist, dtype=np.float64)
     num = widths.shape[0]
-    order = _order(counts) if counts is not None else np.arange(num)
-    names = names or [str(c) for c in range(num)]
-    classes = list(classes) if classes is not None else list(dict.fromkeys([order[0], order[num // 2], order[-1]]))
-    titles = [f"{names[c]}" + (f" (n={int(counts[c])})" if counts is not None else "") for c in classes]
-    fig = make_subplots(2, len(classes), shared_xaxes=True, subplot_titles=titles, horizontal_spacing=0.08,
-                        vertical_spacing=0.06, row_heights=[0.7, 0.3])
+    return dict(widths=widths, hist=hist, counts=None if counts is None else np.asarray(counts), where=where,
+                names=names or [str(c) for c in range(num)], loss=loss)
+
+
+def _ghm_edges(widths: np.ndarray) -> np.ndarray:
+    """Bin edges (..., N + 1) of widths (..., N): 0, cumsum, last edge exactly 1."""
+    e = np.concatenate([np.zeros(widths.shape[:-1] + (1,)), np.cumsum(widths, axis=-1)], axis=-1)
+    e[..., -1] = 1.0
+    return e
+
+
+def ghm_cwap_density(widths, hist, x) -> np.ndarray:
+    """Samples per unit g (C, len(x)) at the points ``x`` from GHM-CWAP histograms (C, N).
+
+    A bin's count ``v = sum 1/(N d)`` holds ``v N d`` samples over width d, so its density is ``N v``;
+    the bin of x follows the loss (number of interior edges <= x).
+    """
+    widths, hist, x = np.asarray(widths, np.float64), np.asarray(hist, np.float64), np.asarray(x, np.float64)
+    inner = np.cumsum(widths, axis=1)[:, :-1]
+    idx = np.minimum((inner[:, None, :] <= x[None, :, None]).sum(axis=2), widths.shape[1] - 1)
+    return widths.shape[1] * np.take_along_axis(hist, idx, axis=1)
+
+
+def ghm_cwap_rebin(widths, hist, edges) -> np.ndarray:
+    """Mean density (samples per unit g) of one class's histogram (N,) over new bin ``edges`` (M + 1,).
+
+    The histogram is taken as uniform inside each recorded bin (the finest view a run keeps).
+    """
+    widths, hist = np.asarray(widths, np.float64), np.asarray(hist, np.float64)
+    cdf = np.concatenate([[0.0], np.cumsum(hist * len(hist) * widths)])
+    return np.diff(np.interp(edges, _ghm_edges(widths), cdf)) / np.diff(edges)
+
+
+def ghm_cwap_bins(source, classes: Sequence[int] | None = None, epoch: int = -1,
+                  view: Literal["bins", "distribution"] = "bins") -> go.Figure:
+    """GHM-CWAP histograms of the gradient norm g = 1 - p_y (GHM-CWAP paper 004, Eq. 1, Alg. 1, Fig. 2).
+
+    ``view="bins"``: per class, the adaptive unit regions with their counts v_c (log y), widths d_c, and
+    the weight W (Eq. 1) a sample in each bin gets once this histogram is frozen (next epoch) under the
+    loss's rules, beside the other empty-bin rule for comparison (``"density"``, our first rule, for a
+    run with the default ``"unit"``; ``"unit"`` for a ``"density"`` or a margins-only run).
+    ``view="distribution"`` (paper Fig. 2): (a) samples per unit g over all classes and per many / medium
+    / few group; (b) per class, the recorded distribution against N equal-width bins (URA) and (c)
+    against the adaptive bins (AURA) the loss derives from these counts.
+    ``source``: a ``loss="ghm_cwap"`` Run (probes ``bin_widths``/``bin_counts`` of ``epoch``), a
+    GHMCWAPLoss (its open histogram, or the last closed one if nothing is counted yet), or a dict
+    with ``bin_widths`` (C, N), ``bin_counts`` (C, N) and optionally ``class_counts``, ``loss_params``.
+    ``classes`` default: the head, middle and tail class by training count (``"distribution"``: head, tail).
+    """
+    if view not in ("bins", "distribution"):
+        raise ValueError(f"ghm_cwap_bins: view must be 'bins' or 'distribution', got {view!r}")
+    st = _ghm_cwap_state(source, epoch)
+    num = st["widths"].shape[0]
+    order = _order(st["counts"]) if st["counts"] is not None else np.arange(num)
+    if classes is None:
+        picks = [order[0], order[-1]] if view == "distribution" else [order[0], order[num // 2], order[-1]]
+        classes = list(dict.fromkeys(int(c) for c in picks))
+    classes = [int(c) for c in classes]
+    bad = [c for c in classes if not 0 <= c < num]
+    if bad:
+        raise ValueError(f"ghm_cwap_bins: classes {bad} out of range for {num} classes")
+    titles = [f"{st['names'][c]}" + (f" (n={int(st['counts'][c])})" if st["counts"] is not None else "")
+              for c in classes]
+    return (_ghm_distribution if view == "distribution" else _ghm_bins)(st, classes, titles)
+
+
+def _ghm_bins(st: dict, classes: list[int], titles: list[str]) -> go.Figure:
+    widths, hist, loss = st["widths"], st["hist"], st["loss"]
+    w_t, h_t = torch.as_tensor(widths), torch.as_tensor(hist)
+    weights = (LF.ghm_cwap_bin_weights(w_t, h_t, loss.alpha, loss.weight_norm, loss.empty_bin).numpy()
+               if loss.use_weights else np.ones_like(hist))
+    other = "density" if loss.use_weights and loss.empty_bin == "unit" else "unit"
+    alt = LF.ghm_cwap_bin_weights(w_t, h_t, loss.alpha, loss.weight_norm, other).numpy()
+    label = {"density": "first rule (empty bin as 1/(N d))", "unit": "with empty_bin='unit' (W = 1 in empty bins)"}
+    rule = (f"empty_bin={loss.empty_bin!r}, weight_norm={loss.weight_norm!r}" if loss.use_weights
+            else "use_weights=False: W = 1")
+    fig = make_subplots(3, len(classes), shared_xaxes=True, subplot_titles=titles, horizontal_spacing=0.08,
+                        vertical_spacing=0.05, row_heights=[0.4, 0.2, 0.4])
     for j, c in enumerate(classes):
-        edges = np.concatenate([[0.0], np.cumsum(widths[c])])
-        edges[-1] = 1.0
+        edges = _ghm_edges(widths[c])
         mid, color = (edges[:-1] + edges[1:]) / 2, PALETTE[j % len(PALETTE)]
         fig.add_bar(x=mid, y=np.where(hist[c] > 0, hist[c], np.nan), width=widths[c],
                     marker=dict(color=color, line=dict(color="#FFFFFF", width=0.5)), showlegend=False, row=1,
@@ -714,16 +781,69 @@ def ghm_cwap_bins(source, classes: Sequence[int] | None = None, epoch: int = -1)
         fig.add_bar(x=mid, y=widths[c], width=widths[c],
                     marker=dict(color="#BBBBBB", line=dict(color="#555555", width=0.8)),
                     showlegend=False, row=2, col=j + 1, hovertemplate="width %{y:.3f}<extra></extra>")
-    _style(fig, f"GHM-CWAP unit regions and counts ({where})", margin=dict(l=80, r=20, t=90, b=60), bargap=0)
+        fig.add_bar(x=mid, y=weights[c], width=widths[c], name=f"W in use ({rule})", legendgroup="w",
+                    showlegend=j == 0, marker=dict(color=PALETTE[0], line=dict(color="#FFFFFF", width=0.5)),
+                    row=3, col=j + 1, hovertemplate="W %{y:.3g}<extra></extra>")
+        fig.add_scatter(x=mid, y=alt[c], mode="markers", name=label[other],
+                        legendgroup="alt", showlegend=j == 0, marker=dict(color=PALETTE[3], symbol="x", size=7),
+                        row=3, col=j + 1, hovertemplate="W %{y:.3g} " + f"({other})<extra></extra>")
+        fig.add_hline(y=1.0, line=dict(color="#555555", dash="dot", width=1), row=3, col=j + 1)
+    _style(fig, f"GHM-CWAP unit regions, counts and weights ({st['where']})", margin=dict(l=80, r=20, t=110, b=60),
+           bargap=0, height=720, legend=_LEGEND_TOP)
     fig.update_xaxes(range=[0, 1])
-    fig.update_xaxes(title="gradient norm g = 1 - p_y", row=2)
+    fig.update_xaxes(title="gradient norm g = 1 - p_y", row=3)
     v = _positive(hist[classes])
     if len(v):
         fig.update_yaxes(type="log", range=[math.log10(v.min() / 2), math.log10(v.max() * 2)],
                          **_log_ticks(v.max(), v.min()), row=1)
     fig.update_yaxes(range=[0, 1.1 * float(widths[classes].max())], row=2)
+    w = _positive(np.concatenate([weights[classes].ravel(), alt[classes].ravel(), [1.0]]))
+    fig.update_yaxes(type="log", range=[math.log10(w.min() / 2), math.log10(w.max() * 2)],
+                     **_log_ticks(w.max(), w.min()), row=3)
     fig.update_yaxes(title="count v", row=1, col=1)
     fig.update_yaxes(title="width d", row=2, col=1)
+    fig.update_yaxes(title="W next epoch", row=3, col=1)
+    return fig
+
+
+def _ghm_distribution(st: dict, classes: list[int], titles: list[str]) -> go.Figure:
+    widths, hist, counts, n_bins = st["widths"], st["hist"], st["counts"], st["widths"].shape[1]
+    x = (np.arange(400) + 0.5) / 400
+    dens = ghm_cwap_density(widths, hist, x)
+    k = len(classes)
+    specs = [[{"colspan": k}] + [None] * (k - 1), [{}] * k, [{}] * k]
+    sub = ["(a) all training samples of the epoch, by group"]
+    sub += [f"(b) URA: {n_bins} equal bins · {t}" for t in titles] + [f"(c) AURA: bins from these counts · {t}"
+                                                                      for t in titles]
+    fig = make_subplots(3, k, specs=specs, subplot_titles=sub, vertical_spacing=0.09, horizontal_spacing=0.08)
+    groups = {"all classes": np.arange(len(widths))}
+    if counts is not None:
+        groups.update(shot_split(counts))
+    sums = {name: dens[idx].sum(axis=0) if len(idx) else np.full(len(x), np.nan) for name, idx in groups.items()}
+    for name, idx in groups.items():
+        n, y = float((hist[idx] * n_bins * widths[idx]).sum()), sums[name]
+        fig.add_scatter(x=x, y=np.where(y > 0, y, np.nan), mode="lines", name=f"{name} ({len(idx)} classes, "
+                        f"{n:,.0f} samples)", line=dict(color=GROUP_COLORS.get(name, "#000000"),
+                        width=3 if name == "all classes" else 2, dash=None if name == "all classes" else "dot"),
+                        row=1, col=1)
+    new_widths = LF.ghm_cwap_new_widths(torch.as_tensor(hist)).numpy()
+    for j, c in enumerate(classes):
+        rec = _ghm_edges(widths[c])
+        for row, edges in ((2, np.linspace(0.0, 1.0, n_bins + 1)), (3, _ghm_edges(new_widths[c]))):
+            mid, w, y = (edges[:-1] + edges[1:]) / 2, np.diff(edges), ghm_cwap_rebin(widths[c], hist[c], edges)
+            fig.add_bar(x=mid, y=y, width=w, showlegend=False,
+                        marker=dict(color="#56B4E9", line=dict(color="#FFFFFF", width=0.6)), row=row, col=j + 1,
+                        hovertemplate="bin centre %{x:.3f}, width %{width:.3f}<br>%{y:.3g} per unit g<extra></extra>")
+            fig.add_scatter(x=np.repeat(rec, 2)[1:-1], y=np.repeat(n_bins * hist[c], 2), mode="lines",
+                            line=dict(color="#000000", width=1.5), name="recorded histogram (per unit g)",
+                            legendgroup="rec", showlegend=row == 2 and j == 0, row=row, col=j + 1)
+            _log_y(fig, np.concatenate([y, n_bins * hist[c]]), row=row, col=j + 1)
+    _style(fig, f"GHM-CWAP Fig. 2: distribution of g = 1 - p_y and its unit regions ({st['where']})",
+           margin=dict(l=80, r=20, t=130, b=60), bargap=0, height=940, legend=_LEGEND_TOP)
+    fig.update_xaxes(range=[0, 1])
+    fig.update_xaxes(title="gradient norm g = 1 - p_y", row=3)
+    fig.update_yaxes(title="samples per unit g", col=1)
+    _log_y(fig, np.concatenate(list(sums.values())), row=1, col=1)
     return fig
 
 

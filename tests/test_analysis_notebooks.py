@@ -71,5 +71,5 @@ def test_05_schedules_needs_no_run(tmp_path):
     nb = _execute("05_schedules.ipynb", p, tmp_path)
     text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
     assert "class counts: [200, 63, 20, 6, 2]" in text
-    _check(tmp_path / "figs", ["glag_schedule", "ala_factors", "gcl_cloud_widths", "ghm_cwap_bins", "drw_weights"],
-           p["export"])
+    _check(tmp_path / "figs", ["glag_schedule", "ala_factors", "gcl_cloud_widths", "ghm_cwap_bins", "ghm_cwap_fig2",
+                               "drw_weights"], p["export"])

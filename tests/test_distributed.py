@@ -127,8 +127,11 @@ def _assert_same_run(single: Path, multi: Path, state_keys: tuple[str, ...]) -> 
 def test_two_gloo_ranks_match_one_process(stage_one, tmp_path):
     import torch.multiprocessing as mp
     mp.set_forkserver_preload(["ltlab.engine", "torch._dynamo"])  # import once, fork the ranks from there
+    ghm = {"ghm_cwap": {"bins": 5},  # sum W CE / sum W: the batch's sum W is all-reduced as well
+           "ghm_cwap_old": {"bins": 5, "weight_norm": "none", "empty_bin": "density", "reduction": "mean"},
+           "ghm_cwap_margins": {"bins": 5, "use_weights": False}}
     jobs = {"gala": _stage_two(stage_one, loss="gala"),
-            "ghm_cwap": _stage_two(stage_one, loss="ghm_cwap", loss_params={"bins": 5}, sampler="class_balanced")}
+            **{k: _stage_two(stage_one, loss="ghm_cwap", loss_params=p, sampler="class_balanced") for k, p in ghm.items()}}
     mp.start_processes(_worker, args=(2, str(tmp_path / "init"), [{**cfg, "run_dir": str(tmp_path / f"{n}_ddp")}
                                                                    for n, cfg in jobs.items()]),
                        nprocs=2, join=True, start_method="forkserver")
@@ -136,8 +139,9 @@ def test_two_gloo_ranks_match_one_process(stage_one, tmp_path):
         ltlab.run({**cfg, "run_dir": str(tmp_path / f"{name}_one")})
     assert ltlab.load_run(tmp_path / "gala_ddp").config["world_size"] == 2
     _assert_same_run(tmp_path / "gala_one", tmp_path / "gala_ddp", ("A", "P", "N"))
-    _assert_same_run(tmp_path / "ghm_cwap_one", tmp_path / "ghm_cwap_ddp",
-                     ("counts", "widths", "frozen_counts", "frozen_widths", "has_frozen"))
+    for name in ghm:
+        _assert_same_run(tmp_path / f"{name}_one", tmp_path / f"{name}_ddp",
+                         ("counts", "widths", "frozen_counts", "frozen_widths", "has_frozen"))
 
 
 # ---------------------------------------------------------------------- torchrun CLI, resumed mid-epoch

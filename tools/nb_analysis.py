@@ -103,7 +103,9 @@ if not gala:
 SCHEDULES = [
     ("md", "# Schedules and per-class factors\n\nEverything here is a pure function of the epoch and the class "
            "counts, so no training run is needed: GLAG's alpha(T) and class-wise beta, ALA's quantity and "
-           "difficulty factors, GCL's cloud widths, GHM-CWAP's adaptive bins and DRW's class weights. Give "
+           "difficulty factors, GCL's cloud widths, GHM-CWAP's adaptive bins with the weights they give (and "
+           "the paper's Fig. 2: the distribution of g = 1 - p_y per group against equal-width and adaptive "
+           "bins) and DRW's class weights. Give "
            "`ghm_run_dir` (a `loss=\"ghm_cwap\"` run) to draw its recorded bins instead of a synthetic histogram, "
            "and `beta_run_dir` to replay the beta rule on a run's per-class accuracy."),
     ("code", '''n_max = 5000                    # images of the largest class
@@ -144,6 +146,7 @@ figures["gcl_cloud_widths"] = plotting.gcl_cloud_widths(class_counts, gcl_noise_
 ghm_source = ltlab.load_run(ghm_run_dir) if ghm_run_dir else plotting.synthetic_ghm_cwap_loss(
     class_counts, ghm_bins, ghm_alpha, ghm_gamma, seed=seed)
 figures["ghm_cwap_bins"] = plotting.ghm_cwap_bins(ghm_source)
+figures["ghm_cwap_fig2"] = plotting.ghm_cwap_bins(ghm_source, view="distribution")
 figures["drw_weights"] = plotting.drw_weights(class_counts, drw_start, num_epochs)
 ''' + _SAVE),
 ]

@@ -18,8 +18,9 @@ __all__ = [
     "gcl_delta_hat", "gcl_logits", "detached_focal_mean",
     "ala_quantity_factor", "ala_difficulty_factor", "ala_adjust",
     "gala_logits", "gala_grad_abs", "gala_increment",
-    "ghm_cwap_bin_index", "ghm_cwap_count_increment", "ghm_cwap_new_widths",
-    "ghm_cwap_class_sum", "ghm_cwap_sample_weight", "ghm_cwap_margins",
+    "GHM_CWAP_OPTIONS", "check_ghm_cwap_option", "ghm_cwap_bin_index", "ghm_cwap_count_increment",
+    "ghm_cwap_new_widths", "ghm_cwap_class_sum", "ghm_cwap_bin_weights", "ghm_cwap_sample_weight",
+    "ghm_cwap_margins",
 ]
 
 
@@ -149,11 +150,23 @@ def gala_increment(grad_abs: Tensor, labels: Tensor, num_classes: int) -> Tensor
 
 
 # ----------------------------------------------------------------------------- 5. GHM-CWAP
+# No official code: the rules below are our reading of the paper (marked "ours"); docs/ghm_cwap.md.
+GHM_CWAP_OPTIONS = {"weight_norm": ("bins", "none"), "empty_bin": ("unit", "density"),
+                    "reduction": ("weighted", "mean")}
+
+
+def check_ghm_cwap_option(name: str, value: object, who: str = "ghm_cwap") -> None:
+    """Raise a ValueError naming option ``name`` and its allowed values unless ``value`` is one of them."""
+    allowed = GHM_CWAP_OPTIONS[name]
+    if value not in allowed:
+        raise ValueError(f"{who}: {name} must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}")
+
+
 def ghm_cwap_bin_index(g: Tensor, labels: Tensor, widths: Tensor) -> Tensor:
     """Bin of each sample (B,) long: number of interior edges ``cumsum(d_y)[:-1]`` that are <= g.
 
     g (B,) gradient norms in [0, 1]; widths (C, N) per-class unit-region widths (rows sum to 1).
-    g = 1 falls in the last bin (methods.md 5).
+    g = 1 falls in the last bin.
     """
     edges = torch.cumsum(_like(widths, g), dim=1)[:, :-1]
     idx = (edges[labels] <= g[:, None]).sum(dim=1)
@@ -161,7 +174,7 @@ def ghm_cwap_bin_index(g: Tensor, labels: Tensor, widths: Tensor) -> Tensor:
 
 
 def ghm_cwap_count_increment(g: Tensor, labels: Tensor, widths: Tensor) -> Tensor:
-    """Histogram increment (C, N) in ``widths``' dtype: each sample adds ``1/(N*d_{y,i})`` to its bin."""
+    """Histogram increment (C, N) in ``widths``' dtype: each sample adds ``1/(N*d_{y,i})`` to its bin (Alg. 1)."""
     num_bins = widths.shape[1]
     idx = ghm_cwap_bin_index(g, labels, widths)
     inc = torch.zeros_like(widths)
@@ -169,48 +182,72 @@ def ghm_cwap_count_increment(g: Tensor, labels: Tensor, widths: Tensor) -> Tenso
 
 
 def ghm_cwap_new_widths(counts: Tensor) -> Tensor:
-    """Next epoch's widths (C, N): ``d ∝ 1/log(e + v)`` per class, normalised to sum 1 (AURA, Sec. 3.3; methods.md 5).
+    """Next epoch's widths (C, N): ``d ∝ 1/log(e + v)`` per class, normalised to sum 1 (AURA, Alg. 1).
 
-    The paper's ``1/log v`` is undefined for v <= 1; ``+e`` is the LIB guard (empty bin -> weight 1).
+    The paper's ``1/log v`` is undefined for v <= 1; ``+e`` is our guard (an empty bin gets weight 1).
     """
     w = 1.0 / torch.log(math.e + counts)
     return w / w.sum(dim=1, keepdim=True)
 
 
 def ghm_cwap_class_sum(frozen_counts: Tensor, alpha: float = 0.9) -> Tensor:
-    """``S_c = sum_i vbar_{c,i}**alpha`` over non-empty bins (C,), clamped at 1e-12 (Sec. 3.2; methods.md 5)."""
+    """Effective sample size ``S_c = sum_i vbar_{c,i}**alpha`` over non-empty bins (C,) (Sec. 3.2).
+
+    0 for a class with no sample in the frozen epoch (an absent class; neutral in the default rules).
+    """
     v = frozen_counts
-    s = torch.where(v > 0, v.clamp(min=0) ** alpha, torch.zeros_like(v)).sum(dim=1)
-    return s.clamp(min=1e-12)
+    return torch.where(v > 0, v.clamp(min=0) ** alpha, torch.zeros_like(v)).sum(dim=1)
+
+
+def ghm_cwap_bin_weights(frozen_widths: Tensor, frozen_counts: Tensor, alpha: float = 0.9,
+                         weight_norm: Literal["bins", "none"] = "bins",
+                         empty_bin: Literal["unit", "density"] = "unit") -> Tensor:
+    """Weight ``W = S_c / vbar_{c,i}**alpha`` (Eq. 1) a sample gets in each bin of frozen histogram rows (R, N).
+
+    ``weight_norm="bins"`` (ours, the GHM-C convention) divides by the number of non-empty bins of the
+    row; "none" is Eq. 1 literally. ``empty_bin="unit"`` (ours): a bin that was empty gets W = 1, so a
+    class absent from the frozen epoch is neutral. ``"density"`` (our first rule, kept as an option):
+    an empty bin counts as ``vbar = 1/(N*dbar)`` and S is clamped at 1e-12. Result in the counts' dtype.
+    """
+    check_ghm_cwap_option("weight_norm", weight_norm, "ghm_cwap_bin_weights")
+    check_ghm_cwap_option("empty_bin", empty_bin, "ghm_cwap_bin_weights")
+    d, v = _like(frozen_widths, frozen_counts), frozen_counts
+    full = v > 0
+    s = ghm_cwap_class_sum(v, alpha)
+    if empty_bin == "density":
+        v, s = torch.where(full, v, 1.0 / (v.shape[1] * d)), s.clamp(min=1e-12)
+    else:
+        v = torch.where(full, v, torch.ones_like(v))  # placeholder: these bins get W = 1 below
+    w = s[:, None] / v ** alpha
+    if weight_norm == "bins":
+        w = w / full.sum(dim=1, keepdim=True).clamp(min=1).to(w.dtype)
+    return torch.where(full, w, torch.ones_like(w)) if empty_bin == "unit" else w
 
 
 def ghm_cwap_sample_weight(g: Tensor, labels: Tensor, frozen_widths: Tensor, frozen_counts: Tensor,
-                           alpha: float = 0.9, weight_norm: Literal["bins", "none"] = "bins") -> Tensor:
-    """Per-sample weight ``W = S_y / vbar_{y,i}**alpha`` (B,), bin i by the frozen widths (Eq. 1; methods.md 5).
+                           alpha: float = 0.9, weight_norm: Literal["bins", "none"] = "bins",
+                           empty_bin: Literal["unit", "density"] = "unit") -> Tensor:
+    """Per-sample weight (B,): :func:`ghm_cwap_bin_weights` of the sample's class at its bin by the frozen widths.
 
-    An empty bin uses ``vbar = 1/(N*dbar_{y,i})``. ``weight_norm="bins"`` (LIB default, GHM-C
-    convention) divides by the number of non-empty bins of the class (at least 1); "none" is
-    paper-literal. Returned in g's dtype, no gradient.
+    Returned in g's dtype, no gradient.
     """
-    if weight_norm not in ("bins", "none"):
-        raise ValueError(f"ghm_cwap_sample_weight: weight_norm must be 'bins' or 'none', got {weight_norm!r}")
     d, v = _like(frozen_widths, g), _like(frozen_counts, g)
     idx = ghm_cwap_bin_index(g, labels, d)
-    vb = v[labels, idx]
-    vb = torch.where(vb > 0, vb, 1.0 / (d.shape[1] * d[labels, idx]))
-    w = ghm_cwap_class_sum(v, alpha)[labels] / vb ** alpha
-    if weight_norm == "bins":
-        w = w / (v > 0).sum(dim=1).clamp(min=1).to(w.dtype)[labels]
-    return w.detach()
+    w = ghm_cwap_bin_weights(d[labels], v[labels], alpha, weight_norm, empty_bin)
+    return w.gather(1, idx[:, None]).squeeze(1).detach()
 
 
 def ghm_cwap_margins(class_sum: Tensor, gamma: float = 0.8, rows: Tensor | None = None) -> Tensor:
-    """Margin matrix ``M[m, n] = gamma * log(min(1, S_n / S_m))`` (GHM-CWAP Eq. 2, <= 0; methods.md 5).
+    """Margin matrix ``M[m, n] = gamma * log(min(1, S_n / S_m))`` (GHM-CWAP Eq. 2, <= 0).
 
     Row m = sample class, column n = logit; the training logits are ``z + M[y, :]``. class_sum (C,).
+    A class with ``S = 0`` (absent from the frozen epoch) is neutral: no margin in its row or column.
     With ``rows`` (R,) long only those rows are built (R, C), e.g. ``rows=labels`` gives ``M[y, :]``
     without the (C, C) matrix.
     """
-    log_s = torch.log(class_sum)
+    present = class_sum > 0
+    log_s = torch.log(torch.where(present, class_sum, torch.ones_like(class_sum)))
+    pm = present if rows is None else present[rows]
     log_m = log_s[:, None] if rows is None else log_s[rows][:, None]
-    return gamma * (log_s[None, :] - log_m).clamp(max=0.0)
+    m = gamma * (log_s[None, :] - log_m).clamp(max=0.0)
+    return torch.where(pm[:, None] & present[None, :], m, torch.zeros_like(m))
