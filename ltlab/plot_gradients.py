@@ -31,6 +31,8 @@ STATISTICS = {"first_epoch": ("", "epoch 1 (sums over epoch 1)"),
               "cumulative": ("_cum", "accumulated from step 0 to epoch {e}"),
               "gala_code": ("_cumcum", "GALA code: sum of running sums to epoch {e}")}
 ALL_STATISTICS = tuple(STATISTICS)
+LONG_RUN = ("sums over many steps tend to 1 for every class and loss (the bias gradient is neg - pos); the "
+            "head / tail imbalance lives in epoch 1")
 ROW_LABELS = {"epoch": "per epoch", "cumulative": "accumulated from step 0", "gala_code": "GALA code"}
 OLD_RUN = ("was written before ltlab recorded the accumulated statistics (grad_*_cum, grad_*_cumcum); retrain it "
            "to draw them, or pass statistic='epoch' / 'first_epoch'")
@@ -99,11 +101,12 @@ def gradient_ratio_by_class(runs, labels: Sequence[str] | None = None, epoch: in
                             marker=dict(size=6), customdata=np.stack([cls[order], counts[order]], axis=1),
                             hovertemplate="%{customdata[0]} (n=%{customdata[1]})<br>pos/neg %{y:.3f}",
                             row=1, col=j + 1)
-        fig.add_hline(y=1.0, line=dict(color="#555555", dash="dot"), row=1, col=j + 1)
+        fig.add_hline(y=1.0, line=dict(color="#555555", dash="dot", width=1.5), row=1, col=j + 1)
         _group_bands(fig, counts[order], row=1, col=j + 1, label=j == 0)
-    sub = f"<br><sup>{note}</sup>" if note else ""
-    _style(fig, "Positive / negative gradient ratio per classifier, by statistic" + sub, legend=_LEGEND_TOP,
-           margin=dict(l=70, r=20, t=110 if note else 100, b=60))
+    long_run = [s for s in stats if s != "first_epoch"]
+    sub = "; ".join(x for x in (LONG_RUN if long_run else "", note) if x)
+    _style(fig, "Positive / negative gradient ratio per classifier, by statistic" + (f"<br><sup>{sub}</sup>" if sub
+           else ""), legend=_LEGEND_TOP, margin=dict(l=70, r=20, t=120 if sub else 100, b=60))
     fig.update_xaxes(title="class (by training count)", **_rank_axis(cls[order]))
     _log_y(fig, seen)
     fig.update_yaxes(title="pos / neg gradient", row=1, col=1)
@@ -189,8 +192,8 @@ def gradient_ratio_curves(runs, labels: Sequence[str] | None = None, classes: Se
                 fig.add_scatter(x=x, y=ratio[:, c], mode="lines", name=f"{cls[c]} (n={counts[c]})", legendgroup=str(c),
                                 showlegend=i == 0 and j == 0, line=dict(color=colors[rank[c]], width=2),
                                 row=i + 1, col=j + 1)
-            fig.add_hline(y=1.0, line=dict(color="#555555", dash="dot"), row=i + 1, col=j + 1)
-    sub = "x: epochs done (log scale), epoch 1 at step resolution" + (f"; {note}" if note else "")
+            fig.add_hline(y=1.0, line=dict(color="#555555", dash="dot", width=1.5), row=i + 1, col=j + 1)
+    sub = "x: epochs done (log scale), epoch 1 at step resolution; " + LONG_RUN + (f"; {note}" if note else "")
     _style(fig, f"Positive / negative gradient ratio over training<br><sup>{sub}</sup>", legend=dict(title="class"),
            margin=dict(l=70, r=40, t=100, b=60), height=170 + 230 * len(stats))
     ticks = _log_ticks(xmax, 0.1)
@@ -236,7 +239,7 @@ def negative_gradient_sources(runs, labels: Sequence[str] | None = None, classif
     data_share = counts[src] / counts[src].sum()
     fig.add_scatter(x=[f"{cls[k]} (n={counts[k]})" for k in src], y=data_share, mode="lines+markers",
                     name="share of training images", line=dict(color="#000000", dash="dash", width=2))
-    fig.add_hline(y=1.0 / len(src), line=dict(color="#555555", dash="dot"),
+    fig.add_hline(y=1.0 / len(src), line=dict(color="#555555", dash="dot", width=1.5),
                   annotation_text=f"equal share 1/{len(src)}", annotation_position="top right")
     what = f"accumulated from step 0 to epoch {at + 1}" if statistic == "cumulative" else f"epoch {at + 1}"
     _style(fig, f"Where classifier {cls[c]} (n={counts[c]}) gets its negative gradient ({what})",

@@ -131,8 +131,8 @@ def prediction_counts(runs, labels: Sequence[str] | None = None, pn_tau: float |
             n = np.bincount(pred, minlength=len(counts))[order]
             fig.add_scatter(x=np.arange(len(order)), y=n, mode="lines+markers", name=name + suffix,
                             line=dict(color=PALETTE[i % len(PALETTE)], width=2.5, dash=dash), secondary_y=True)
-    fig.add_hline(y=m / len(counts), line=dict(color="#555555", dash="dot"), secondary_y=True,
-                  annotation_text=f"balanced: {m / len(counts):g} per class", annotation_position="top right")
+    fig.add_scatter(x=[-0.4, len(order) - 0.6], y=[m / len(counts)] * 2, mode="lines", secondary_y=True,
+                    name=f"balanced: {m / len(counts):g} per class", line=dict(color="#555555", dash="dot", width=2))
     _group_bands(fig, counts[order])
     _style(fig, "Test images predicted as each class", legend=_LEGEND_TOP, margin=dict(l=60, r=60, t=90, b=60))
     fig.update_xaxes(title="class (sorted by training count)", **_rank_axis(np.asarray(cls)[order]))
@@ -168,7 +168,7 @@ def true_class_probability(runs, labels: Sequence[str] | None = None, hard: floa
             fig.add_scatter(x=keep, y=v[keep], mode="lines", name=name, legendgroup=name, showlegend=j == 0,
                             line=dict(color=PALETTE[i % len(PALETTE)], width=2.5), row=1, col=j + 1)
         for level in (hard, easy):
-            fig.add_hline(y=level, line=dict(color="#999999", dash="dot"), row=1, col=j + 1)
+            fig.add_hline(y=level, line=dict(color="#999999", dash="dot", width=1.5), row=1, col=j + 1)
     _style(fig, "Predicted probability of the true class, test images sorted (per group)",
            margin=dict(l=70, r=20, t=120, b=60))
     fig.update_xaxes(title="test image (sorted by p_y)")

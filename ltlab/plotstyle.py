@@ -25,6 +25,7 @@ GROUP_COLORS = {"many": "#0072B2", "medium": "#E69F00", "few": "#D55E00"}
 # Paul Tol "muted" (colour-blind safe) + grey: classes when C <= 10
 CLASS_PALETTE = ["#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
                  "#AA4499", "#777777"]
+# simple_white draws shapes with line width 0 (its shapedefaults): give every add_hline a width
 LAYOUT = dict(template="simple_white", font=dict(size=14), margin=dict(l=60, r=20, t=50, b=50))
 _LEGEND_TOP = dict(orientation="h", y=1.02, yanchor="bottom", x=0, xanchor="left")
 

@@ -53,7 +53,7 @@ def per_class_accuracy_bar(run, epoch: int = -1) -> go.Figure:
         if sel:
             fig.add_bar(x=[str(i) for i in sel], y=acc[sel], name=f"{name} ({len(sel)})", marker_color=color)
     fig.add_scatter(x=[str(i) for i in order], y=counts[order], name="train count", yaxis="y2",
-                    mode="lines+markers", line=dict(color="#555555", dash="dot"))
+                    mode="lines+markers", line=dict(color="#555555", dash="dot", width=1.5))
     ep = int(run.per_class["epochs"][epoch]) + 1
     fig.update_layout(**LAYOUT, title=f"Per-class test accuracy, epoch {ep} (overall {acc.mean():.3f})",
                       xaxis=dict(title="class (sorted by training count)", type="category", categoryorder="array",
@@ -113,7 +113,7 @@ def accuracy_over_epochs(runs, labels: Sequence[str] | None = None) -> go.Figure
                             legendgroup=name, showlegend=j == 0, line=dict(color=PALETTE[i % len(PALETTE)], width=2.5),
                             row=1, col=j + 1)
     _style(fig, "Test accuracy over training", margin=dict(l=60, r=20, t=80, b=50))
-    fig.update_xaxes(title="epoch", **_epoch_ticks(max(len(r.metrics) for r in runs)))
+    fig.update_xaxes(title="epoch", **_epoch_ticks(max(int(r.metrics["epoch"].max()) + 1 for r in runs)))
     fig.update_yaxes(title="test accuracy", row=1, col=1)
     fig.update_yaxes(range=[0, 1.02])
     return fig
@@ -294,7 +294,7 @@ def gcl_cloud_widths(class_counts: Sequence[int], noise_mul: float = 0.5) -> go.
     fig.add_scatter(x=np.arange(len(order)), y=width[order] * _mean_abs_clamped_normal(), mode="lines+markers",
                     name="mean shift", line=dict(color=PALETTE[1], width=2.5), secondary_y=False)
     fig.add_scatter(x=np.arange(len(order)), y=counts[order], mode="lines", name="train count",
-                    line=dict(color="#555555", dash="dot"), secondary_y=True)
+                    line=dict(color="#555555", dash="dot", width=1.5), secondary_y=True)
     _style(fig, f"GCL Gaussian cloud width per class (noise_mul={noise_mul:g})", legend=_LEGEND_TOP,
            margin=dict(l=70, r=70, t=90, b=60))
     fig.update_xaxes(title="class (sorted by training count)")
@@ -407,7 +407,7 @@ def drw_weights(class_counts: Sequence[int], drw_start: int | None, num_epochs: 
     after = schedules.effective_number_weights(counts, beta)
     fig.add_scatter(x=np.arange(len(order)), y=after[order], mode="lines+markers", name=f"after epoch {drw_start}",
                     line=dict(color=PALETTE[3], width=2.5), row=1, col=2)
-    fig.add_hline(y=1.0, line=dict(color="#555555", dash="dot"), row=1, col=2)
+    fig.add_hline(y=1.0, line=dict(color="#555555", dash="dot", width=1.5), row=1, col=2)
     start = "never" if drw_start is None else f"from epoch {drw_start}"
     _style(fig, f"DRW class weights (beta={beta:g}, switch {start})", margin=dict(l=70, r=20, t=90, b=60))
     fig.update_xaxes(title="epoch (0-based)", row=1, col=1)

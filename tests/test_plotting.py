@@ -53,9 +53,13 @@ def test_every_builder_returns_a_figure_with_data(runs):
         plotting.ala_factors(counts), plotting.gcl_cloud_widths(counts), plotting.drw_weights(counts, 5, 10),
         plotting.ghm_cwap_bins(ghm), plotting.ghm_cwap_bins(plotting.synthetic_ghm_cwap_loss(counts, epochs=2)),
     ]
+    figs += [plotting.gradient_ratio_by_class([ce, gala]), plotting.negative_gradient_sources(ce),
+             plotting.true_class_probability(ce), plotting.prediction_counts(ce, pn_tau=1.0)]
     for fig in figs:
         assert _has_data(fig), fig.layout.title.text
         assert fig.layout.font.size >= 14
+        # simple_white draws shape lines with width 0 unless a width is given: a reference line must be visible
+        assert all((s.line.width or 0) > 0 for s in fig.layout.shapes if s.type == "line"), fig.layout.title.text
 
 
 def test_per_class_curve_values_sorted_by_count(runs):
