@@ -446,11 +446,11 @@ def tsne(features, labels, *, class_counts: Sequence[int] | None = None, preds=N
     emb = _tsne_2d(x, perplexity, random_state, method, n_jobs, {**OPENTSNE_DEFAULTS, **(opentsne_params or {})})
     df = pd.DataFrame({"x": emb[:, 0], "y": emb[:, 1], "label": y, "group": _group_of(y, class_counts),
                        "index": index})
+    df["pred"] = pd.array(p[index], dtype="Int64") if p is not None else pd.array([pd.NA] * len(y), dtype="Int64")
+    df["correct"] = pd.array(p[index] == y if p is not None else [pd.NA] * len(y), dtype="boolean")
     if silhouette:
         from sklearn.metrics import silhouette_samples
         df["silhouette"] = silhouette_samples(x, y) if len(np.unique(y)) > 1 else np.nan
-    df["pred"] = pd.array(p[index], dtype="Int64") if p is not None else pd.array([pd.NA] * len(y), dtype="Int64")
-    df["correct"] = pd.array(p[index] == y if p is not None else [pd.NA] * len(y), dtype="boolean")
     return df
 
 
