@@ -63,11 +63,17 @@ def transient_numbers(runs: dict[str, Run]) -> str:
         step1 = p["grad_pos_steps"][0][0] / p["grad_neg_steps"][0][0]
         r = p["grad_ratio"]
         first = "no image of it in the first batch" if step1[tail] == 0 else f"{_f(step1[tail])} after step 1"
+        peak = f", with a peak of {_f(_max(r[1:, tail]))} in between" if len(r) > 2 else ""
         out.append(f"{k}: head {_f(step1[head])} after step 1, {_f(r[0][head])} over epoch 1, {_f(r[-1][head])} in "
                    f"the last epoch; rarest class {first}, {_f(r[0][tail])} over epoch 1, {_f(r[-1][tail])} in the "
-                   f"last epoch, with a peak of {_f(np.nanmax(r[1:, tail]))} in between")
+                   f"last epoch{peak}")
     return "; ".join(out) + (". The per-epoch ratio of the tail overshoots 1 after epoch 1: its bias, pushed down in "
                              "epoch 1, comes back up, which needs more positive than negative gradient")
+
+
+def _max(values) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    return float(np.nanmax(v)) if np.isfinite(v).any() else float("nan")
 
 
 def _mean(values) -> float:
