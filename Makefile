@@ -39,7 +39,9 @@ demo: $(STAMP) system-deps
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# the committed figures/ (Fashion-MNIST-LT, six small CPU runs; about 10 minutes on 2 cores)
+# the committed figures/ and figures/README.md (ltlab.paper_figures: 11 small CPU runs on Fashion-MNIST-LT IF 100,
+# head capped at 500 images, trained once into runs/figures/: about 52 minutes on the shared 2-core machine,
+# then about 4 minutes with the runs reused)
 figures: $(STAMP) system-deps
 	$(BIN)/python tools/make_figures.py --out figures
 

@@ -1,6 +1,6 @@
 """ltlab: long-tailed recognition lab.
 
-Public surface: ``RunConfig``, ``run``, ``load_run``, ``create_model``, ``create_loss``,
+Public surface: ``RunConfig``, ``run``, ``load_run``, ``load_runs``, ``create_model``, ``create_loss``,
 ``get_dataset``. Imports are lazy so ``import ltlab`` stays fast.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ _LAZY = {
     "RunConfig": ("ltlab.config", "RunConfig"),
     "run": ("ltlab.engine", "run"),
     "load_run": ("ltlab.runs", "load_run"),
+    "load_runs": ("ltlab.runs", "load_runs"),
     "create_model": ("ltlab.models", "create_model"),
     "create_loss": ("ltlab.losses", "create_loss"),
     "get_dataset": ("ltlab.data", "get_dataset"),

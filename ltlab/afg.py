@@ -158,6 +158,13 @@ class AFGLoader:
         self.gen.set_beta(state["beta"])
         self.prev_acc = None if state["prev_acc"] is None else np.asarray(state["prev_acc"], dtype=np.float64)
 
+    def state_summary(self) -> dict[str, np.ndarray]:
+        """``glag_beta`` (C,): the calibration strength beta each tail class is generated with this epoch (NaN
+        for the other classes); recorded in probes.npz for GLAG's beta figure."""
+        beta = np.full(len(self.gen.beta_), np.nan)
+        beta[self.gen.tail_classes_] = self.gen.beta_[self.gen.tail_classes_]
+        return {"glag_beta": beta}
+
     @torch.no_grad()
     def val_accuracy(self) -> np.ndarray:
         """Per-class accuracy (C,) of the current classifier on the validation features."""

@@ -451,16 +451,16 @@ def _position(epoch: int, steps: int, sums: dict, probe: probes.GradientProbe, r
               device: torch.device) -> dict:
     """Everything needed to continue epoch ``epoch`` after ``steps`` steps (collective under DDP).
 
-    Loss sum and count are global; the probe matrix is the single-process one (sum over ranks / world
+    Loss sum and count are global; the probe sums are the single-process ones (sum over ranks / world
     size, see ``fit``); RNG states (torch, CUDA, the mixup generator) are kept per rank.
     """
     ctx = distributed.context()
     total = distributed.all_reduce_(sums["total"].clone())
     count = distributed.all_reduce_(torch.tensor(float(sums["count"]), dtype=torch.float64, device=device))
-    matrix = distributed.all_reduce_(probe.matrix.clone()) / ctx.world_size
+    partial = {k: (distributed.all_reduce_(t.clone()) / ctx.world_size).cpu() for k, t in probe.sums.items()}
     rng_state = {"torch": torch.get_rng_state(), "mixup": rng.bit_generator.state,
                  "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-    return {"epoch": epoch, "step": steps, "total": float(total), "count": int(count), "probe": matrix.cpu(),
+    return {"epoch": epoch, "step": steps, "total": float(total), "count": int(count), "probe": partial,
             "rng": distributed.all_gather_objects(rng_state)}
 
 
@@ -475,7 +475,7 @@ def _resume_position(pos: dict, probe: probes.GradientProbe, rng: np.random.Gene
         torch.cuda.set_rng_state(mine["cuda"], device)
     rng.bit_generator.state = mine["mixup"]
     main = ctx.is_main  # the sums are global: rank 0 carries them, the other ranks start from zero
-    probe.matrix.copy_(pos["probe"].to(probe.matrix) * ctx.world_size if main else torch.zeros_like(probe.matrix))
+    probe.load_sums(probes.position_sums(pos["probe"], probe), int(pos["step"]), ctx.world_size if main else 0.0)
     return int(pos["step"]), {"total": pos["total"] if main else 0.0, "count": pos["count"] if main else 0}
 
 
@@ -741,7 +741,8 @@ def _fit_epoch(epoch: int, state: TrainState, config: RunConfig, train_ds, run_d
         g["lr"] = lr
     state.loss_fn.set_epoch(epoch, config.epochs)
     train_loader.set_epoch(epoch)
-    probe = probes.GradientProbe(train_ds.num_classes, device)
+    probe = probes.GradientProbe(train_ds.num_classes, device, start=state.probe_records[-1] if state.probe_records
+                                 else None, record_steps=len(train_loader) if epoch == 0 else 0)
     start, carry = 0, None
     if state.position is not None and state.position["epoch"] == epoch:
         start, carry = _resume_position(state.position, probe, rng, device)
@@ -765,12 +766,15 @@ def _fit_epoch(epoch: int, state: TrainState, config: RunConfig, train_ds, run_d
         _raise_non_finite(epoch, out["first_bad_step"], lr, config, run_dir, state)
     state.epoch = epoch
     if ctx.enabled:  # each rank saw dL/dz of its local-mean loss: sum / W is the global-batch gradient
-        distributed.all_reduce_(probe.matrix).div_(ctx.world_size)
+        for t in probe.sums.values():
+            distributed.all_reduce_(t).div_(ctx.world_size)
     rec = {**{f"grad_{k}": v for k, v in probe.summary().items()},
-           "weight_norm": probes.weight_norms(unwrap(state.model)), **probes.loss_summary(state.loss_fn)}
-    state.probe_records.append(rec)
+           "weight_norm": probes.weight_norms(unwrap(state.model)),
+           **probes.loss_summary(state.loss_fn, *state.extras.values())}
     row = None
-    if (epoch + 1) % config.eval_every == 0 or epoch == config.epochs - 1:
+    evaluated = (epoch + 1) % config.eval_every == 0 or epoch == config.epochs - 1
+    probes.add_record(state.probe_records, rec, evaluated)  # (C, C) matrices at evaluated epochs only
+    if evaluated:
         logits, labels = _evaluate(state, eval_call, test_loader, device, config.precision, train_ds.num_classes)
         acc_c = per_class_accuracy(logits.argmax(1), labels, train_ds.num_classes)
         shots = shot_accuracy(acc_c, counts)
@@ -783,9 +787,6 @@ def _fit_epoch(epoch: int, state: TrainState, config: RunConfig, train_ds, run_d
         state.eval_epochs.append(epoch)
         state.test_logits, state.test_labels = logits, labels
         bar.set_postfix(loss=f"{out['train_loss']:.3f}", acc=f"{row['acc']:.3f}")
-    else:  # the (C, C) by-source matrix is kept at evaluated epochs only (probes.SPARSE_KEYS)
-        for k in probes.SPARSE_KEYS:
-            rec.pop(k, None)
     if ctx.is_main:  # checkpoint first: outputs never run ahead of the checkpoint that can rewrite them
         save_checkpoint(run_dir, state, config, train_loader, scaler=scaler)
     state.saved = _describe(epoch, None)

@@ -397,14 +397,17 @@ OPENTSNE_DEFAULTS = {"ints_in_interval": 2, "n_interpolation_points": 4}
 
 def tsne(features, labels, *, class_counts: Sequence[int] | None = None, preds=None, perplexity: float = 30.0,
          random_state: int = 0, method: Literal["auto", "opentsne", "sklearn"] = "auto", n_jobs: int = -1,
-         max_points: int | None = None, pca_dims: int = 50,
-         opentsne_params: dict | None = None) -> "pd.DataFrame":
-    """2-D t-SNE of features (N, D) as a DataFrame: ``x, y, label, group, pred, correct, index``.
+         max_points: int | None = None, pca_dims: int = 50, classes: Sequence[int] | None = None,
+         silhouette: bool = True, opentsne_params: dict | None = None) -> "pd.DataFrame":
+    """2-D t-SNE of features (N, D) as a DataFrame: ``x, y, label, group, pred, correct, index, silhouette``.
 
     ``group`` is many/medium/few from the *training* ``class_counts`` (``shot_split``; "unknown"
     without counts); ``correct`` is ``preds == labels`` (NA without ``preds``); ``index`` is the row
-    in the input. PCA to ``pca_dims`` (50, LIB/openTSNE habit) first when D is larger. ``max_points``
-    keeps a seeded random subset. method "auto" uses openTSNE (FFT gradients, faster) when
+    in the input. ``classes`` keeps the rows of those labels only (GCL Fig. 1: 4 classes, GLAG Fig. 4:
+    8). PCA to ``pca_dims`` (50, LIB/openTSNE habit) first when D is larger. ``max_points``
+    keeps a seeded random subset. ``silhouette`` (scikit-learn ``silhouette_samples``, Euclidean, on the
+    t-SNE input, i.e. the features after PCA; -1..1, higher = better separated) is each point's
+    separation number, so a claim about separable classes need not be judged by eye. method "auto" uses openTSNE (FFT gradients, faster) when
     importable, else scikit-learn's Barnes-Hut TSNE; both PCA-initialised and seeded by
     ``random_state``. Perplexity 30 is both libraries' default. openTSNE runs with
     ``OPENTSNE_DEFAULTS`` (LIB: a coarser FFT grid, ``ints_in_interval=2, n_interpolation_points=4``:
@@ -424,8 +427,15 @@ def tsne(features, labels, *, class_counts: Sequence[int] | None = None, preds=N
     if p is not None and p.shape != y.shape:
         raise ValueError(f"tsne: preds must have the shape of labels {y.shape}, got {p.shape}")
     index = np.arange(len(y))
-    if max_points is not None and len(y) > max_points:
-        index = np.sort(np.random.default_rng(random_state).choice(len(y), int(max_points), replace=False))
+    if classes is not None:
+        classes = np.asarray(list(classes), dtype=np.int64)
+        unknown = sorted(set(classes.tolist()) - set(np.unique(y).tolist()))
+        if unknown or not len(classes):
+            raise ValueError(f"tsne: classes {unknown or []} are not among the labels ({np.unique(y).tolist()}); "
+                             "pass some of those")
+        index = np.flatnonzero(np.isin(y, classes))
+    if max_points is not None and len(index) > max_points:
+        index = np.sort(np.random.default_rng(random_state).choice(index, int(max_points), replace=False))
     x, y = x[index].astype(np.float32), y[index]
     if len(y) < 4 or perplexity >= (len(y) - 1) / 3:
         raise ValueError(f"tsne: perplexity={perplexity} needs more than 3 * perplexity + 1 points, got {len(y)}; "
@@ -438,6 +448,9 @@ def tsne(features, labels, *, class_counts: Sequence[int] | None = None, preds=N
                        "index": index})
     df["pred"] = pd.array(p[index], dtype="Int64") if p is not None else pd.array([pd.NA] * len(y), dtype="Int64")
     df["correct"] = pd.array(p[index] == y if p is not None else [pd.NA] * len(y), dtype="boolean")
+    if silhouette:
+        from sklearn.metrics import silhouette_samples
+        df["silhouette"] = silhouette_samples(x, y) if len(np.unique(y)) > 1 else np.nan
     return df
 
 

@@ -1,211 +1,39 @@
 """Plotly figure builders: each takes a run (or runs, a DataFrame, or class counts) and returns a figure.
 
-Saving is a separate call (:func:`ltlab.export.save_figures`). Classes are always drawn sorted by
-training count (head left, tail right); count axes are log-scaled; colours are colour-blind safe
-(Okabe-Ito ``PALETTE`` for runs and groups, Paul Tol's "muted" set for up to 10 classes, cividis
-beyond). Runs over different class sets (or different long-tailed splits, for per-class figures)
-raise ValueError instead of being drawn side by side. Schedule figures are pure functions of the
-epoch and the class counts (``ltlab.schedules`` and the losses' functional maths); no training.
+Saving is a separate call (:func:`ltlab.export.save_figures`). Look and shared checks live in
+:mod:`ltlab.plotstyle`: classes sorted by training count (head left, tail right), many/medium/few
+bands, log-scaled count axes, colour-blind safe colours, and a ValueError for runs over different class
+sets drawn together. This module holds the accuracy figures and the schedule figures (pure functions of
+the epoch and the class counts: ``ltlab.schedules`` and the losses' functional maths; no training);
+the gradient-ratio figures (:mod:`ltlab.plot_gradients`), the classifier figures
+(:mod:`ltlab.plot_classifier`) and the figures of saved test outputs and t-SNE (:mod:`ltlab.plot_outputs`)
+are re-exported here, so ``plotting.<name>`` reaches every builder.
 """
 from __future__ import annotations
 
 import math
 import os
-from typing import Any, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from . import metrics as _metrics
 from . import schedules
 from .data.longtail import shot_split
 from .losses import functional as LF
-from .probes import MATRIX_MAX_CLASSES, matrix_at
-from .runs import Run, RunFileError, load_run
-
-# Okabe-Ito, colour-blind safe (runs, groups)
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
-GROUP_COLORS = {"many": "#0072B2", "medium": "#E69F00", "few": "#D55E00"}
-# Paul Tol "muted" (colour-blind safe) + grey: classes when C <= 10
-CLASS_PALETTE = ["#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
-                 "#AA4499", "#777777"]
-LAYOUT = dict(template="simple_white", font=dict(size=14), margin=dict(l=60, r=20, t=50, b=50))
-_LEGEND_TOP = dict(orientation="h", y=1.02, yanchor="bottom", x=0, xanchor="left")
-
-
-# ---------------------------------------------------------------------- helpers
-def _runs(runs) -> list[Run]:
-    """A Run, a run directory, or a sequence of them -> list of Run."""
-    if isinstance(runs, (Run, str, os.PathLike)):
-        runs = [runs]
-    out = [r if isinstance(r, Run) else load_run(r) for r in runs]
-    if not out:
-        raise ValueError("no runs given: pass a Run, a run directory or a list of them")
-    return out
-
-
-def run_labels(runs: Sequence[Run], labels: Sequence[str] | None = None) -> list[str]:
-    """Legend names: ``labels`` if given, else each run's loss (plus its directory name when repeated)."""
-    if labels is not None:
-        labels = [str(x) for x in labels]
-        if len(labels) != len(runs):
-            raise ValueError(f"got {len(labels)} labels for {len(runs)} runs")
-        return labels
-    names = [str(r.config.get("loss", r.dir.name)) for r in runs]
-    return [f"{n} ({r.dir.name})" if names.count(n) > 1 else n for n, r in zip(names, runs)]
-
-
-def check_same_classes(runs: Sequence[Run], what: str, same_counts: bool = True) -> None:
-    """Raise ValueError when runs differ in their class set (or, with ``same_counts``, their training counts).
-
-    Figures that put runs side by side call this first, so a mismatch is never drawn silently."""
-    ref = runs[0]
-    for r in runs[1:]:
-        a, b = ref.config.get("classes"), r.config.get("classes")
-        if len(ref.class_counts) != len(r.class_counts) or (a is not None and b is not None and a != b):
-            raise ValueError(f"{what}: {ref.dir.name} ({ref.config.get('dataset')}, {len(ref.class_counts)} classes) "
-                             f"and {r.dir.name} ({r.config.get('dataset')}, {len(r.class_counts)} classes) have "
-                             "different class sets; only runs over the same classes can be put side by side")
-        if same_counts and list(ref.class_counts) != list(r.class_counts):
-            raise ValueError(f"{what}: {ref.dir.name} and {r.dir.name} were trained on different long-tailed "
-                             f"splits (imbalance_factor {ref.config.get('imbalance_factor')} vs "
-                             f"{r.config.get('imbalance_factor')}, class_counts differ), so their classes sorted "
-                             "by training count do not line up; compare runs of the same split")
-
-
-def _order(counts) -> np.ndarray:
-    """Class indices sorted by training count, largest first (stable)."""
-    return np.argsort(-np.asarray(counts), kind="stable")
-
-
-def class_colors(n: int) -> list[str]:
-    """``n`` colour-blind-safe class colours (Tol muted up to 10, cividis samples beyond)."""
-    if n <= len(CLASS_PALETTE):
-        return CLASS_PALETTE[:n]
-    return sample_colorscale("Cividis", [i / max(n - 1, 1) for i in range(n)])
-
-
-def run_class_names(run: Run | None, num_classes: int | None = None) -> list[str]:
-    """Class names of a run (config "classes"), else "0".."C-1"."""
-    num_classes = len(run.class_counts) if num_classes is None else num_classes
-    names = (run.config.get("classes") if run is not None else None) or [str(c) for c in range(num_classes)]
-    return [str(n) for n in names]
-
-
-def _probe(run: Run, key: str, why: str = "") -> np.ndarray:
-    """``run.probes[key]`` or a RunFileError naming what produces it."""
-    if not run.probes:
-        raise RunFileError(f"{run.dir / 'probes.npz'} is missing; it is written by ltlab.run (the 01_train "
-                           "notebook) during training: re-run or resume the run")
-    if key not in run.probes:
-        raise RunFileError(f"{run.dir / 'probes.npz'} has no {key!r} (run loss {run.config.get('loss')!r}){why}; "
-                           f"available: {sorted(run.probes)}")
-    return np.asarray(run.probes[key])
-
-
-def _group_bands(fig: go.Figure, counts_sorted: np.ndarray, row: int | None = None, col: int | None = None,
-                 label: bool = True) -> None:
-    """Shade the many/medium/few ranges of a class-rank x axis."""
-    for name, idx in shot_split(counts_sorted).items():
-        if len(idx):
-            kw = dict(annotation_text=name, annotation_position="top", annotation_font_size=13) if label else {}
-            fig.add_vrect(x0=idx.min() - 0.5, x1=idx.max() + 0.5, fillcolor=GROUP_COLORS[name], opacity=0.07,
-                          line_width=0, layer="below", row=row, col=col, **kw)
-
-
-def _rank_axis(names_sorted: Sequence[str]) -> dict:
-    n = len(names_sorted)
-    if n <= 20:
-        return dict(tickmode="array", tickvals=list(range(n)), ticktext=list(names_sorted),
-                    tickangle=-45 if n > 6 else 0)
-    return dict(title_standoff=4)
-
-
-def _epoch_ticks(num_epochs: int) -> dict:
-    """Integer epoch ticks (every epoch up to 12 epochs)."""
-    return dict(dtick=1) if num_epochs <= 12 else dict(tickformat="d")
-
-
-def _legend_rows(fig: go.Figure, width: float = 860.0) -> int:
-    """Rows a horizontal legend needs at ~``width`` px (items ~45 px + 8 px per character at 14 px font)."""
-    rows, used = 1, 0.0
-    for t in fig.data:
-        if t.showlegend is False or not t.name:
-            continue
-        w = 45 + 8 * len(t.name)
-        if used and used + w > width:
-            rows, used = rows + 1, 0.0
-        used += w
-    return rows
-
-
-def _style(fig: go.Figure, title: str, **kw: Any) -> go.Figure:
-    legend = kw.get("legend")
-    if legend is not None and legend.get("orientation") == "h" and "margin" in kw:
-        # a wrapped legend above the plot grows upwards: make room so it never covers the title
-        kw["margin"] = {**kw["margin"], "t": kw["margin"]["t"] + 26 * (_legend_rows(fig) - 1)}
-    fig.update_layout(**{**LAYOUT, **kw}, title=dict(text=title, font=dict(size=17)))
-    return fig
-
-
-def _log_ticks(vmax: float, vmin: float = 1.0) -> dict:
-    """Readable ticks (1-2-5 per decade; finer for a narrow range) covering [vmin, vmax] on a log axis."""
-    lo, hi = float(np.nanmin(np.asarray(vmin, dtype=np.float64))), float(np.nanmax(np.asarray(vmax, dtype=np.float64)))
-    lo = lo if np.isfinite(lo) and lo > 0 else 1e-3
-    hi = hi if np.isfinite(hi) and hi > lo else lo * 10
-    steps = (1, 2, 5) if hi / lo >= 10 else (1, 1.2, 1.5, 2, 3, 5, 7)
-    pad = 2.5 if hi / lo >= 10 else 1.15
-    ticks = [m * 10.0 ** k for k in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
-             for m in steps]
-    ticks = [t for t in ticks if lo / pad <= t <= hi * pad]
-    if len(ticks) > 10:  # wide range: powers of ten only
-        ticks = [t for t in ticks if math.isclose(math.log10(t), round(math.log10(t)), abs_tol=1e-9)]
-    return dict(tickvals=ticks, ticktext=[f"{t:,.0f}" if t >= 10 else f"{t:g}" for t in ticks])
-
-
-def _positive(a) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64).ravel()
-    return a[np.isfinite(a) & (a > 0)]
-
-
-def _log_y(fig: go.Figure, values, **where: Any) -> None:
-    """Log y axis with 1-2-5 ticks covering the positive finite ``values``."""
-    v = _positive(values)
-    ticks = _log_ticks(v.max(), v.min()) if len(v) else {}
-    fig.update_yaxes(type="log", **ticks, **where)
-
-
-def _per_class_figure(runs, labels, what: str):
-    """Shared start of the per-class line figures: runs (same classes, else an error naming ``what``),
-    their legend names, training counts, class order by count, class names, and a figure with the
-    count bars on its log-scaled right axis."""
-    runs = _runs(runs)
-    check_same_classes(runs, what)
-    counts = np.asarray(runs[0].class_counts)
-    order = _order(counts)
-    fig = _count_axis_figure()
-    _count_bars(fig, counts[order])
-    return runs, run_labels(runs, labels), counts, order, run_class_names(runs[0], len(counts)), fig
-
-
-def _count_axis_figure() -> go.Figure:
-    """Figure with a log training-count axis on the right drawn *below* the left axis (so lines stay on top).
-
-    Draw counts with ``secondary_y=False`` and the main curves with ``secondary_y=True``.
-    """
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.update_layout(yaxis=dict(side="right", showgrid=False), yaxis2=dict(side="left", tickmode="auto"))
-    return fig
-
-
-def _count_bars(fig: go.Figure, counts_sorted: np.ndarray) -> None:
-    fig.add_bar(x=np.arange(len(counts_sorted)), y=counts_sorted, name="train count", marker_color="#BBBBBB",
-                opacity=0.6, hovertemplate="count %{y}<extra></extra>", secondary_y=False)
-    fig.update_yaxes(title="training count", type="log", secondary_y=False,
-                     **_log_ticks(float(counts_sorted.max()), float(counts_sorted.min())))
+from .plot_classifier import class_feature_similarity, gala_theta_phi, own_class_cosine, weight_norms  # noqa: F401
+from .plot_gradients import (ALL_STATISTICS, gradient_ratio_by_class, gradient_ratio_curves,  # noqa: F401
+                             gradient_ratio_heatmap, gradient_ratio_table, negative_gradient_sources)
+from .plot_outputs import (ala_adjustment_curves, prediction_counts, separation_table,  # noqa: F401
+                           true_class_probability, tsne_scatter)
+from .plotstyle import (_LEGEND_TOP, CLASS_PALETTE, GROUP_COLORS, LAYOUT, PALETTE, _count_axis_figure,  # noqa: F401
+                        _count_bars, _epoch_ticks, _group_bands, _log_ticks, _log_y, _order, _per_class_figure,
+                        _positive, _probe, _rank_axis, _runs, _style, check_same_classes, class_colors, class_subset,
+                        run_class_names, run_labels)
+from .runs import Run, RunFileError
 
 
 # ---------------------------------------------------------------------- runs: accuracy
@@ -225,7 +53,7 @@ def per_class_accuracy_bar(run, epoch: int = -1) -> go.Figure:
         if sel:
             fig.add_bar(x=[str(i) for i in sel], y=acc[sel], name=f"{name} ({len(sel)})", marker_color=color)
     fig.add_scatter(x=[str(i) for i in order], y=counts[order], name="train count", yaxis="y2",
-                    mode="lines+markers", line=dict(color="#555555", dash="dot"))
+                    mode="lines+markers", line=dict(color="#555555", dash="dot", width=1.5))
     ep = int(run.per_class["epochs"][epoch]) + 1
     fig.update_layout(**LAYOUT, title=f"Per-class test accuracy, epoch {ep} (overall {acc.mean():.3f})",
                       xaxis=dict(title="class (sorted by training count)", type="category", categoryorder="array",
@@ -285,7 +113,7 @@ def accuracy_over_epochs(runs, labels: Sequence[str] | None = None) -> go.Figure
                             legendgroup=name, showlegend=j == 0, line=dict(color=PALETTE[i % len(PALETTE)], width=2.5),
                             row=1, col=j + 1)
     _style(fig, "Test accuracy over training", margin=dict(l=60, r=20, t=80, b=50))
-    fig.update_xaxes(title="epoch", **_epoch_ticks(max(len(r.metrics) for r in runs)))
+    fig.update_xaxes(title="epoch", **_epoch_ticks(max(int(r.metrics["epoch"].max()) + 1 for r in runs)))
     fig.update_yaxes(title="test accuracy", row=1, col=1)
     fig.update_yaxes(range=[0, 1.02])
     return fig
@@ -313,193 +141,6 @@ def confusion_matrix(run, normalize: bool = True) -> go.Figure:
     _style(fig, f"Confusion matrix ({run_labels([run])[0]})", margin=dict(l=110, r=20, t=60, b=110))
     fig.update_xaxes(title="predicted class", type="category")
     fig.update_yaxes(title="true class (sorted by training count)", type="category", autorange="reversed")
-    return fig
-
-
-# ---------------------------------------------------------------------- runs: gradients and classifier
-def gradient_ratio_by_class(runs, labels: Sequence[str] | None = None, epoch: int = -1) -> go.Figure:
-    """Positive/negative gradient ratio of each classifier at one epoch vs class sorted by count (log y).
-
-    From ``probes.npz`` ``grad_ratio`` (``sum_{y=c}|dL/dz_c| / sum_{y!=c}|dL/dz_c|`` accumulated over the
-    epoch; ltlab.probes); the GALA / GHM-CWAP "gradient ratio" plot. 1 = balanced gradients.
-    """
-    runs = _runs(runs)
-    check_same_classes(runs, "gradient_ratio_by_class")
-    names = run_labels(runs, labels)
-    counts = np.asarray(runs[0].class_counts)
-    order = _order(counts)
-    cls = run_class_names(runs[0], len(counts))
-    fig, seen = go.Figure(), [1.0]
-    for i, (r, name) in enumerate(zip(runs, names)):
-        ratio = _probe(r, "grad_ratio")[epoch][order]
-        seen.extend(_positive(ratio))
-        fig.add_scatter(x=np.arange(len(order)), y=ratio, mode="lines+markers", name=name,
-                        line=dict(color=PALETTE[i % len(PALETTE)], width=2.5), marker=dict(size=7))
-    fig.add_hline(y=1.0, line=dict(color="#555555", dash="dot"))
-    _group_bands(fig, counts[order])
-    ep = "last epoch" if epoch == -1 else f"epoch {epoch + 1 if epoch >= 0 else epoch}"
-    _style(fig, f"Positive / negative gradient ratio per classifier ({ep})", legend=_LEGEND_TOP,
-           margin=dict(l=70, r=20, t=90, b=60))
-    fig.update_xaxes(title="class (sorted by training count)", **_rank_axis(np.asarray(cls)[order]))
-    fig.update_yaxes(title="pos / neg gradient")
-    _log_y(fig, seen)
-    return fig
-
-
-def gradient_ratio_curves(runs, labels: Sequence[str] | None = None, classes: Sequence[int] | None = None) -> go.Figure:
-    """Positive/negative gradient ratio per class over epochs (log y), one panel per run.
-
-    ``classes``: class indices to draw (default all when C <= 10, else 8 spread over the count ranking);
-    colours follow the count ranking (head dark, tail light).
-    """
-    runs = _runs(runs)
-    check_same_classes(runs, "gradient_ratio_curves")
-    names = run_labels(runs, labels)
-    counts = np.asarray(runs[0].class_counts)
-    order = _order(counts)
-    if classes is None:
-        classes = order if len(order) <= 10 else order[np.linspace(0, len(order) - 1, 8).round().astype(int)]
-    rank = {int(c): k for k, c in enumerate(order)}
-    colors = class_colors(len(order))
-    cls = run_class_names(runs[0], len(counts))
-    fig = make_subplots(1, len(runs), shared_yaxes=True, subplot_titles=names, horizontal_spacing=0.04)
-    seen = []
-    for j, r in enumerate(runs):
-        ratio = _probe(r, "grad_ratio")
-        seen.extend(_positive(ratio[:, list(classes)]))
-        for c in sorted(classes, key=lambda c: rank[int(c)]):
-            fig.add_scatter(x=np.arange(1, len(ratio) + 1), y=ratio[:, c], mode="lines",
-                            name=f"{cls[c]} (n={counts[c]})",
-                            legendgroup=str(c), showlegend=j == 0, line=dict(color=colors[rank[int(c)]], width=2),
-                            row=1, col=j + 1)
-    _style(fig, "Positive / negative gradient ratio over training", legend=dict(title="class"),
-           margin=dict(l=70, r=20, t=80, b=50))
-    fig.update_xaxes(title="epoch", **_epoch_ticks(max(len(_probe(r, "grad_ratio")) for r in runs)))
-    _log_y(fig, seen)
-    fig.update_yaxes(title="pos / neg gradient", row=1, col=1)
-    return fig
-
-
-def gradient_ratio_heatmap(run, epoch: int = -1, normalize: bool = True) -> go.Figure:
-    """Negative gradient each classifier (row) receives from each source class (column), sorted by count.
-
-    From ``grad_neg_by_source`` at ``epoch`` (0-based, an evaluated epoch; default -1, the last); the
-    training loop records this matrix at evaluated epochs only. ``normalize``: rows as fractions of the
-    classifier's total negative gradient.
-    """
-    run = _runs(run)[0]
-    _probe(run, "grad_neg_by_source", f" (kept for up to {MATRIX_MAX_CLASSES} classes, see ltlab.probes)")
-    m, at = matrix_at(run.probes, "grad_neg_by_source", epoch)
-    counts = np.asarray(run.class_counts)
-    order = _order(counts)
-    m = m[np.ix_(order, order)]
-    if normalize:
-        m = m / np.maximum(m.sum(axis=1, keepdims=True), 1e-300)
-    cls = list(np.asarray(run_class_names(run, len(counts)), dtype=object)[order])
-    fig = go.Figure(go.Heatmap(z=m, x=cls, y=cls, colorscale="Cividis",
-                               colorbar=dict(title="share" if normalize else "|dL/dz|")))
-    _style(fig, f"Negative gradient by source class ({run_labels([run])[0]}, epoch {at + 1})", margin=dict(l=110, r=20, t=60, b=110))
-    fig.update_xaxes(title="source class (sample label)", type="category")
-    fig.update_yaxes(title="classifier (sorted by count)", type="category", autorange="reversed")
-    return fig
-
-
-def weight_norms(runs, labels: Sequence[str] | None = None, epoch: int = -1) -> go.Figure:
-    """L2 norm of each class's classifier weight vs class sorted by training count, runs as lines."""
-    runs, names, counts, order, cls, fig = _per_class_figure(runs, labels, "weight_norms")
-    for i, (r, name) in enumerate(zip(runs, names)):
-        fig.add_scatter(x=np.arange(len(order)), y=_probe(r, "weight_norm")[epoch][order], mode="lines+markers",
-                        name=name, line=dict(color=PALETTE[i % len(PALETTE)], width=2.5), secondary_y=True)
-    _group_bands(fig, counts[order])
-    _style(fig, "Classifier weight norm per class", legend=_LEGEND_TOP, margin=dict(l=60, r=60, t=90, b=60))
-    fig.update_xaxes(title="class (sorted by training count)", **_rank_axis(np.asarray(cls)[order]))
-    fig.update_yaxes(title="||w_c||", rangemode="tozero", secondary_y=True)
-    return fig
-
-
-def gala_theta_phi(run, epoch: int = -1) -> go.Figure:
-    """GALA's accumulated gradients: theta (positive, per classifier) and phi (negative, per sample class).
-
-    Left: both per class at ``epoch`` (log y; GALA paper 003, Eq. 6 statistics, methods.md 4). Right:
-    theta over epochs per class. Needs a ``loss="gala"`` run (probes ``theta``/``phi``).
-    """
-    run = _runs(run)[0]
-    why = "; theta/phi are recorded for loss='gala' runs"
-    theta, phi = _probe(run, "theta", why), _probe(run, "phi", why)
-    counts = np.asarray(run.class_counts)
-    order = _order(counts)
-    cls = run_class_names(run, len(counts))
-    fig = make_subplots(1, 2, subplot_titles=["per class" + ("" if epoch == -1 else f", epoch {epoch + 1}"),
-                                              "theta over training"], horizontal_spacing=0.12)
-    fig.add_scatter(x=np.arange(len(order)), y=theta[epoch][order], name="theta (positive)", mode="lines+markers",
-                    line=dict(color=PALETTE[0], width=2.5), row=1, col=1)
-    fig.add_scatter(x=np.arange(len(order)), y=phi[epoch][order], name="phi (negative)", mode="lines+markers",
-                    line=dict(color=PALETTE[3], width=2.5, dash="dash"), row=1, col=1)
-    colors = class_colors(len(order))
-    for k, c in enumerate(order):
-        ep = np.arange(1, len(theta) + 1)
-        fig.add_scatter(x=ep, y=theta[:, c], mode="lines", name=f"theta {cls[c]} (n={counts[c]})",
-                        line=dict(color=colors[k], width=2), row=1, col=2,
-                        hovertemplate=f"{cls[c]} (n={counts[c]})<br>theta %{{y:.3g}}<extra></extra>")
-    _group_bands(fig, counts[order], row=1, col=1)
-    same = np.allclose(theta[epoch], phi[epoch], rtol=1e-6)
-    note = ("<br><sup>theta = phi: with a softmax, a sample's positive gradient 1 - p_y equals the sum of the "
-            "negative gradients it sends to the other classes</sup>" if same else "")
-    _style(fig, f"GALA accumulated gradients ({run_labels([run])[0]}){note}",
-           margin=dict(l=70, r=20, t=100 if same else 80, b=60))
-    fig.update_xaxes(title="class (sorted by training count)", row=1, col=1, **_rank_axis(np.asarray(cls)[order]))
-    fig.update_xaxes(title="epoch", row=1, col=2, **_epoch_ticks(len(theta)))
-    _log_y(fig, np.concatenate([_positive(theta[epoch]), _positive(phi[epoch])]), row=1, col=1)
-    _log_y(fig, theta, row=1, col=2)
-    fig.update_yaxes(title="accumulated |dL/dz|", row=1, col=1)
-    return fig
-
-
-# ---------------------------------------------------------------------- t-SNE
-def tsne_scatter(df, color: Literal["label", "group"] = "label", *, class_names: Sequence[str] | None = None,
-                 title: str | None = None, marker_size: int = 5) -> go.Figure:
-    """Scatter of a :func:`ltlab.features.tsne` DataFrame, coloured by class or by many/medium/few.
-
-    ``df`` may be a dict ``{name: DataFrame}``: one panel per entry, side by side, one legend.
-    Hover shows class, group and whether the prediction was correct.
-    """
-    import pandas as pd
-
-    if color not in ("label", "group"):
-        raise ValueError(f"tsne_scatter: color must be 'label' or 'group', got {color!r}")
-    frames = df if isinstance(df, dict) else {"": df}
-    for name, d in frames.items():
-        if not isinstance(d, pd.DataFrame) or not {"x", "y", "label", "group"} <= set(d.columns):
-            raise ValueError(f"tsne_scatter: {name or 'df'} must be a DataFrame from ltlab.features.tsne "
-                             "(columns x, y, label, group)")
-    labels_all = sorted(set().union(*[set(d["label"].tolist()) for d in frames.values()]))
-    num = max(labels_all) + 1 if labels_all else 0
-    names = list(class_names) if class_names is not None else [str(c) for c in range(num)]
-    if color == "label":
-        cats, colors, key = labels_all, dict(zip(range(num), class_colors(num))), "label"
-    else:
-        cats = [g for g in ("many", "medium", "few", "unknown")
-                if any((d["group"] == g).any() for d in frames.values())]
-        colors, key = {**GROUP_COLORS, "unknown": "#777777"}, "group"
-    fig = make_subplots(1, len(frames), subplot_titles=[n for n in frames] if len(frames) > 1 else None,
-                        horizontal_spacing=0.03)
-    for j, d in enumerate(frames.values()):
-        correct = d["correct"].astype("object").where(d["correct"].notna(), "n/a") if "correct" in d else "n/a"
-        d = d.assign(_correct=correct, _name=[names[c] if c < len(names) else str(c) for c in d["label"]])
-        for cat in cats:
-            sel = d[d[key] == cat]
-            legend = names[cat] if key == "label" and cat < len(names) else str(cat)
-            fig.add_scatter(x=sel["x"], y=sel["y"], mode="markers", name=legend, legendgroup=str(cat),
-                            showlegend=j == 0, marker=dict(size=marker_size, color=colors[cat], opacity=0.75,
-                                                           line=dict(width=0)),
-                            customdata=np.stack([sel["_name"], sel["group"], sel["_correct"]], axis=1) if len(sel)
-                            else None, hovertemplate="%{customdata[0]} (%{customdata[1]})<br>correct: "
-                                                     "%{customdata[2]}<extra></extra>", row=1, col=j + 1)
-    _style(fig, title or f"t-SNE of features (colour: {'class' if key == 'label' else 'many / medium / few'})",
-           legend=dict(itemsizing="constant", title="class" if key == "label" else "group"),
-           margin=dict(l=30, r=20, t=80, b=30))
-    fig.update_xaxes(showticklabels=False, ticks="", title=None, showline=True, mirror=True)
-    fig.update_yaxes(showticklabels=False, ticks="", title=None, showline=True, mirror=True)
     return fig
 
 
@@ -540,30 +181,46 @@ def synthetic_glag_beta(class_counts: Sequence[int], epochs: int = 40, beta0: fl
     return replay_glag_beta(acc, tail, beta0, step), [f"{names[c]} (n={counts[c]})" for c in tail]
 
 
+def _run_glag_beta(run: Run) -> tuple[np.ndarray, list[str], str]:
+    """(beta (E, T), legend labels, where it comes from) of a run: the beta a GLAG stage-two (AFG) run
+    generated with (``probes.npz`` ``glag_beta``), else the LIB rule replayed on its per-class test accuracy."""
+    counts = np.asarray(run.class_counts)
+    names = run_class_names(run, len(counts))
+    if "glag_beta" in run.probes:
+        beta = np.asarray(run.probes["glag_beta"])
+        tail = [c for c in _order(counts) if np.isfinite(beta[:, c]).any()]
+        return beta[:, tail], [f"{names[c]} (n={counts[c]})" for c in tail], f"AFG run {run.dir.name}"
+    tail = glag_tail_classes(counts)
+    return (replay_glag_beta(run.per_class["acc"], tail), [f"{names[c]} (n={counts[c]})" for c in tail],
+            f"rule replayed on {run.dir.name}'s test accuracy")
+
+
 def glag_schedule(num_epochs: int, s: float = 1.0, c: float | Sequence[float] = 2.0, beta=None,
-                  beta_classes: Sequence[str] | None = None) -> go.Figure:
+                  beta_classes: Sequence[str] | None = None,
+                  forms: Sequence[Literal["convex", "linear", "concave"]] = ("convex",)) -> go.Figure:
     """GLAG alpha(T) = s (c^(T/Tmax) - 1) per epoch (GLAG paper 000, Eq. 4; ``schedules.glag_alpha``) and beta.
 
-    ``c`` may be a list (one curve each). ``beta`` (optional): an (E, T) array of the class-wise
-    calibration strength per epoch, or a Run whose per-class accuracy history replays the LIB rule
-    (``replay_glag_beta``, tail = classes with n <= 100); drawn in a second panel.
+    ``c`` may be a list and ``forms`` several of "convex", "linear", "concave" (paper Fig. 3; one curve
+    per form and c). ``beta`` (optional): an (E, T) array of the class-wise calibration strength per
+    epoch, or a Run: a GLAG stage-two (AFG) run draws the beta it generated with, any other run replays
+    the LIB rule on its per-class accuracy (``replay_glag_beta``, tail = classes with n <= 100); drawn
+    in a second panel.
     """
+    where = "beta per tail class"
     if isinstance(beta, (Run, str, os.PathLike)):
-        run = _runs(beta)[0]
-        counts = np.asarray(run.class_counts)
-        tail = glag_tail_classes(counts)
-        beta_classes = [f"{run_class_names(run, len(counts))[c_]} (n={counts[c_]})" for c_ in tail]
-        beta = replay_glag_beta(run.per_class["acc"], tail)
+        beta, beta_classes, source = _run_glag_beta(_runs(beta)[0])
+        where += f" ({source})"
     cs = [c] if np.isscalar(c) else list(c)
     fig = make_subplots(1, 2 if beta is not None else 1, horizontal_spacing=0.1,
-                        subplot_titles=["alpha(T), constant within an epoch", "beta per tail class"]
-                        if beta is not None else None)
+                        subplot_titles=["alpha(T), constant within an epoch", where] if beta is not None else None)
     epochs = np.arange(num_epochs + 1)  # a step per epoch, closed at num_epochs
-    for i, c_ in enumerate(cs):
-        alpha = [schedules.glag_alpha(e, num_epochs, s, c_) for e in epochs[:-1]]
+    dashes = {"convex": "solid", "linear": "dash", "concave": "dot"}
+    for i, (form, c_) in enumerate((f, c_) for f in forms for c_ in cs):
+        alpha = [schedules.glag_alpha(e, num_epochs, s, c_, form) for e in epochs[:-1]]
         fig.add_scatter(x=epochs, y=alpha + alpha[-1:], mode="lines", line_shape="hv" if num_epochs <= 60 else "linear",
-                        name=f"alpha, s={s:g}, c={c_:g}",
-                        line=dict(color=PALETTE[i % len(PALETTE)], width=2.5), row=1, col=1)
+                        name=f"alpha {form}, s={s:g}, c={c_:g}" if len(forms) > 1 else f"alpha, s={s:g}, c={c_:g}",
+                        line=dict(color=PALETTE[i % len(PALETTE)], width=2.5, dash=dashes.get(form, "solid")),
+                        row=1, col=1)
     if beta is not None:
         beta = np.asarray(beta, dtype=np.float64).reshape(len(beta), -1)
         labels = list(beta_classes) if beta_classes is not None else [f"tail class {k}" for k in range(beta.shape[1])]
@@ -582,19 +239,25 @@ def glag_schedule(num_epochs: int, s: float = 1.0, c: float | Sequence[float] = 
     return fig
 
 
-def ala_factors(class_counts: Sequence[int], qf: Sequence[str] = ("paper", "code")) -> go.Figure:
-    """ALA quantity factor QF per class (both forms) and difficulty factor DF vs target cosine (ALA paper 002,
-    Eq. 6-7; methods.md 3). Right panel also shows the target shift DF * QF_c of the head, middle and tail class.
+def ala_factors(class_counts: Sequence[int], qf: Sequence[str] = ("paper", "code"),
+                ldam_max_m: float | None = 0.5) -> go.Figure:
+    """ALA quantity factor QF per class (both forms) beside the LDAM margin ``max_m (n_min / n_c)^(1/4)``
+    (ALA paper 002, Fig. 2; None leaves it out) and difficulty factor DF vs target cosine (Eq. 6-7;
+    methods.md 3). Right panel also shows the target shift DF * QF_c of the head, middle and tail class.
     """
     counts = torch.as_tensor(np.asarray(class_counts), dtype=torch.float64)
     order = _order(counts.numpy())
-    fig = make_subplots(1, 2, horizontal_spacing=0.1, subplot_titles=["quantity factor QF per class",
-                                                                      "difficulty factor vs target cosine"])
+    left = "quantity factor QF vs LDAM margin" if ldam_max_m is not None else "quantity factor QF per class"
+    fig = make_subplots(1, 2, horizontal_spacing=0.1, subplot_titles=[left, "difficulty factor vs target cosine"])
     qfs = {}
     for i, form in enumerate(qf):
         qfs[form] = LF.ala_quantity_factor(counts, form).numpy()
         fig.add_scatter(x=np.arange(len(order)), y=qfs[form][order], mode="lines+markers", name=f"QF ({form})",
                         line=dict(color=PALETTE[i], width=2.5), row=1, col=1)
+    if ldam_max_m is not None:  # ALA paper Fig. 2: QF beside the LDAM margin (Cao et al. 2019, Eq. 13)
+        fig.add_scatter(x=np.arange(len(order)), y=LF.ldam_margins(counts, ldam_max_m).numpy()[order],
+                        mode="lines+markers", name=f"LDAM margin (max_m={ldam_max_m:g})",
+                        line=dict(color="#555555", width=2.5, dash="dash"), row=1, col=1)
     cos = torch.linspace(-1, 1, 101, dtype=torch.float64)[:, None]
     df = LF.ala_difficulty_factor(cos, torch.zeros(len(cos), dtype=torch.long)).numpy()
     fig.add_scatter(x=cos[:, 0].numpy(), y=df, mode="lines", name="DF = (1 - cos_y) / 2",
@@ -606,7 +269,7 @@ def ala_factors(class_counts: Sequence[int], qf: Sequence[str] = ("paper", "code
                         line=dict(color=PALETTE[k + 2], width=2, dash="dash"), row=1, col=2)
     _style(fig, "ALA adaptive logit adjustment factors", margin=dict(l=70, r=20, t=80, b=60))
     fig.update_xaxes(title="class (sorted by training count)", row=1, col=1)
-    fig.update_yaxes(title="QF", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title="QF / margin (cosine units)", rangemode="tozero", row=1, col=1)
     fig.update_xaxes(title="target cosine cos_y", row=1, col=2)
     fig.update_yaxes(title="target shift (cosine units)", rangemode="tozero", row=1, col=2)
     return fig
@@ -631,7 +294,7 @@ def gcl_cloud_widths(class_counts: Sequence[int], noise_mul: float = 0.5) -> go.
     fig.add_scatter(x=np.arange(len(order)), y=width[order] * _mean_abs_clamped_normal(), mode="lines+markers",
                     name="mean shift", line=dict(color=PALETTE[1], width=2.5), secondary_y=False)
     fig.add_scatter(x=np.arange(len(order)), y=counts[order], mode="lines", name="train count",
-                    line=dict(color="#555555", dash="dot"), secondary_y=True)
+                    line=dict(color="#555555", dash="dot", width=1.5), secondary_y=True)
     _style(fig, f"GCL Gaussian cloud width per class (noise_mul={noise_mul:g})", legend=_LEGEND_TOP,
            margin=dict(l=70, r=70, t=90, b=60))
     fig.update_xaxes(title="class (sorted by training count)")
@@ -864,7 +527,7 @@ def drw_weights(class_counts: Sequence[int], drw_start: int | None, num_epochs: 
     after = schedules.effective_number_weights(counts, beta)
     fig.add_scatter(x=np.arange(len(order)), y=after[order], mode="lines+markers", name=f"after epoch {drw_start}",
                     line=dict(color=PALETTE[3], width=2.5), row=1, col=2)
-    fig.add_hline(y=1.0, line=dict(color="#555555", dash="dot"), row=1, col=2)
+    fig.add_hline(y=1.0, line=dict(color="#555555", dash="dot", width=1.5), row=1, col=2)
     start = "never" if drw_start is None else f"from epoch {drw_start}"
     _style(fig, f"DRW class weights (beta={beta:g}, switch {start})", margin=dict(l=70, r=20, t=90, b=60))
     fig.update_xaxes(title="epoch (0-based)", row=1, col=1)

@@ -1,66 +1,185 @@
-"""What the training loop records each epoch, cheaply (no extra backward pass, no per-batch sync).
+"""What the training loop records each epoch, cheaply (no extra backward pass, no per-batch host sync).
 
-* Gradient ratios: the gradient of the batch loss w.r.t. the classifier outputs ``dL/dz`` (B, C) is
-  read from the logits' ``.grad`` after the ordinary backward. For class c, the positive gradient is
-  ``sum_{i: y_i = c} |dL/dz_ic|`` and the negative gradient ``sum_{i: y_i != c} |dL/dz_ic|``; their
-  accumulated ratio is the "positive/negative gradient ratio" of the seed papers (GALA Fig. 1,
-  GHM-CWAP Fig. 1, Seesaw). ``neg_by_source[c, k]`` is the negative gradient classifier c receives
-  from samples of class k.
-  The (C, C) matrix is kept for up to ``MATRIX_MAX_CLASSES`` classes (CIFAR-100: 80 KB per epoch);
-  above that (ImageNet-LT, iNaturalist: 8 MB and 530 MB per epoch) only ``pos`` and ``neg`` are kept.
-* Classifier weight norms per class, and the loss's ``state_summary()``.
+* Gradient statistics. After the ordinary backward the loop reads ``g = dL/dz`` (B, C), the gradient of
+  the batch-mean loss w.r.t. the classifier outputs. For classifier c, one batch gives the positive
+  gradient ``pos_c = sum_{i: y_i = c} |g_ic|`` (its own samples) and the negative gradient
+  ``neg_c = sum_{i: y_i != c} |g_ic|`` (the other classes' samples); ``neg_by_source[c, k]`` is the part
+  of ``neg_c`` sent by samples of class k. Three statistics of pos / neg are kept, each per class:
+
+  - *per epoch* (``grad_pos``, ``grad_neg``, ``grad_ratio``, ``grad_neg_by_source``): sums over one epoch;
+  - *accumulated from step 0* (``grad_pos_cum``, ``grad_neg_cum``, ``grad_ratio_cum``,
+    ``grad_neg_by_source_cum``): ``S_c(T) = sum_{t <= T}`` over every step so far, the "ratio of
+    accumulated positive to negative gradients" of Seesaw (Wang et al. 2021, Fig. 1) and GALA (paper
+    003, Fig. 1(b-c));
+  - *GALA code* (``grad_pos_cumcum``, ``grad_neg_cumcum``, ``grad_ratio_cumcum``): ``sum_{t <= T} S_c(t)``,
+    the running sum of running sums the official GALA code accumulates per batch (methods.md 4), which
+    counts a batch once for every later batch and so weights the first steps most.
+
+  Read them knowing that for a softmax loss with a classifier bias ``dL/db_c = neg_c - pos_c`` exactly:
+  summed over any stretch of SGD, ``neg - pos`` is about ``-(b_end - b_start) / lr`` (bounded) while
+  ``pos`` and ``neg`` grow, so every ratio of sums over a long stretch tends to 1 for every class and
+  every loss. The imbalance the papers describe lives in the early transient (at initialisation
+  ``pos_c / neg_c = n_c (C - 1) / (N - n_c)``): epoch 1 is also recorded at step resolution
+  (``grad_steps`` = fraction of epoch 1 done, ``grad_pos_steps``, ``grad_neg_steps``,
+  ``grad_pos_cumcum_steps``, ``grad_neg_cumcum_steps`` (K, C), after about ``STEP_MARKS`` evenly spaced
+  steps).
+  The (C, C) matrices are kept for up to ``MATRIX_MAX_CLASSES`` classes (CIFAR-100: 80 KB each; ImageNet-LT
+  and iNaturalist would need 8 MB and 530 MB), and only at evaluated epochs (the accumulated one also at
+  the newest epoch, from which the next epoch continues).
+* Classifier weight norms per class, and the ``state_summary()`` of the loss (and of stateful loop parts).
 """
 from __future__ import annotations
+
+from typing import Mapping
 
 import numpy as np
 import torch
 from torch import Tensor
 
-
 MATRIX_MAX_CLASSES = 256
+STEP_MARKS = 10  # epoch 1 is recorded after step 1 and about this many evenly spaced steps
+STEP_KEYS = ("grad_steps", "grad_pos_steps", "grad_neg_steps", "grad_pos_cumcum_steps", "grad_neg_cumcum_steps")
+EVAL_ONLY = ("grad_neg_by_source",)  # recorded at evaluated epochs only
+SPARSE_KEYS = EVAL_ONLY + ("grad_neg_by_source_cum",) + STEP_KEYS  # stacked over the epochs that have them
+
+
+def step_marks(num_steps: int, k: int = STEP_MARKS) -> list[int]:
+    """Step counts after which epoch 1 is recorded: 1 and ``ceil(j * num_steps / k)`` for j = 1..k (all when fewer)."""
+    if num_steps < 1:
+        return []
+    return sorted({1, *np.ceil(np.arange(1, k + 1) * num_steps / k).astype(int).tolist()})
+
+
+def _ratio(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(neg > 0, pos / np.where(neg > 0, neg, 1.0), np.nan)
 
 
 class GradientProbe:
-    """Accumulates per-class positive/negative gradient magnitudes on the classifier outputs.
+    """Accumulates the per-class gradient statistics of one epoch on top of those of the epochs before.
 
-    ``matrix`` is the whole state (one float64 tensor, summed over ranks under DDP): for up to
-    ``MATRIX_MAX_CLASSES`` classes (or ``by_source=True``) the (C, C) sums ``[classifier, source class]``;
-    otherwise (2, C): row 0 the positive sums, row 1 the sums over all samples.
+    ``sums`` holds this epoch's partial sums, all float64 tensors on ``device`` and all linear in the
+    batches (so under DDP they are summed over ranks and divided by the world size):
+    ``pos_neg`` (2, C) rows pos / neg; ``cumcum`` (2, C) the sum over this epoch's steps of ``pos_neg``
+    after each step; ``by_source`` (C, C) ``[classifier, source class]`` when kept; ``marks`` (K, 4, C)
+    ``pos_neg`` and ``cumcum`` after each step of ``step_marks(record_steps)``. ``start`` is the previous
+    epoch's record (its ``grad_*_cum*`` keys; None: training starts here), identical on every rank.
     """
 
-    def __init__(self, num_classes: int, device: torch.device | str = "cpu", *, by_source: bool | None = None):
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu", *, by_source: bool | None = None,
+                 start: Mapping[str, np.ndarray] | None = None, record_steps: int = 0):
         self.num_classes = num_classes
         self.device = torch.device(device)
         self.by_source = num_classes <= MATRIX_MAX_CLASSES if by_source is None else bool(by_source)
+        self.record_steps = int(record_steps)
+        self.marks = {s: i for i, s in enumerate(step_marks(self.record_steps))}
+        self.start = _start_state(start, num_classes, self.by_source)
         self.reset()
 
     def reset(self) -> None:
-        c = self.num_classes
-        self.matrix = torch.zeros(c if self.by_source else 2, c, dtype=torch.float64, device=self.device)
+        c, z = self.num_classes, lambda *shape: torch.zeros(*shape, dtype=torch.float64, device=self.device)
+        self.steps = 0
+        self.sums = {"pos_neg": z(2, c), "cumcum": z(2, c)}
+        if self.by_source:
+            self.sums["by_source"] = z(c, c)
+        if self.marks:
+            self.sums["marks"] = z(len(self.marks), 4, c)
 
     @torch.no_grad()
     def update(self, grad: Tensor, labels: Tensor) -> None:
         """Add one batch: ``grad`` is ``dL/dz`` (B, C), ``labels`` (B,). No host sync, no (C, C) temporary."""
         g = grad.detach().abs().to(torch.float64)
+        target = g.gather(1, labels[:, None]).squeeze(1)
+        pn = self.sums["pos_neg"]
+        pn[0].index_add_(0, labels, target)
+        pn[1].add_(g.sum(0)).index_add_(0, labels, target, alpha=-1.0)
         if self.by_source:  # column k += |g_i| of every sample i of class k
-            self.matrix.index_add_(1, labels, g.T)
-        else:
-            self.matrix[0].index_add_(0, labels, g.gather(1, labels[:, None]).squeeze(1))
-            self.matrix[1] += g.sum(0)
+            self.sums["by_source"].index_add_(1, labels, g.T)
+        self.sums["cumcum"].add_(pn)
+        self.steps += 1
+        mark = self.marks.get(self.steps)
+        if mark is not None:
+            self.sums["marks"][mark] = torch.cat([pn, self.sums["cumcum"]])
+
+    def load_sums(self, sums: Mapping[str, Tensor], steps: int, scale: float = 1.0) -> None:
+        """Continue an epoch from saved partial ``sums`` (multiplied by ``scale``) after ``steps`` steps."""
+        for k, t in self.sums.items():
+            t.copy_(torch.as_tensor(sums[k]).to(t) * scale)
+        self.steps = int(steps)
 
     def summary(self) -> dict[str, np.ndarray]:
-        """``pos`` (C,), ``neg`` (C,), ``ratio`` = pos / neg (C,) and, with the matrix, ``neg_by_source`` (C, C)."""
-        m = self.matrix.cpu().numpy()
+        """Per epoch: ``pos``, ``neg``, ``ratio`` (C,) and ``neg_by_source`` (C, C); the same with ``_cum`` (from
+        step 0) and ``_cumcum`` (GALA code); with ``record_steps``, the ``*_steps`` arrays and ``steps``."""
+        s = {k: v.cpu().numpy() for k, v in self.sums.items()}
+        pn, st = s["pos_neg"], self.start
+        cum = st["cum"] + pn
+        cumcum = st["cumcum"] + self.steps * st["cum"] + s["cumcum"]
         out = {}
+        for suffix, (pos, neg) in (("", pn), ("_cum", cum), ("_cumcum", cumcum)):
+            neg = np.maximum(neg, 0.0)
+            out.update({f"pos{suffix}": pos.copy(), f"neg{suffix}": neg, f"ratio{suffix}": _ratio(pos, neg)})
         if self.by_source:
-            pos = np.diag(m).copy()
-            out["neg_by_source"] = neg_by_source = m - np.diag(pos)
-            neg = neg_by_source.sum(axis=1)
-        else:
-            pos, neg = m[0].copy(), np.maximum(m[1] - m[0], 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(neg > 0, pos / np.where(neg > 0, neg, 1.0), np.nan)
-        return {"pos": pos, "neg": neg, "ratio": ratio, **out}
+            out["neg_by_source"] = _off_diagonal(s["by_source"])
+            out["neg_by_source_cum"] = _off_diagonal(st["by_source"] + s["by_source"])
+        if self.marks:
+            m = s["marks"]
+            out.update(steps=np.asarray(list(self.marks), dtype=np.float64) / self.record_steps,
+                       pos_steps=m[:, 0], neg_steps=np.maximum(m[:, 1], 0.0), pos_cumcum_steps=m[:, 2],
+                       neg_cumcum_steps=np.maximum(m[:, 3], 0.0))
+        return out
+
+
+def _off_diagonal(m: np.ndarray) -> np.ndarray:
+    m = m.copy()
+    np.fill_diagonal(m, 0.0)
+    return m
+
+
+def _start_state(record: Mapping[str, np.ndarray] | None, c: int, by_source: bool) -> dict[str, np.ndarray]:
+    """The accumulated sums a new epoch continues from: ``cum`` and ``cumcum`` (2, C), ``by_source`` (C, C).
+
+    From the previous epoch's record; zeros when training starts; NaN when the record predates the
+    accumulated statistics (a checkpoint of an older ltlab: they cannot be rebuilt, so they stay unknown).
+    """
+    if record is None or "grad_pos_cum" not in record or (by_source and "grad_neg_by_source_cum" not in record):
+        fill = 0.0 if record is None else np.nan
+        return {"cum": np.full((2, c), fill), "cumcum": np.full((2, c), fill),
+                "by_source": np.full((c, c), fill) if by_source else None}
+    pos = np.asarray(record["grad_pos_cum"], dtype=np.float64)
+    return {"cum": np.stack([pos, record["grad_neg_cum"]]).astype(np.float64),
+            "cumcum": np.stack([record["grad_pos_cumcum"], record["grad_neg_cumcum"]]).astype(np.float64),
+            "by_source": np.asarray(record["grad_neg_by_source_cum"], dtype=np.float64) + np.diag(pos)
+            if by_source else None}
+
+
+def position_sums(saved, probe: GradientProbe) -> Mapping[str, Tensor]:
+    """The partial sums of a mid-epoch checkpoint for ``probe.load_sums``. Checkpoints of an older ltlab
+    saved one tensor, the (C, C) by-source matrix or (2, C) rows pos / all samples: the epoch's
+    GALA-code sums and step records are then unknown (NaN)."""
+    if isinstance(saved, Mapping):
+        return saved
+    m = torch.as_tensor(saved, dtype=torch.float64)
+    pos, total = (m.diagonal(), m.sum(1)) if probe.by_source else (m[0], m[1])
+    out = {k: torch.full_like(v, float("nan")) for k, v in probe.sums.items()}
+    out["pos_neg"] = torch.stack([pos, total - pos]).to(out["pos_neg"])
+    if probe.by_source:
+        out["by_source"] = m
+    return out
+
+
+def add_record(records: list[dict], rec: dict, evaluated: bool) -> None:
+    """Append an epoch's record, keeping the (C, C) matrices sparse (``SPARSE_KEYS``).
+
+    The per-epoch matrix stays at evaluated epochs only; the accumulated one at evaluated epochs and the
+    newest epoch (the next epoch continues from it), so it is dropped from the previous record unless
+    that epoch was evaluated.
+    """
+    if not evaluated:
+        for k in EVAL_ONLY:
+            rec.pop(k, None)
+    if records and EVAL_ONLY[0] not in records[-1]:
+        records[-1].pop("grad_neg_by_source_cum", None)
+    records.append(rec)
 
 
 def weight_norms(model: torch.nn.Module) -> np.ndarray:
@@ -69,15 +188,15 @@ def weight_norms(model: torch.nn.Module) -> np.ndarray:
     return w.detach().float().norm(dim=1).cpu().numpy()
 
 
-def loss_summary(loss: torch.nn.Module) -> dict[str, np.ndarray]:
-    """The loss's ``state_summary()`` as numpy arrays (empty for losses without internals)."""
-    fn = getattr(loss, "state_summary", None)
-    out = fn() if fn else {}
-    return {k: np.asarray(v.detach().cpu().numpy() if isinstance(v, Tensor) else v, dtype=np.float64)
-            for k, v in out.items()}
-
-
-SPARSE_KEYS = ("grad_neg_by_source",)  # recorded at evaluated epochs only (C x C each)
+def loss_summary(*parts) -> dict[str, np.ndarray]:
+    """The ``state_summary()`` of the loss (and of other stateful parts, e.g. GLAG's AFG loader) as numpy
+    arrays; parts without one contribute nothing."""
+    out = {}
+    for part in parts:
+        fn = getattr(part, "state_summary", None)
+        for k, v in (fn() if fn else {}).items():
+            out[k] = np.asarray(v.detach().cpu().numpy() if isinstance(v, Tensor) else v, dtype=np.float64)
+    return out
 
 
 def stack_epochs(records: list[dict[str, np.ndarray]], prefix: str = "") -> dict[str, np.ndarray]:

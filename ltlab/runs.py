@@ -304,6 +304,47 @@ def iter_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Run]:
     return [load_run(p) for p in paths]
 
 
+def find_runs(root: str | os.PathLike | None = None, *, loss: str | None = None,
+              stage: str | None = None) -> list[Path]:
+    """Readable run directories under ``root`` (default ``runs/``; one or two levels deep, so sweep folders
+    count), newest first by the time their ``metrics.csv`` was written; optionally only those of ``loss``
+    and/or ``stage`` ("joint", "classifier", "afg")."""
+    root = Path(root) if root else runs_root()
+    found = sorted({p.parent for pattern in ("*/metrics.csv", "*/*/metrics.csv") for p in root.glob(pattern)},
+                   key=lambda d: (d / "metrics.csv").stat().st_mtime, reverse=True)
+    out = []
+    for d in found:
+        try:
+            config = read_config(d / "config.json")
+        except RunFileError:
+            continue
+        if (loss is None or config.get("loss") == loss) and (stage is None or config.get("stage", "joint") == stage):
+            out.append(d)
+    return out
+
+
+def load_runs(run_dirs: str | os.PathLike | Run | Iterable[str | os.PathLike | Run] | None = None, *,
+              newest: int = 1, root: str | os.PathLike | None = None, loss: str | None = None,
+              stage: str | None = None, missing_ok: bool = False) -> list[Run]:
+    """The runs an analysis notebook draws: ``run_dirs`` (a run directory, a name under ``runs/``, a Run or a
+    list of them), or, when it is None or empty, the ``newest`` most recently written runs under ``root``
+    (default ``runs/``; after ``make demo`` that is ``runs/demo``), optionally only of ``loss`` / ``stage``.
+    Nothing found: a ValueError saying how to make a run, or ``[]`` with ``missing_ok``.
+    """
+    if isinstance(run_dirs, (str, os.PathLike, Run)):
+        run_dirs = [run_dirs]
+    run_dirs = list(run_dirs or [])
+    if not run_dirs:
+        run_dirs = find_runs(root, loss=loss, stage=stage)[:max(int(newest), 1)]
+        if not run_dirs and not missing_ok:
+            where = Path(root) if root else runs_root()
+            what = " ".join(x for x in (f"loss={loss!r}" if loss else "", f"stage={stage!r}" if stage else "") if x)
+            raise ValueError(f"no {what + ' ' if what else ''}runs under {where}: train one first (`make demo`, or "
+                             "the 01_train notebook / python -m ltlab run notebooks/01_train.ipynb), or set run_dirs "
+                             "to run directories")
+    return [r if isinstance(r, Run) else load_run(r) for r in run_dirs]
+
+
 SHOTS = ("overall", "many", "medium", "few")
 
 

@@ -12,18 +12,29 @@ from typing import Literal, Sequence
 import numpy as np
 
 
-def glag_alpha(epoch: float, num_epochs: float, s: float = 1.0, c: float = 2.0) -> float:
+def glag_alpha(epoch: float, num_epochs: float, s: float = 1.0, c: float = 2.0,
+               form: Literal["convex", "linear", "concave"] = "convex") -> float:
     """GLAG gradual balance factor ``alpha(T) = s * (c ** (T / Tmax) - 1)``.
 
     Paper 000 (GLAG), Eq. 4. ``T`` is the 0-based epoch and ``Tmax`` the number of epochs of the
     stage (LIB decision in reference/methods.md 1a), so ``alpha(0) = 0``. Defined for
     ``0 <= epoch <= num_epochs``; ``c = 2`` (convex, paper Tab. 5) and ``s = 1`` (CIFAR) are defaults.
+    ``form``: the ablation shapes of the paper's Fig. 3 / Tab. 5, which it draws but does not write
+    down; LIB reading, all from 0 to ``s (c - 1)`` at ``Tmax``: "convex" (Eq. 4), "linear"
+    ``s (c - 1) T / Tmax`` and "concave" ``s (c - c ** (1 - T / Tmax))`` (the convex curve mirrored).
     """
     if num_epochs <= 0:
         raise ValueError(f"glag_alpha: num_epochs must be > 0, got {num_epochs}")
     if not 0 <= epoch <= num_epochs:
         raise ValueError(f"glag_alpha: epoch must be in [0, num_epochs={num_epochs}], got {epoch}")
-    return float(s * (c ** (epoch / num_epochs) - 1.0))
+    t = epoch / num_epochs
+    if form == "convex":
+        return float(s * (c ** t - 1.0))
+    if form == "linear":
+        return float(s * (c - 1.0) * t)
+    if form == "concave":
+        return float(s * (c - c ** (1.0 - t)))
+    raise ValueError(f"glag_alpha: form must be 'convex', 'linear' or 'concave', got {form!r}")
 
 
 def glag_beta_update(beta, acc, prev_acc, step: float = 0.05) -> np.ndarray:

@@ -62,6 +62,19 @@ def _test_outputs(run: Run) -> tuple[np.ndarray, np.ndarray]:
     return pc["test_logits"].astype(np.float64), pc["test_labels"]
 
 
+def scaled_test_logits(run: Run | str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """The last evaluation's test logits (M, C) float64 and labels (M,) as the loss saw them: the saved
+    outputs of a cosine-head run are multiplied by the loss's scale s (e.g. 30 for GCL, LDAM, ALA)."""
+    from .losses import create_loss
+
+    r = _run(run)
+    logits, labels = _test_outputs(r)
+    if r.config.get("loss_input_kind") == "cosine":
+        loss = create_loss(r.config["loss"], r.class_counts, **r.config.get("loss_params", {}))
+        logits = logits * float(getattr(loss, "s", 1.0))
+    return logits, labels
+
+
 def _save(run: Run, name: str, result: dict, save: bool) -> dict:
     if save:
         write_json(run.dir / f"posthoc_{name}.json", result)

@@ -168,11 +168,8 @@ def load_evaluator(run: Run | str | os.PathLike,
     pc = run.per_class
     if "test_logits" not in pc or "test_labels" not in pc:
         raise ValueError(NO_LOGITS.format(dir=run.dir))
-    logits, labels = pc["test_logits"], pc["test_labels"]
-    if run.config.get("loss_input_kind") == "cosine":
-        from .losses import create_loss
-        loss = create_loss(run.config["loss"], run.class_counts, **run.config.get("loss_params", {}))
-        logits = logits * float(getattr(loss, "s", 1.0))  # the scale the loss trained with
+    from .stages import scaled_test_logits
+    logits, labels = scaled_test_logits(run)  # cosine outputs times the scale the loss trained with
     feats, w, b, note = _tau_norm_inputs(run, features)
     return PosthocEvaluator(logits, labels, run.class_counts, feats, w, b), note
 

@@ -54,22 +54,48 @@ def test_03_per_class_accuracy(runs, tmp_path):
     p = _params(tmp_path, run_dirs=[str(runs[k].dir) for k in ("ce", "gala", "ghm_cwap")])
     _execute("03_per_class_accuracy.ipynb", p, tmp_path)
     _check(tmp_path / "figs", ["per_class_accuracy", "accuracy_over_epochs", "confusion_ce", "confusion_gala",
-                               "confusion_ghm_cwap"], p["export"])
+                               "confusion_ghm_cwap", "prediction_counts", "true_class_probability"], p["export"])
 
 
 def test_04_gradient_ratios(runs, tmp_path):
     p = _params(tmp_path, run_dirs=[str(runs["ce"].dir), str(runs["gala"].dir)])
     _execute("04_gradient_ratios.ipynb", p, tmp_path)
-    _check(tmp_path / "figs", ["gradient_ratio_by_class", "gradient_ratio_curves", "weight_norms",
-                               "gradient_heatmap_ce", "gradient_heatmap_gala", "gala_theta_phi_gala"], p["export"])
+    _check(tmp_path / "figs", ["gradient_ratio_by_class", "gradient_ratio_curves", "negative_gradient_sources",
+                               "weight_norms", "class_feature_similarity", "gradient_heatmap_ce",
+                               "gradient_heatmap_gala", "gala_theta_phi_gala"], p["export"])
 
 
-def test_05_schedules_needs_no_run(tmp_path):
-    # defaults: no run directories at all (synthetic GHM-CWAP histogram and GLAG beta illustration);
-    # the run-based branches are the same builders, tested with runs in test_plotting.py
+def _text(nb: dict) -> str:
+    return "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+
+
+def test_05_schedules_needs_no_run(tmp_path, monkeypatch):
+    # no runs at all under runs/ (an empty LTLAB_HOME): synthetic GHM-CWAP histogram and GLAG beta, no ALA run;
+    # the run-based branches are the same builders, tested with runs in test_plotting.py and below
+    monkeypatch.setenv("LTLAB_HOME", str(tmp_path / "home"))
     p = _params(tmp_path, n_max=200, num_classes=5, num_epochs=20, glag_generation_epochs=6, drw_start=16)
-    nb = _execute("05_schedules.ipynb", p, tmp_path)
-    text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
-    assert "class counts: [200, 63, 20, 6, 2]" in text
+    text = _text(_execute("05_schedules.ipynb", p, tmp_path))
+    assert "class counts: [200, 63, 20, 6, 2]" in text and "no ALA run under runs/" in text
     _check(tmp_path / "figs", ["glag_schedule", "ala_factors", "gcl_cloud_widths", "ghm_cwap_bins", "ghm_cwap_fig2",
                                "drw_weights"], p["export"])
+
+
+def test_02_to_05_run_with_their_defaults_after_a_demo_run(tmp_path, monkeypatch):
+    """A newcomer's Run All: after `make demo` (here a 2-epoch digits run in runs/demo) and one ALA run, every
+    analysis notebook runs with its default parameters and draws the newest runs."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("LTLAB_HOME", str(home))
+    kw = dict(dataset="digits_lt", epochs=2, batch_size=64, device="cpu", progress=False)
+    ltlab.run(loss="ala", run_dir=str(home / "runs" / "ala"), **kw)
+    demo = ltlab.run(run_dir=str(home / "runs" / "demo"), **kw)  # the newest
+    for name in ("02_tsne.ipynb", "03_per_class_accuracy.ipynb", "04_gradient_ratios.ipynb"):
+        assert str(demo.dir) in _text(_execute(name, {}, tmp_path)), name
+    assert "DF and QF from " + str(home / "runs" / "ala") in _text(_execute("05_schedules.ipynb", {}, tmp_path))
+
+
+def test_no_runs_says_how_to_make_one(tmp_path, monkeypatch):
+    import papermill as pm
+
+    monkeypatch.setenv("LTLAB_HOME", str(tmp_path / "empty"))
+    with pytest.raises(pm.PapermillExecutionError, match="make demo"):
+        _execute("03_per_class_accuracy.ipynb", {}, tmp_path)

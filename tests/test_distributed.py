@@ -114,7 +114,8 @@ def _assert_same_run(single: Path, multi: Path, state_keys: tuple[str, ...]) -> 
     pd.testing.assert_frame_equal(a.metrics[cols], b.metrics[cols], rtol=1e-5, atol=0)
     np.testing.assert_allclose(a.per_class["test_logits"], b.per_class["test_logits"], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(a.per_class["test_labels"], b.per_class["test_labels"])
-    for k in ("grad_pos", "grad_neg", "grad_neg_by_source"):  # probes: per-rank sums / world size
+    for k in ("grad_pos", "grad_neg", "grad_neg_by_source", "grad_pos_cum", "grad_neg_cum", "grad_neg_by_source_cum",
+              "grad_pos_cumcum", "grad_neg_cumcum", "grad_pos_steps", "grad_neg_cumcum_steps"):  # per-rank sums / W
         np.testing.assert_allclose(a.probes[k], b.probes[k], rtol=1e-5, atol=1e-9, err_msg=k)
     ca, cb = load_checkpoint(single), load_checkpoint(multi)
     for k in state_keys:  # the stateful loss holds the single-process state on the saved rank

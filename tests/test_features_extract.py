@@ -95,7 +95,11 @@ def test_tsne_frame_and_seeding(method):
     counts = [150, 60, 30, 5]
     a = tsne(x, y, class_counts=counts, preds=preds, perplexity=10, method=method, n_jobs=1)
     b = tsne(x, y, class_counts=counts, preds=preds, perplexity=10, method=method, n_jobs=1)
-    assert list(a.columns) == ["x", "y", "label", "group", "index", "pred", "correct"]
+    assert list(a.columns) == ["x", "y", "label", "group", "index", "pred", "correct", "silhouette"]
+    from sklearn.decomposition import PCA
+    from sklearn.metrics import silhouette_samples
+    z = PCA(n_components=50, random_state=0).fit_transform(x).astype(np.float32)  # the t-SNE input
+    np.testing.assert_allclose(a["silhouette"], silhouette_samples(z, y), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(a[["x", "y"]].to_numpy(), b[["x", "y"]].to_numpy())
     expected_group = np.array(["many", "medium", "medium", "few"], dtype=object)[y]
     assert (a["group"].to_numpy() == expected_group).all()

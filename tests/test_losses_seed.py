@@ -269,3 +269,25 @@ def test_seed_losses_state_dict_roundtrip(name):
     b.set_epoch(1, 4)
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
+
+
+def test_ala_difficulty_factor_is_the_epoch_mean_per_class():
+    """DF is recorded as the mean over the epoch's training samples of each class (ALA Fig. 4): several
+    batches count, evaluation does not, a new epoch starts afresh and a repeated set_epoch (resume) keeps it."""
+    loss = create_loss("ala", COUNTS)
+    loss.set_epoch(0, 4)
+    batches = [_batch(seed=s, cosine=True) for s in (11, 12)]
+    for cos, y in batches:
+        loss(cos, y)
+    loss.eval()
+    loss(*_batch(seed=13, cosine=True))  # not counted
+    loss.train()
+    loss.set_epoch(0, 4)  # resume of the same epoch: nothing reset
+    cos = np.concatenate([c.detach().numpy() for c, _ in batches])
+    y = np.concatenate([y.numpy() for _, y in batches])
+    df = (1.0 - cos[np.arange(len(y)), y]) / 2.0
+    got = loss.state_summary()["difficulty_factor"].numpy()
+    want = np.array([df[y == c].mean() if np.any(y == c) else np.nan for c in range(C)])
+    np.testing.assert_allclose(got, want, **TOL)
+    loss.set_epoch(1, 4)
+    assert np.isnan(loss.state_summary()["difficulty_factor"].numpy()).all()

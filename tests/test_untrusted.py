@@ -96,7 +96,8 @@ def test_every_checkpoint_kind_loads_with_weights_only(trained):
     assert isinstance(ckpt["rng"]["numpy"][1], np.ndarray) and ckpt["rng"]["numpy"][1].dtype == np.uint32
     assert isinstance(ckpt["history"]["per_class"][0], np.ndarray)
     mid = load_torch(trained / CHECKPOINTS[1])["position"]
-    assert mid is not None and isinstance(mid["probe"], torch.Tensor) and isinstance(mid["rng"][0]["mixup"], dict)
+    assert mid is not None and isinstance(mid["rng"][0]["mixup"], dict)
+    assert mid["probe"] and all(isinstance(v, torch.Tensor) for v in mid["probe"].values())  # probe sums as tensors
 
 
 def test_resume_refuses(hostile):

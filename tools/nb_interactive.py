@@ -13,7 +13,7 @@ tiny_epochs = 5         # epochs of that tiny run
 features = "extract"    # tau-normalisation features: auto (features_test.npz) | extract (from checkpoint.pt) | none
 train_epochs = 5        # starting value of the training panel's epochs slider
 train_root = None       # where the training panel writes its runs; None means runs/
-autostart = False       # start the training panel's run right away and wait for it (used by the tests)
+autostart = False       # start the training panel's run as soon as the cell runs and wait for it (headless runs)
 device = "auto"         # auto | cpu | cuda''', "parameters"),
     ("code", '''import tempfile
 
@@ -31,8 +31,6 @@ run'''),
            "give overall and many/medium/few accuracy and their change. PN re-balancing uses the whole test set "
            "at once (transductive)."),
     ("code", "panel = widgets.posthoc_panel(run, features=features)\npanel"),
-    ("code", '''print(f"last update on this run: {panel.last_update_ms:.1f} ms; "
-      f"one update on 10,000 x 100 logits: {widgets.benchmark_posthoc(10_000, 100):.1f} ms (median of 20)")'''),
     ("md", "## 2. Schedule explorer\n\nPure functions of the epoch and the class counts (no training): pick a "
            "method, move its hyper-parameters."),
     ("code", "explorer = widgets.schedule_explorer()\nexplorer"),
@@ -92,45 +90,39 @@ paths'''),
 ]
 
 FIGURES = [
-    ("md", "# Paper figures\n\nRegenerates every figure in `figures/` from run directories, as PNG, SVG and PDF, "
-           "with the same code as `make figures` (`tools/make_figures.py`): t-SNE of CE vs GCL, per-class "
-           "accuracy and accuracy over epochs of six methods, gradient ratios of CE vs GALA, GALA theta/phi, "
-           "GHM-CWAP bins and the schedule figures. Point `run_dirs` at your runs, or leave it `None` to train "
-           "(or reuse) the small Fashion-MNIST-LT runs under `runs/figures_<loss>/`."),
-    ("code", '''run_dirs = None                  # {legend: run directory}, legends as in tools/make_figures.py:
-                                 # CE, GraLoss (GLAG), GCL, ALA (DRW), GALA, GHM-CWAP
-                                 # None means train or reuse runs/figures_<loss> (Fashion-MNIST-LT, IF 100)
-epochs = 6                       # epochs of those runs when they are trained here (~10 min on 2 CPU cores)
+    ("md", "# Paper figures\n\nRegenerates every figure in `figures/` (PNG, SVG and PDF) and `figures/README.md` "
+           "with the numbers a reader should see, with the same library code as `make figures` "
+           "(`ltlab.paper_figures`): gradient ratios under each statistic (GALA Fig. 1), weight norms, feature "
+           "similarity, predictions with and without PN (GALA Fig. 2), ALA's probabilities and factors (ALA "
+           "Figs. 2-4), GLAG's alpha forms and beta (GLAG Fig. 3), t-SNE of GLAG stage one and of CE vs GCL "
+           "(GLAG Fig. 4, GCL Figs. 1/3), per-class accuracy, GHM-CWAP bins and the schedules. Point `run_dirs` at "
+           "your runs, or leave it `None` to train (or reuse) the Fashion-MNIST-LT runs under `runs/figures/`."),
+    ("code", '''run_dirs = None                  # {legend: run directory}, legends as in ltlab.paper_figures.METHODS and AFG;
+                                 # None means train or reuse runs/figures/ (Fashion-MNIST-LT, IF 100, n_max 500)
+epochs = 30                      # epochs of those runs when they are trained here (~30 min on 2 CPU cores)
 output_dir = "figures"           # relative paths are taken from the project root
 formats = ["png", "svg", "pdf"]  # static formats written for every figure
-max_points = 3000                # t-SNE subset of the test images''', "parameters"),
-    ("code", '''import sys
+max_points = 3000                # t-SNE subset per panel''', "parameters"),
+    ("code", '''import pandas as pd
 
-import pandas as pd
+from ltlab import paper_figures
+from ltlab.export import resolve_out_dir
 
-import ltlab
-from ltlab.export import resolve_out_dir, save_figures
-from ltlab.runs import project_home
-
-sys.path.insert(0, str(project_home() / "tools"))
-import make_figures  # noqa: E402  (the code behind `make figures`)
-
-if run_dirs is None:
-    runs = make_figures.train(epochs)
-else:
-    missing = [label for label, _, _ in make_figures.METHODS if label not in run_dirs]
-    if missing:
-        raise ValueError(f"run_dirs lacks {missing}; it needs one run per method: "
-                         f"{[label for label, _, _ in make_figures.METHODS]}")
-    runs = {label: ltlab.load_run(d) for label, d in run_dirs.items()}
+runs = paper_figures.train(epochs) if run_dirs is None else paper_figures.check_runs(run_dirs)
 pd.DataFrame([{"method": label, "run": r.dir.name, **r.summary()} for label, r in runs.items()]).round(4)'''),
-    ("code", '''figures = make_figures.build(runs, max_points)
-paths = save_figures(figures, output_dir, formats, width=1000, height=560)
-print(f"{len(figures)} figures x {len(formats)} formats -> {resolve_out_dir(output_dir)}")
+    ("code", '''figures = paper_figures.build(runs, max_points)
+paths = paper_figures.save(figures, output_dir, formats)
+readme = paper_figures.write_readme(runs, figures, output_dir)
+print(f"{len(figures)} figures x {len(formats)} formats and {readme.name} -> {resolve_out_dir(output_dir)}")
 sorted(p.name for p in paths)'''),
+    ("md", "## What a reader should see\n\nThe README written above gives, per figure, the paper figure it "
+           "mirrors and the numbers on these runs, including where the paper's picture does not appear and why."),
+    ("code", '''from IPython.display import Markdown
+
+Markdown(readme.read_text())'''),
     ("md", "## Two of them, interactive"),
     ("code", 'figures["per_class_accuracy"]'),
-    ("code", 'figures["gradient_ratio_ce_vs_gala"]'),
+    ("code", 'figures["gradient_ratio_by_class"]'),
 ]
 
 NOTEBOOKS = {"06_widgets.ipynb": WIDGETS, "07_sweep.ipynb": SWEEP, "08_paper_figures.ipynb": FIGURES}

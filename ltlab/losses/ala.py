@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from . import functional as F
-from .base import CosineMarginLoss
+from .base import CosineMarginLoss, all_reduce_sum_
 
 
 class ALALoss(CosineMarginLoss):
@@ -34,24 +34,41 @@ class ALALoss(CosineMarginLoss):
             raise ValueError(f"ALALoss: qf must be 'paper' or 'code', got {qf!r}")
         self.qf = qf
         self.register_buffer("quantity_factor", F.ala_quantity_factor(self.class_counts, qf), persistent=False)
-        self._last_df: Tensor | None = None
-        self._last_labels: Tensor | None = None
+        # the epoch's DF per class (rows: sum, count) for ALA Fig. 4; training mode only, summed over DDP ranks
+        self.register_buffer("df_sums", torch.zeros(2, self.num_classes, dtype=torch.float64))
+        self.register_buffer("df_epoch", torch.zeros((), dtype=torch.long))
+
+    def set_epoch(self, epoch: int, num_epochs: int) -> None:
+        super().set_epoch(epoch, num_epochs)
+        if int(self.df_epoch) != int(epoch):  # a repeated call (resume) keeps what the epoch has counted
+            self.df_sums.zero_()
+        self.df_epoch.fill_(int(epoch))
+
+    def reset_state(self) -> None:
+        self.df_sums.zero_()
 
     def adjust(self, cosine: Tensor, labels: Tensor) -> Tensor:
         """Cosine with the target shifted by ``DF_i * QF_y`` (B, C), before scaling."""
-        self._last_df, self._last_labels = F.ala_difficulty_factor(cosine, labels), labels.detach()
+        if self.training:
+            with torch.no_grad():
+                df = F.ala_difficulty_factor(cosine, labels).to(self.df_sums)
+                inc = torch.zeros_like(self.df_sums)
+                inc[0].index_add_(0, labels, df)
+                inc[1].index_add_(0, labels, torch.ones_like(df))
+                self.df_sums.add_(all_reduce_sum_(inc))
         return F.ala_adjust(cosine, labels, self.quantity_factor)
 
     def state_summary(self) -> dict[str, Tensor]:
-        """``quantity_factor`` (C,); ``difficulty_factor`` (C,): mean DF per class in the last batch (NaN: absent)."""
-        out = {"quantity_factor": self.quantity_factor.clone()}
-        if self._last_df is not None:
-            df, y = self._last_df.double(), self._last_labels
-            total = torch.zeros(self.num_classes, dtype=torch.float64, device=df.device).index_add_(0, y, df)
-            count = torch.zeros_like(total).index_add_(0, y, torch.ones_like(df))
-            nan = torch.full_like(total, float("nan"))
-            out["difficulty_factor"] = torch.where(count > 0, total / count.clamp(min=1), nan)
-        return out
+        """``quantity_factor`` (C,); ``difficulty_factor`` (C,): mean DF of the class's training samples over
+        the epoch so far (NaN: none seen)."""
+        total, count = self.df_sums
+        df = torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("nan")))
+        return {"quantity_factor": self.quantity_factor.clone(), "difficulty_factor": df}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for k in ("df_sums", "df_epoch"):  # checkpoints written before the epoch-mean DF lack them
+            state_dict.setdefault(prefix + k, getattr(self, k).clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, s={self.s}, qf={self.qf!r}, drw_start={self.drw_start}"
