@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -690,7 +689,7 @@ def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, 
     epoch (with the position, loss sums, probe and RNG states, so a resumed epoch replays exactly).
     Under DDP only rank 0 writes; sums, probes and test outputs are reduced over ranks.
     """
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     ctx = distributed.context()
     if loaders is not None:
@@ -706,8 +705,8 @@ def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, 
     counts = list(train_ds.class_counts)
     first = state.epoch + 1
     last = config.epochs if config.epochs_per_call is None else min(config.epochs, first + config.epochs_per_call)
-    bar = tqdm(range(first, last), initial=first, total=config.epochs, desc=run_dir.name, file=sys.stderr,
-               disable=not (_progress_enabled(config) and ctx.is_main), leave=True)
+    bar = progress_bar(range(first, last), enabled=_progress_enabled(config) and ctx.is_main, initial=first,
+                       total=config.epochs, desc=run_dir.name, leave=True)
     written = state.epoch  # the epoch the outputs are level with
     benchmark = torch.backends.cudnn.benchmark
     # fixed batch shapes: let cuDNN time its algorithms once, as the official CIFAR-LT scripts do (the
