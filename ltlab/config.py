@@ -279,6 +279,33 @@ class RunConfig:
         """The fields that must match for a checkpoint to be resumed."""
         return {k: v for k, v in self.to_dict().items() if k not in RESUME_FREE_FIELDS}
 
+    # ------------------------------------------------------------------ display
+    @classmethod
+    def defaults(cls) -> dict:
+        """Every field's default value."""
+        return {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING  # type: ignore[misc]
+                else f.default for f in dataclasses.fields(cls)}
+
+    def changed(self) -> dict:
+        """The fields whose value differs from the default, in field order (``RunConfig(**changed())``
+        rebuilds this config)."""
+        defaults = self.defaults()
+        return {k: v for k, v in self.to_dict().items() if v != defaults[k]}
+
+    def __repr__(self) -> str:
+        return "RunConfig({})".format(", ".join(f"{k}={v!r}" for k, v in self.changed().items()))
+
+    def _repr_html_(self) -> str:
+        """Notebook display: the fields that differ from the defaults, with those defaults."""
+        import pandas as pd
+
+        defaults, changed = self.defaults(), self.changed()
+        rows = {k: {"value": repr(v), "default": repr(defaults[k])} for k, v in changed.items()}
+        table = pd.DataFrame.from_dict(rows, orient="index") if rows else pd.DataFrame(columns=["value", "default"])
+        return (f"<b>RunConfig</b>: {self.loss} on {self.dataset} (IF {self.imbalance_factor:g}), {self.model}, "
+                f"{self.epochs} epochs; {len(changed)} of {len(defaults)} fields differ from the defaults "
+                f"(<code>config.to_dict()</code> has all):{table.to_html()}")
+
     def replace(self, **changes: Any) -> "RunConfig":
         d = self.to_dict()
         d.update(changes)

@@ -183,6 +183,31 @@ class RunFileError(ValueError):
     """A run directory lacks a file or holds a corrupt one."""
 
 
+class RunNotFoundError(RunFileError):
+    """No run where the parameters point; the message lists the runs there are and how to make one.
+
+    A notebook shows it as that message alone, without a traceback through the library (IPython's
+    ``_render_traceback_`` hook): what to fix is the parameters cell, not ltlab."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[1;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+MAKE_A_RUN = ("make one with `make demo`, the 01_train notebook, or "
+              "`python -m ltlab run notebooks/01_train.ipynb -p epochs 5`")
+
+
+def runs_hint(root: str | os.PathLike | None = None, shown: int = 8) -> str:
+    """Which runs exist under ``root`` (default ``runs/``), newest first, and how to make one."""
+    root = Path(root) if root else runs_root()
+    names = [str(d.relative_to(root)) for d in find_runs(root)]
+    if not names:
+        return f"There are no runs under {root}: {MAKE_A_RUN}."
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return (f"Runs under {root}, newest first: {', '.join(names[:shown])}{more}.\nGive one of them (a name under "
+            f"{root} or a path), or {MAKE_A_RUN}.")
+
+
 def _need(path: Path, producer: str) -> Path:
     if not path.exists():
         raise RunFileError(f"{path} is missing; {producer}")
@@ -267,6 +292,22 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({str(self.dir)!r}, epochs={len(self.metrics)})"
 
+    def _repr_html_(self) -> str:
+        """Notebook display: the run directory, what was trained, and :meth:`summary` as a one-row table."""
+        import html
+
+        c = self.config
+        done = int(self.metrics["epoch"].iloc[-1]) + 1 if len(self.metrics) else 0
+        head = (f"<b>Run</b> <code>{html.escape(str(self.dir))}</code>: {html.escape(str(c.get('loss')))} on "
+                f"{html.escape(str(c.get('dataset')))} (IF {float(c.get('imbalance_factor') or 1):g}, "
+                f"{html.escape(str(c.get('model')))}), epoch {done} of {c.get('epochs')}")
+        if not done:
+            return head + ", nothing evaluated yet"
+        s = self.summary()
+        row = {"overall": s["acc"], "many": s["acc_many"], "medium": s["acc_medium"], "few": s["acc_few"]}
+        table = pd.DataFrame([row]).to_html(index=False, float_format="{:.4f}".format, na_rep="–")
+        return f"{head}; test accuracy (balanced split; many > 100, medium 20-100, few < 20 images):{table}"
+
 
 def load_run(path: str | os.PathLike) -> Run:
     """Read a run directory written by :func:`ltlab.run`; fail clearly on a missing or corrupt file."""
@@ -276,7 +317,7 @@ def load_run(path: str | os.PathLike) -> Run:
         if alt.is_dir():
             d = alt
         else:
-            raise RunFileError(f"run directory {d} does not exist (looked in {runs_root()} too)")
+            raise RunNotFoundError(f"run directory {d} does not exist (looked in {runs_root()} too).\n{runs_hint()}")
     config = read_config(d / "config.json")
     metrics = read_metrics(d / "metrics.csv")
     per_class = read_npz(d / "per_class.npz")
@@ -329,7 +370,8 @@ def load_runs(run_dirs: str | os.PathLike | Run | Iterable[str | os.PathLike | R
     """The runs an analysis notebook draws: ``run_dirs`` (a run directory, a name under ``runs/``, a Run or a
     list of them), or, when it is None or empty, the ``newest`` most recently written runs under ``root``
     (default ``runs/``; after ``make demo`` that is ``runs/demo``), optionally only of ``loss`` / ``stage``.
-    Nothing found: a ValueError saying how to make a run, or ``[]`` with ``missing_ok``.
+    Nothing found: a :class:`RunNotFoundError` (a ValueError) listing the runs there are and how to make one,
+    or ``[]`` with ``missing_ok``.
     """
     if isinstance(run_dirs, (str, os.PathLike, Run)):
         run_dirs = [run_dirs]
@@ -339,9 +381,7 @@ def load_runs(run_dirs: str | os.PathLike | Run | Iterable[str | os.PathLike | R
         if not run_dirs and not missing_ok:
             where = Path(root) if root else runs_root()
             what = " ".join(x for x in (f"loss={loss!r}" if loss else "", f"stage={stage!r}" if stage else "") if x)
-            raise ValueError(f"no {what + ' ' if what else ''}runs under {where}: train one first (`make demo`, or "
-                             "the 01_train notebook / python -m ltlab run notebooks/01_train.ipynb), or set run_dirs "
-                             "to run directories")
+            raise RunNotFoundError(f"no {what + ' ' if what else ''}runs under {where}.\n{runs_hint(where)}")
     return [r if isinstance(r, Run) else load_run(r) for r in run_dirs]
 
 

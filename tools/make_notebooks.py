@@ -64,9 +64,9 @@ from ltlab import plotting
 
 config = ltlab.RunConfig.from_namespace(globals())
 config'''),
-    ("code", "run = ltlab.run(config)\nprint(run.dir)"),
-    ("md", "## Result\n\nBalanced test split; many > 100, medium 20-100, few < 20 training images."),
-    ("code", "plotting.summary_table(run)"),
+    ("code", "run = ltlab.run(config)\nrun"),
+    ("md", "## Result\n\nPer-class accuracy on the balanced test split, classes sorted by training count "
+           "(many > 100, medium 20-100, few < 20 training images)."),
     ("code", "plotting.per_class_accuracy_bar(run).show()"),
     ("code", "run.metrics.tail(10)"),
 ]
