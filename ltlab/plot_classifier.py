@@ -8,8 +8,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .plotstyle import (_LEGEND_TOP, PALETTE, _epoch_ticks, _group_bands, _log_y, _order, _per_class_figure,
-                        _positive, _probe, _rank_axis, _runs, _style, class_colors, run_class_names, run_labels)
+from .plotstyle import (_LEGEND_BELOW, PALETTE, _epoch_ticks, _group_bands, _group_legend, _log_y, _order,
+                        _per_class_figure, _positive, _probe, _rank_axis, _runs, _style, class_colors, run_class_names,
+                        run_labels)
 
 
 def weight_norms(runs, labels: Sequence[str] | None = None, epoch: int = -1) -> go.Figure:
@@ -20,7 +21,7 @@ def weight_norms(runs, labels: Sequence[str] | None = None, epoch: int = -1) -> 
         fig.add_scatter(x=np.arange(len(order)), y=_probe(r, "weight_norm")[epoch][order], mode="lines+markers",
                         name=name, line=dict(color=PALETTE[i % len(PALETTE)], width=2.5), secondary_y=True)
     _group_bands(fig, counts[order])
-    _style(fig, "Classifier weight norm per class", legend=_LEGEND_TOP, margin=dict(l=60, r=60, t=90, b=60))
+    _style(fig, "Classifier weight norm per class", legend=_LEGEND_BELOW, margin=dict(l=60, r=60, t=60, b=50))
     fig.update_xaxes(title="class (sorted by training count)", **_rank_axis(np.asarray(cls)[order]))
     fig.update_yaxes(title="||w_c||", rangemode="tozero", secondary_y=True)
     return fig
@@ -57,8 +58,8 @@ def class_feature_similarity(runs, labels: Sequence[str] | None = None,
         fig.add_scatter(x=np.arange(len(order)), y=sim, mode="lines+markers", name=f"{name} (mean {np.nanmean(sim):.3f})",
                         line=dict(color=PALETTE[i % len(PALETTE)], width=2.5), secondary_y=True)
     _group_bands(fig, counts[order])
-    _style(fig, f"Cosine similarity of each class vector to its own {split} features", legend=_LEGEND_TOP,
-           margin=dict(l=60, r=60, t=90, b=60))
+    _style(fig, f"Cosine similarity of each class vector to its own {split} features", legend=_LEGEND_BELOW,
+           margin=dict(l=60, r=60, t=60, b=50))
     fig.update_xaxes(title="class (sorted by training count)", **_rank_axis(np.asarray(cls)[order]))
     fig.update_yaxes(title="mean cos(w_c, f_i), y_i = c", secondary_y=True)
     return fig
@@ -88,12 +89,12 @@ def gala_theta_phi(run, epoch: int = -1) -> go.Figure:
         fig.add_scatter(x=ep, y=theta[:, c], mode="lines", name=f"theta {cls[c]} (n={counts[c]})",
                         line=dict(color=colors[k], width=2), row=1, col=2,
                         hovertemplate=f"{cls[c]} (n={counts[c]})<br>theta %{{y:.3g}}<extra></extra>")
-    _group_bands(fig, counts[order], row=1, col=1)
+    _group_bands(fig, counts[order], row=1, col=1, label=False)  # its subplot title sits where labels would
+    _group_legend(fig, counts[order], row=1, col=1)
     same = np.allclose(theta[epoch], phi[epoch], rtol=1e-6)
-    note = ("<br><sup>theta = phi: with a softmax, a sample's positive gradient 1 - p_y equals the sum of the "
-            "negative gradients it sends to the other classes</sup>" if same else "")
-    _style(fig, f"GALA accumulated gradients ({run_labels([run])[0]}){note}",
-           margin=dict(l=70, r=20, t=100 if same else 80, b=60))
+    note = ("theta = phi: with a softmax, a sample's positive gradient 1 - p_y equals the sum of the negative "
+            "gradients it sends to the other classes" if same else "")
+    _style(fig, f"GALA accumulated gradients ({run_labels([run])[0]})", note, margin=dict(l=70, r=20, t=80, b=60))
     fig.update_xaxes(title="class (sorted by training count)", row=1, col=1, **_rank_axis(np.asarray(cls)[order]))
     fig.update_xaxes(title="epoch", row=1, col=2, **_epoch_ticks(len(theta)))
     _log_y(fig, np.concatenate([_positive(theta[epoch]), _positive(phi[epoch])]), row=1, col=1)

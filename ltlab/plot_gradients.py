@@ -20,16 +20,17 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .probes import MATRIX_MAX_CLASSES, matrix_at
-from .plotstyle import (_LEGEND_TOP, PALETTE, _group_bands, _log_ticks, _log_y, _order, _positive, _probe,
+from .plotstyle import (_LEGEND_BELOW, PALETTE, _group_bands, _group_legend, _heatmap_height, _log_ticks, _log_y, _order, _positive, _probe,
                         _rank_axis, _runs, _style, check_same_classes, class_colors, class_subset, group_of_classes,
                         run_class_names, run_labels)
 from .runs import Run, RunFileError
 
-# statistic -> (key suffix in probes.npz, panel title with {e} = the 1-based epoch)
-STATISTICS = {"first_epoch": ("", "epoch 1 (sums over epoch 1)"),
-              "epoch": ("", "epoch {e} (sums over epoch {e})"),
-              "cumulative": ("_cum", "accumulated from step 0 to epoch {e}"),
-              "gala_code": ("_cumcum", "GALA code: sum of running sums to epoch {e}")}
+# statistic -> (key suffix in probes.npz, panel title with {e} = the 1-based epoch; two lines, so four panels
+# side by side keep their titles apart at 1000 px)
+STATISTICS = {"first_epoch": ("", "epoch 1<br>(sums over epoch 1)"),
+              "epoch": ("", "epoch {e}<br>(sums over epoch {e})"),
+              "cumulative": ("_cum", "accumulated<br>from step 0 to epoch {e}"),
+              "gala_code": ("_cumcum", "GALA code: sum of<br>running sums to epoch {e}")}
 ALL_STATISTICS = tuple(STATISTICS)
 LONG_RUN = ("sums over many steps tend to 1 for every class and loss (the bias gradient is neg - pos); the "
             "head / tail imbalance lives in epoch 1")
@@ -102,11 +103,11 @@ def gradient_ratio_by_class(runs, labels: Sequence[str] | None = None, epoch: in
                             hovertemplate="%{customdata[0]} (n=%{customdata[1]})<br>pos/neg %{y:.3f}",
                             row=1, col=j + 1)
         fig.add_hline(y=1.0, line=dict(color="#555555", dash="dot", width=1.5), row=1, col=j + 1)
-        _group_bands(fig, counts[order], row=1, col=j + 1, label=j == 0)
+        _group_bands(fig, counts[order], row=1, col=j + 1, label=False)  # narrow panels: named in the legend
+    _group_legend(fig, counts[order], row=1, col=1)
     long_run = [s for s in stats if s != "first_epoch"]
-    sub = "; ".join(x for x in (LONG_RUN if long_run else "", note) if x)
-    _style(fig, "Positive / negative gradient ratio per classifier, by statistic" + (f"<br><sup>{sub}</sup>" if sub
-           else ""), legend=_LEGEND_TOP, margin=dict(l=70, r=20, t=120 if sub else 100, b=60))
+    _style(fig, "Positive / negative gradient ratio per classifier, by statistic", [LONG_RUN if long_run else "", note],
+           legend=_LEGEND_BELOW, margin=dict(l=70, r=20, t=110, b=50))
     fig.update_xaxes(title="class (by training count)", **_rank_axis(cls[order]))
     _log_y(fig, seen)
     fig.update_yaxes(title="pos / neg gradient", row=1, col=1)
@@ -193,9 +194,9 @@ def gradient_ratio_curves(runs, labels: Sequence[str] | None = None, classes: Se
                                 showlegend=i == 0 and j == 0, line=dict(color=colors[rank[c]], width=2),
                                 row=i + 1, col=j + 1)
             fig.add_hline(y=1.0, line=dict(color="#555555", dash="dot", width=1.5), row=i + 1, col=j + 1)
-    sub = "x: epochs done (log scale), epoch 1 at step resolution; " + LONG_RUN + (f"; {note}" if note else "")
-    _style(fig, f"Positive / negative gradient ratio over training<br><sup>{sub}</sup>", legend=dict(title="class"),
-           margin=dict(l=70, r=40, t=100, b=60), height=170 + 230 * len(stats))
+    sub = ["x: epochs done (log scale), epoch 1 at step resolution; " + LONG_RUN, note]
+    _style(fig, "Positive / negative gradient ratio over training", sub, legend=dict(title="class"),
+           margin=dict(l=70, r=40, t=90, b=60), height=160 + 230 * len(stats))
     ticks = _log_ticks(xmax, 0.1)
     fig.update_xaxes(type="log", **ticks)
     fig.update_xaxes(title="epochs done", row=len(stats))
@@ -243,7 +244,7 @@ def negative_gradient_sources(runs, labels: Sequence[str] | None = None, classif
                   annotation_text=f"equal share 1/{len(src)}", annotation_position="top right")
     what = f"accumulated from step 0 to epoch {at + 1}" if statistic == "cumulative" else f"epoch {at + 1}"
     _style(fig, f"Where classifier {cls[c]} (n={counts[c]}) gets its negative gradient ({what})",
-           legend=_LEGEND_TOP, margin=dict(l=70, r=20, t=90, b=110), barmode="group")
+           legend=_LEGEND_BELOW, margin=dict(l=70, r=20, t=60, b=50), barmode="group")
     fig.update_xaxes(title="source class (sample label), by training count", tickangle=-35)
     fig.update_yaxes(title="share of its negative gradient", rangemode="tozero")
     return fig
@@ -267,8 +268,9 @@ def gradient_ratio_heatmap(run, epoch: int = -1, normalize: bool = True) -> go.F
     cls = list(np.asarray(run_class_names(run, len(counts)), dtype=object)[order])
     fig = go.Figure(go.Heatmap(z=m, x=cls, y=cls, colorscale="Cividis",
                                colorbar=dict(title="share" if normalize else "|dL/dz|")))
-    _style(fig, f"Negative gradient by source class ({run_labels([run])[0]}, epoch {at + 1})",
-           margin=dict(l=110, r=20, t=60, b=110))
+    _style(fig, f"Negative gradient by source class ({run_labels([run])[0]}, epoch {at + 1})", "rows: classifier, "
+           "columns: class of the samples that push it; both sorted by training count",
+           margin=dict(l=60, r=20, t=60, b=50), height=_heatmap_height(len(counts)))
     fig.update_xaxes(title="source class (sample label)", type="category")
-    fig.update_yaxes(title="classifier (sorted by count)", type="category", autorange="reversed")
+    fig.update_yaxes(title="classifier", type="category", autorange="reversed")
     return fig

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from . import posthoc
-from .plotstyle import (_LEGEND_TOP, GROUP_COLORS, PALETTE, _epoch_ticks, _group_bands, _per_class_figure, _probe,
+from .plotstyle import (_LEGEND_BELOW, GROUP_COLORS, PALETTE, _epoch_ticks, _group_bands, _per_class_figure, _probe,
                         _rank_axis, _runs, _style, check_same_classes, class_colors, group_of_classes, run_labels)
 from .stages import scaled_test_logits
 
@@ -49,7 +49,7 @@ def tsne_scatter(df, color: Literal["label", "group"] = "label", *, class_names:
 
     ``df`` may be a dict ``{name: DataFrame}``: one panel per entry (``cols`` per row, default all in one
     row), one legend. With a ``silhouette`` column each panel's title gives the mean silhouette and a
-    note in the panel the per-class (or per-group) means, in legend order. Hover shows class, group and
+    note under the panel the per-class (or per-group) means, in legend order. Hover shows class, group and
     whether the prediction was correct.
     """
     import pandas as pd
@@ -75,7 +75,7 @@ def tsne_scatter(df, color: Literal["label", "group"] = "label", *, class_names:
     sil = all("silhouette" in d and d["silhouette"].notna().any() for d in frames.values())
     titles = [f"{n}{' · ' if n else ''}silhouette {d['silhouette'].mean():.2f}" if sil else n for n, d in frames.items()]
     fig = make_subplots(rows, cols, subplot_titles=titles if len(frames) > 1 or sil else None,
-                        horizontal_spacing=0.03, vertical_spacing=0.08)
+                        horizontal_spacing=0.03, vertical_spacing=0.16 if sil else 0.08)
     for j, d in enumerate(frames.values()):
         r, c = j // cols + 1, j % cols + 1
         correct = d["correct"].astype("object").where(d["correct"].notna(), "n/a") if "correct" in d else "n/a"
@@ -89,15 +89,12 @@ def tsne_scatter(df, color: Literal["label", "group"] = "label", *, class_names:
                             customdata=np.stack([sel["_name"], sel["group"], sel["_correct"]], axis=1) if len(sel)
                             else None, hovertemplate="%{customdata[0]} (%{customdata[1]})<br>correct: "
                                                      "%{customdata[2]}<extra></extra>", row=r, col=c)
-        if sil:
-            axis = "" if j == 0 else str(j + 1)
-            fig.add_annotation(text=_silhouette_note(d, cats, colors, key), xref=f"x{axis} domain",
-                               yref=f"y{axis} domain", x=0.01, y=0.01, xanchor="left", yanchor="bottom",
-                               showarrow=False, align="left", font=dict(size=11), bgcolor="rgba(255,255,255,0.8)")
+        if sil:  # under the panel, as its x-axis title: clear of the points, and the margin grows to fit it
+            fig.update_xaxes(title=dict(text=_silhouette_note(d, cats, colors, key), font=dict(size=12)), row=r, col=c)
     _style(fig, title or f"t-SNE of features (colour: {'class' if key == 'label' else 'many / medium / few'})",
            legend=dict(itemsizing="constant", title="class" if key == "label" else "group"),
-           margin=dict(l=30, r=20, t=80, b=30))
-    fig.update_xaxes(showticklabels=False, ticks="", title=None, showline=True, mirror=True)
+           margin=dict(l=30, r=20, t=80, b=30), height=120 + 420 * rows)
+    fig.update_xaxes(showticklabels=False, ticks="", showline=True, mirror=True)
     fig.update_yaxes(showticklabels=False, ticks="", title=None, showline=True, mirror=True)
     return fig
 
@@ -134,7 +131,7 @@ def prediction_counts(runs, labels: Sequence[str] | None = None, pn_tau: float |
     fig.add_scatter(x=[-0.4, len(order) - 0.6], y=[m / len(counts)] * 2, mode="lines", secondary_y=True,
                     name=f"balanced: {m / len(counts):g} per class", line=dict(color="#555555", dash="dot", width=2))
     _group_bands(fig, counts[order])
-    _style(fig, "Test images predicted as each class", legend=_LEGEND_TOP, margin=dict(l=60, r=60, t=90, b=60))
+    _style(fig, "Test images predicted as each class", legend=_LEGEND_BELOW, margin=dict(l=60, r=60, t=60, b=50))
     fig.update_xaxes(title="class (sorted by training count)", **_rank_axis(np.asarray(cls)[order]))
     fig.update_yaxes(title="test images predicted as the class", rangemode="tozero", secondary_y=True)
     return fig
@@ -159,7 +156,7 @@ def true_class_probability(runs, labels: Sequence[str] | None = None, hard: floa
     for g in groups:
         shares = [f"{n}: {np.mean(py[group[y] == g] < hard):.0%} / {np.mean(py[group[y] == g] > easy):.0%}"
                   for n, (py, y) in zip(names, probs)]
-        titles.append(f"{g}<br><sup>hard / easy: {'; '.join(shares)}</sup>")
+        titles.append(f"{g} (hard / easy)<br>" + "<br>".join(shares))  # a line per run: panels stay apart
     fig = make_subplots(1, len(groups), shared_yaxes=True, subplot_titles=titles, horizontal_spacing=0.03)
     for j, g in enumerate(groups):
         for i, (name, (py, y)) in enumerate(zip(names, probs)):
@@ -170,7 +167,7 @@ def true_class_probability(runs, labels: Sequence[str] | None = None, hard: floa
         for level in (hard, easy):
             fig.add_hline(y=level, line=dict(color="#999999", dash="dot", width=1.5), row=1, col=j + 1)
     _style(fig, "Predicted probability of the true class, test images sorted (per group)",
-           margin=dict(l=70, r=20, t=120, b=60))
+           margin=dict(l=70, r=20, t=75 + 17 * len(runs), b=60))
     fig.update_xaxes(title="test image (sorted by p_y)")
     fig.update_yaxes(range=[0, 1.02])
     fig.update_yaxes(title="p_y", col=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,7 +28,10 @@ CLASS_PALETTE = ["#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77
                  "#AA4499", "#777777"]
 # simple_white draws shapes with line width 0 (its shapedefaults): give every add_hline a width
 LAYOUT = dict(template="simple_white", font=dict(size=14), margin=dict(l=60, r=20, t=50, b=50))
-_LEGEND_TOP = dict(orientation="h", y=1.02, yanchor="bottom", x=0, xanchor="left")
+# a horizontal legend at the foot of the figure: plotly grows the bottom margin to fit it (wrapped into as many
+# rows as the width needs), so it never covers the title, subplot titles, band labels or data
+_LEGEND_BELOW = dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left")
+SUBTITLE_LINE_PX = 16  # one 12 px subtitle line
 
 
 # ---------------------------------------------------------------------- helpers
@@ -102,19 +106,30 @@ def _probe(run: Run, key: str, why: str = "") -> np.ndarray:
 
 def _group_bands(fig: go.Figure, counts_sorted: np.ndarray, row: int | None = None, col: int | None = None,
                  label: bool = True) -> None:
-    """Shade the many/medium/few ranges of a class-rank x axis."""
+    """Shade the many/medium/few ranges of a class-rank x axis, named just above the plot (clear of the data;
+    a figure with subplot titles passes ``label=False`` and names them with :func:`_group_legend`)."""
     for name, idx in shot_split(counts_sorted).items():
         if len(idx):
-            kw = dict(annotation_text=name, annotation_position="top", annotation_font_size=13) if label else {}
+            kw = dict(annotation_text=name, annotation_position="outside top", annotation_font_size=13) if label else {}
             fig.add_vrect(x0=idx.min() - 0.5, x1=idx.max() + 0.5, fillcolor=GROUP_COLORS[name], opacity=0.07,
                           line_width=0, layer="below", row=row, col=col, **kw)
+
+
+def _group_legend(fig: go.Figure, counts_sorted: np.ndarray, **where: Any) -> None:
+    """Legend entries for the many/medium/few shading, for panels too narrow for the bands' text labels
+    (``where``: the subplot, ``row=``/``col=``, the entries are attached to)."""
+    for name, idx in shot_split(counts_sorted).items():
+        if len(idx):
+            fig.add_scatter(x=[None], y=[None], mode="markers", name=f"{name} (shading)",
+                            marker=dict(symbol="square", size=14, color=GROUP_COLORS[name], opacity=0.3),
+                            hoverinfo="skip", **where)
 
 
 def _rank_axis(names_sorted: Sequence[str]) -> dict:
     n = len(names_sorted)
     if n <= 20:
-        return dict(tickmode="array", tickvals=list(range(n)), ticktext=list(names_sorted),
-                    tickangle=-45 if n > 6 else 0)
+        # no fixed tickangle: plotly turns the labels only when they would overlap at the drawn width
+        return dict(tickmode="array", tickvals=list(range(n)), ticktext=list(names_sorted))
     return dict(title_standoff=4)
 
 
@@ -123,25 +138,24 @@ def _epoch_ticks(num_epochs: int) -> dict:
     return dict(dtick=1) if num_epochs <= 12 else dict(tickformat="d")
 
 
-def _legend_rows(fig: go.Figure, width: float = 860.0) -> int:
-    """Rows a horizontal legend needs at ~``width`` px (items ~45 px + 8 px per character at 14 px font)."""
-    rows, used = 1, 0.0
-    for t in fig.data:
-        if t.showlegend is False or not t.name:
-            continue
-        w = 45 + 8 * len(t.name)
-        if used and used + w > width:
-            rows, used = rows + 1, 0.0
-        used += w
-    return rows
+def _heatmap_height(num_classes: int) -> int:
+    """Figure height (px) of a class x class heatmap: about square cells, 450 to 900 px."""
+    return int(min(900, max(450, 200 + 30 * num_classes)))
 
 
-def _style(fig: go.Figure, title: str, **kw: Any) -> go.Figure:
-    legend = kw.get("legend")
-    if legend is not None and legend.get("orientation") == "h" and "margin" in kw:
-        # a wrapped legend above the plot grows upwards: make room so it never covers the title
-        kw["margin"] = {**kw["margin"], "t": kw["margin"]["t"] + 26 * (_legend_rows(fig) - 1)}
-    fig.update_layout(**{**LAYOUT, **kw}, title=dict(text=title, font=dict(size=17)))
+def _style(fig: go.Figure, title: str, subtitle: str | Sequence[str] = (), **kw: Any) -> go.Figure:
+    """The shared look (``LAYOUT``, then ``kw``) with the title at the top of the figure. ``subtitle``: smaller
+    lines under the title (plotly's ``title.subtitle``), each wrapped to fit ~850 px; the top margin (``kw["margin"]["t"]``, sized for a
+    one-line title) grows by a line height per subtitle line, so they never reach the plot or its subplot
+    titles (plotly's ``title.automargin`` does not count the lines of a multi-line title)."""
+    lines = [s for part in ([subtitle] if isinstance(subtitle, str) else subtitle) if part
+             for s in textwrap.wrap(part, 150)]
+    if lines:
+        margin = {**LAYOUT["margin"], **kw.get("margin", {})}
+        kw["margin"] = {**margin, "t": margin["t"] + SUBTITLE_LINE_PX * len(lines)}
+    fig.update_layout(**{**LAYOUT, **kw}, title=dict(text=title, font=dict(size=17), yref="container", y=1,
+                                                     yanchor="top", pad=dict(t=10),
+                                                     subtitle=dict(text="<br>".join(lines), font=dict(size=12))))
     return fig
 
 

@@ -29,38 +29,40 @@ from .plot_gradients import (ALL_STATISTICS, gradient_ratio_by_class, gradient_r
                              gradient_ratio_heatmap, gradient_ratio_table, negative_gradient_sources)
 from .plot_outputs import (ala_adjustment_curves, prediction_counts, separation_table,  # noqa: F401
                            true_class_probability, tsne_scatter)
-from .plotstyle import (_LEGEND_TOP, CLASS_PALETTE, GROUP_COLORS, LAYOUT, PALETTE, _count_axis_figure,  # noqa: F401
-                        _count_bars, _epoch_ticks, _group_bands, _log_ticks, _log_y, _order, _per_class_figure,
+from .plotstyle import (_LEGEND_BELOW, CLASS_PALETTE, GROUP_COLORS, LAYOUT, PALETTE, _count_axis_figure,  # noqa: F401
+                        _count_bars, _epoch_ticks, _group_bands, _heatmap_height, _log_ticks, _log_y, _order, _per_class_figure,
                         _positive, _probe, _rank_axis, _runs, _style, check_same_classes, class_colors, class_subset,
-                        run_class_names, run_labels)
+                        group_of_classes, run_class_names, run_labels)
 from .runs import Run, RunFileError
 
 
 # ---------------------------------------------------------------------- runs: accuracy
 def per_class_accuracy_bar(run, epoch: int = -1) -> go.Figure:
     """Per-class test accuracy at an evaluated epoch (default the last), classes ordered by training count,
-    bars coloured by many/medium/few, training counts on a secondary log axis."""
+    bars coloured by many/medium/few, training counts as a line on a log-scaled right axis."""
     run = _runs(run)[0]
     counts = np.asarray(run.per_class["class_counts"])
     acc = np.asarray(run.per_class["acc"])[epoch]
     order = _order(counts)
-    group = np.empty(len(counts), dtype=object)
-    for name, idx in shot_split(counts).items():
-        group[idx] = name
-    fig = go.Figure()
+    names = np.asarray(run_class_names(run, len(counts)), dtype=object)[order]
+    group, x = group_of_classes(counts)[order], np.arange(len(order))
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
     for name, color in GROUP_COLORS.items():
-        sel = [i for i in order if group[i] == name]
-        if sel:
-            fig.add_bar(x=[str(i) for i in sel], y=acc[sel], name=f"{name} ({len(sel)})", marker_color=color)
-    fig.add_scatter(x=[str(i) for i in order], y=counts[order], name="train count", yaxis="y2",
-                    mode="lines+markers", line=dict(color="#555555", dash="dot", width=1.5))
+        sel = np.flatnonzero(group == name)
+        if len(sel):
+            fig.add_bar(x=x[sel], y=acc[order][sel], name=f"{name} ({len(sel)} class{'es' if len(sel) > 1 else ''})", marker_color=color,
+                        customdata=np.stack([names[sel], counts[order][sel]], axis=1),
+                        hovertemplate="%{customdata[0]} (n=%{customdata[1]})<br>acc %{y:.3f}<extra></extra>")
+    fig.add_scatter(x=x, y=counts[order], name="training count (right axis)", mode="lines+markers",
+                    line=dict(color="#555555", dash="dot", width=1.5), secondary_y=True,
+                    hovertemplate="n=%{y}<extra></extra>")
     ep = int(run.per_class["epochs"][epoch]) + 1
-    fig.update_layout(**LAYOUT, title=f"Per-class test accuracy, epoch {ep} (overall {acc.mean():.3f})",
-                      xaxis=dict(title="class (sorted by training count)", type="category", categoryorder="array",
-                                 categoryarray=[str(i) for i in order]),
-                      yaxis=dict(title="accuracy", range=[0, 1.02]),
-                      yaxis2=dict(title="training count", type="log", overlaying="y", side="right"),
-                      legend=dict(orientation="h", y=1.12, x=0), bargap=0.15)
+    _style(fig, f"Per-class test accuracy, epoch {ep} (overall {acc.mean():.3f})", legend=_LEGEND_BELOW,
+           margin=dict(l=60, r=60, t=60, b=50), bargap=0.15)
+    fig.update_xaxes(title="class (sorted by training count)", **_rank_axis(names))
+    fig.update_yaxes(title="test accuracy", range=[0, 1.02], secondary_y=False)
+    fig.update_yaxes(title="training count", type="log", showgrid=False, secondary_y=True,
+                     **_log_ticks(float(counts.max()), float(counts.min())))
     return fig
 
 
@@ -87,11 +89,10 @@ def per_class_accuracy_curve(runs, labels: Sequence[str] | None = None, epoch: i
                         customdata=np.stack([np.asarray(cls, dtype=object)[order], counts[order]], axis=1),
                         hovertemplate="%{customdata[0]} (n=%{customdata[1]})<br>acc %{y:.3f}", secondary_y=True)
     _group_bands(fig, counts[order])
-    _style(fig, "Per-class test accuracy (classes sorted by training count)", legend=_LEGEND_TOP,
-           margin=dict(l=60, r=60, t=90, b=60), bargap=0.1)
+    _style(fig, "Per-class test accuracy (classes sorted by training count)", legend=_LEGEND_BELOW,
+           margin=dict(l=60, r=60, t=60, b=50), bargap=0.1)
     fig.update_xaxes(title="class (sorted by training count)", **_rank_axis(np.asarray(cls)[order]))
-    # headroom above 1.0 keeps the many/medium/few labels clear of curves at full accuracy
-    fig.update_yaxes(title="test accuracy", range=[0, 1.1], tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0], secondary_y=True)
+    fig.update_yaxes(title="test accuracy", range=[0, 1.05], tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0], secondary_y=True)
     return fig
 
 
@@ -138,9 +139,10 @@ def confusion_matrix(run, normalize: bool = True) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=cm, x=cls, y=cls, colorscale="Cividis", text=text, texttemplate="%{text}" if text is
                                not None else None, colorbar=dict(title="fraction" if normalize else "count"),
                                zmin=0, zmax=1 if normalize else None))
-    _style(fig, f"Confusion matrix ({run_labels([run])[0]})", margin=dict(l=110, r=20, t=60, b=110))
+    _style(fig, f"Confusion matrix ({run_labels([run])[0]})", "rows: true class, columns: predicted; both sorted "
+           "by training count", margin=dict(l=60, r=20, t=60, b=50), height=_heatmap_height(len(counts)))
     fig.update_xaxes(title="predicted class", type="category")
-    fig.update_yaxes(title="true class (sorted by training count)", type="category", autorange="reversed")
+    fig.update_yaxes(title="true class", type="category", autorange="reversed")
     return fig
 
 
@@ -295,8 +297,8 @@ def gcl_cloud_widths(class_counts: Sequence[int], noise_mul: float = 0.5) -> go.
                     name="mean shift", line=dict(color=PALETTE[1], width=2.5), secondary_y=False)
     fig.add_scatter(x=np.arange(len(order)), y=counts[order], mode="lines", name="train count",
                     line=dict(color="#555555", dash="dot", width=1.5), secondary_y=True)
-    _style(fig, f"GCL Gaussian cloud width per class (noise_mul={noise_mul:g})", legend=_LEGEND_TOP,
-           margin=dict(l=70, r=70, t=90, b=60))
+    _style(fig, f"GCL Gaussian cloud width per class (noise_mul={noise_mul:g})", legend=_LEGEND_BELOW,
+           margin=dict(l=70, r=70, t=60, b=50))
     fig.update_xaxes(title="class (sorted by training count)")
     fig.update_yaxes(title="cosine shift", rangemode="tozero", secondary_y=False)
     fig.update_yaxes(title="training count", type="log", secondary_y=True, showgrid=False,
@@ -451,8 +453,8 @@ def _ghm_bins(st: dict, classes: list[int], titles: list[str]) -> go.Figure:
                         legendgroup="alt", showlegend=j == 0, marker=dict(color=PALETTE[3], symbol="x", size=7),
                         row=3, col=j + 1, hovertemplate="W %{y:.3g} " + f"({other})<extra></extra>")
         fig.add_hline(y=1.0, line=dict(color="#555555", dash="dot", width=1), row=3, col=j + 1)
-    _style(fig, f"GHM-CWAP unit regions, counts and weights ({st['where']})", margin=dict(l=80, r=20, t=110, b=60),
-           bargap=0, height=720, legend=_LEGEND_TOP)
+    _style(fig, f"GHM-CWAP unit regions, counts and weights ({st['where']})", margin=dict(l=80, r=20, t=90, b=50),
+           bargap=0, height=720, legend=_LEGEND_BELOW)
     fig.update_xaxes(range=[0, 1])
     fig.update_xaxes(title="gradient norm g = 1 - p_y", row=3)
     v = _positive(hist[classes])
@@ -502,7 +504,7 @@ def _ghm_distribution(st: dict, classes: list[int], titles: list[str]) -> go.Fig
                             legendgroup="rec", showlegend=row == 2 and j == 0, row=row, col=j + 1)
             _log_y(fig, np.concatenate([y, n_bins * hist[c]]), row=row, col=j + 1)
     _style(fig, f"GHM-CWAP Fig. 2: distribution of g = 1 - p_y and its unit regions ({st['where']})",
-           margin=dict(l=80, r=20, t=130, b=60), bargap=0, height=940, legend=_LEGEND_TOP)
+           margin=dict(l=80, r=20, t=90, b=50), bargap=0, height=940, legend=_LEGEND_BELOW)
     fig.update_xaxes(range=[0, 1])
     fig.update_xaxes(title="gradient norm g = 1 - p_y", row=3)
     fig.update_yaxes(title="samples per unit g", col=1)

@@ -120,9 +120,9 @@ sorted(p.name for p in paths)'''),
     ("code", '''from IPython.display import Markdown
 
 Markdown(readme.read_text())'''),
-    ("md", "## Two of them, interactive"),
-    ("code", 'figures["per_class_accuracy"]'),
-    ("code", 'figures["gradient_ratio_by_class"]'),
+    ("md", "## Two of them, interactive\n\nAt the notebook's width (`save` above gave them their export size)."),
+    ("code", 'figures["per_class_accuracy"].update_layout(width=None)'),
+    ("code", 'figures["gradient_ratio_by_class"].update_layout(width=None)'),
 ]
 
 NOTEBOOKS = {"06_widgets.ipynb": WIDGETS, "07_sweep.ipynb": SWEEP, "08_paper_figures.ipynb": FIGURES}
