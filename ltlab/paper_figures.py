@@ -19,8 +19,8 @@ import numpy as np
 from . import features, plotting
 from .engine import run as train_run
 from .paper_numbers import write_readme  # noqa: F401  (figures/README.md, re-exported for make figures and 08)
+from .presets import stage_two_config
 from .runs import Run, load_run, runs_root
-from .stages import stage_two_config
 
 EPOCHS = 30
 PROTOCOL = dict(dataset="fashion_mnist_lt", imbalance_factor=100, dataset_params={"n_max": 500},
