@@ -328,12 +328,16 @@ def timestamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
 
+def run_label(params: dict[str, Any]) -> str:
+    """``<dataset>_<loss>_if<IF>_s<seed>`` of RunConfig parameters (a RunConfig's ``to_dict()`` or the parameters
+    given; RunConfig defaults for the rest): the readable part of every generated run name."""
+    return "{}_{}_if{:g}_s{}".format(params.get("dataset", "digits_lt"), params.get("loss", "ce"),
+                                     float(params.get("imbalance_factor", 100)), params.get("seed", 0))
+
+
 def new_run_id(params: dict[str, Any], prefix: str = "") -> str:
-    """The name a run gets under ``runs/`` when none is given: ``<prefix><time>_<dataset>_<loss>_if<IF>_s<seed>``
-    from RunConfig parameters (a RunConfig's ``to_dict()`` or the parameters given, RunConfig defaults for the rest)."""
-    return "{}{}_{}_{}_if{:g}_s{}".format(prefix, timestamp(), params.get("dataset", "digits_lt"),
-                                          params.get("loss", "ce"), float(params.get("imbalance_factor", 100)),
-                                          params.get("seed", 0))
+    """The name a run gets under ``runs/`` when none is given: ``<prefix><time>_<run_label>``."""
+    return f"{prefix}{timestamp()}_{run_label(params)}"
 
 
 def list_runs(root: str | os.PathLike | None = None) -> pd.DataFrame:

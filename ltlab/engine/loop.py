@@ -138,8 +138,12 @@ def train_one_epoch(state: TrainState, loader, *, device: torch.device, precisio
     runs after every step. Returns ``train_loss`` (mean over samples, all ranks) and ``first_bad_step`` (-1:
     every loss finite); one host sync, at the end.
     """
-    call = call if call is not None else state.forward if state.forward is not None else state.model
-    call.train() if state.train_mode is None else state.train_mode(call, unwrap(state.model))
+    if call is None:
+        call = state.forward if state.forward is not None else state.model
+    if state.train_mode is None:
+        call.train()
+    else:
+        state.train_mode(call, unwrap(state.model))
     state.loss_fn.train()
     amp = autocast_dtype(precision)
     sums = EpochSums(device, carry)

@@ -50,8 +50,8 @@ def fold_aliases(params: dict[str, Any]) -> dict[str, Any]:
     back) and refused otherwise, as is a value that contradicts ``stage_params``.
     """
     flat = [k for k in params if k in alias_names()]
-    if not flat:
-        return params
+    if not flat or not isinstance(params.get("stage_params", {}), dict):
+        return params  # nothing to fold, or a stage_params RunConfig.validate refuses anyway
     out = dict(params)
     stage = STAGES.get(out.get("stage", "joint"))
     folded = dict(out.get("stage_params") or {})

@@ -132,10 +132,10 @@ def run_name(params: dict) -> str:
     documentation such as preset / reported), so they can change between attempts of the same run.
     """
     from ..config import RESUME_FREE_FIELDS
+    from ..runs import run_label
     key = {k: v for k, v in sorted(params.items()) if k not in RESUME_FREE_FIELDS}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return "{}_{}_if{:g}_s{}_{}".format(params.get("dataset", "digits_lt"), params.get("loss", "ce"),
-                                        float(params.get("imbalance_factor", 100)), params.get("seed", 0), digest)
+    return f"{run_label(params)}_{digest}"
 
 
 def run_id(stages: list[dict]) -> str:
