@@ -116,6 +116,8 @@ def rebuild_model(run: Run | str | os.PathLike, device: str | torch.device = "cp
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
-        raise RunFileError(f"{r.dir}/checkpoint.pt does not fit model={c['model']!r} with a {kind!r} head: "
+        old = "" if ckpt.get("head_kind") else (" (the checkpoint does not record its head kind, as older ones do not; "
+                                                "an older GLAG stage two must be trained again)")
+        raise RunFileError(f"{r.dir}/checkpoint.pt does not fit model={c['model']!r} with a {kind!r} head{old}: "
                            f"{exc}") from exc
     return model.to(device).eval()
