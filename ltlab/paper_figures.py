@@ -19,8 +19,8 @@ import numpy as np
 from . import features, plotting
 from .engine import run as train_run
 from .paper_numbers import SEED_METHODS, write_readme  # noqa: F401  (write_readme: re-exported for make figures, 08)
-from .runs import Run, load_run, runs_root
-from .stages import stage_two_config
+from .presets import stage_two_config
+from .runs import Run, as_run, load_run, runs_root
 
 EPOCHS = 30
 PROTOCOL = dict(dataset="fashion_mnist_lt", imbalance_factor=100, dataset_params={"n_max": 500},
@@ -99,7 +99,7 @@ def check_runs(runs: dict[str, Run]) -> dict[str, Run]:
     missing = [k for k in need if k not in runs]
     if missing:
         raise ValueError(f"run_dirs lacks {missing}; it needs one run per legend: {need}")
-    return {k: r if isinstance(r, Run) else load_run(r) for k, r in runs.items()}
+    return {k: as_run(r) for k, r in runs.items()}
 
 
 def _tsne(runs: dict[str, Run], labels: list[str], splits: list[str], ranks, max_points: int) -> dict:

@@ -9,17 +9,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .build import rebuild_model
 from .export import resolve_out_dir
-from .features import load_run_model
 from .losses import functional as LF
 from .plot_classifier import own_class_cosine
 from .plotstyle import group_of_classes
-from .posthoc import pn_rebalance
+from .posthoc import pn_rebalance, scaled_test_logits
 from .runs import Run, atomic_write_bytes, write_json
 from .schedules import effective_number_weights, glag_alpha
 
 GROUPS = ("many", "medium", "few")
-from .stages import scaled_test_logits
 
 
 def _f(x: float) -> str:
@@ -104,7 +103,7 @@ def classifier_numbers(runs: dict[str, Run]) -> dict[str, str]:
     sims = {}
     for k in ("CE", "GALA"):
         f = runs[k].features("test")
-        w = load_run_model(runs[k])[0].head.weight_matrix().detach().numpy()
+        w = rebuild_model(runs[k]).head.weight_matrix().detach().numpy()
         s = own_class_cosine(f["features"], f["labels"], w)
         sims[k] = (_group_mean(s, counts, "many"), _group_mean(s, counts, "few"))
     out["class_feature_similarity"] = "mean cosine many / few: " + ", ".join(
