@@ -9,6 +9,9 @@ Each ltlab path is timed next to its reference in the same process (same data, s
     batch 128, inference mode) vs a plain ``torch.utils.data.DataLoader`` loop over per-image float
     tensors (batch 128, ``torch.no_grad``), both through an eval-mode ResNet-32 (10 classes); target
     < 8 s for ltlab. Outputs of the two paths are compared.
+  * one update of the post-hoc panel (``ltlab.widgets.PosthocEvaluator``: logit adjustment then PN
+    re-balancing on 10,000 x 100 logits, the ``ltlab.posthoc`` estimators) vs the bare numpy softmax
+    re-balancing it has to do at least; target < 50 ms (a slider that follows the mouse).
   * papermill execution of the analysis notebooks 03 (per-class accuracy) and 04 (gradient ratios) on an
     existing run (digits-LT, 3 epochs, made first), figures shown but not exported, and 03 exporting its
     PNGs (kaleido + Chromium); target < 30 s each. Printed next to the floor every papermill execution
@@ -103,6 +106,25 @@ def bench_extract(n: int, repeats: int) -> list[tuple]:
             ("extract 10k CIFAR, ResNet-32", f"DataLoader loop, batch 128 (max rel. diff {err:.1e})", ref, ref / ours)]
 
 
+def bench_posthoc(repeats: int, num_samples: int = 10_000, num_classes: int = 100) -> list[tuple]:
+    from ltlab.data import longtail_counts
+    from ltlab.widgets import PosthocEvaluator
+    rng = np.random.default_rng(0)
+    counts = longtail_counts(500, num_classes, 100)
+    z = rng.normal(size=(num_samples, num_classes)) * 3
+    ev = PosthocEvaluator(z, rng.integers(0, num_classes, num_samples), counts)
+    ev.evaluate(0.5, 0.5)  # warm-up, as the panel does once at construction
+
+    def bare():
+        e = np.exp(z - z.max(1, keepdims=True))
+        p = e / e.sum(1, keepdims=True)
+        return (p / p.sum(0, keepdims=True) ** 0.3).argmax(1)
+    ours, _ = _time(lambda: ev.evaluate(0.5, 0.3), max(repeats, 20))
+    ref, _ = _time(bare, max(repeats, 20))
+    return [("post-hoc slider update, 10k x 100", "PosthocEvaluator.evaluate (LA + PN)", ours, None),
+            ("post-hoc slider update, 10k x 100", "numpy softmax + PN only (floor)", ref, ref / ours)]
+
+
 def _papermill(nb: Path, params: dict, out: Path) -> float:
     import papermill as pm
     t0 = time.perf_counter()
@@ -142,6 +164,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, n = {args.n}")
     rows = bench_extract(args.n, args.repeats) + bench_tsne(args.n, args.repeats, args.skip_sklearn)
+    rows += bench_posthoc(args.repeats)
     if not args.skip_notebooks:
         import tempfile
         with tempfile.TemporaryDirectory() as tmp:

@@ -53,7 +53,7 @@ from ltlab.losses import create_loss  # noqa: E402
 from ltlab.models import create_model  # noqa: E402
 from ltlab.probes import GradientProbe  # noqa: E402
 
-AUGMENT = {"crop_padding": 4, "flip": True}  # CIFAR recipe (baselines.md 1.4)
+AUGMENT = {"crop_padding": 4, "flip": True}  # CIFAR recipe (LDAM-DRW)
 CPU_CONFIGS = ["reference", "reference workers=0", "ltlab fp32", "ltlab fp32 channels_last", "ltlab bf16",
                "ltlab bf16 channels_last"]
 QUICK_CONFIGS = ["reference", "reference workers=0", "ltlab fp32", "ltlab fp32 channels_last",

@@ -12,7 +12,7 @@ directories alone.
 """
 from __future__ import annotations
 
-import hashlib
+import importlib
 import json
 import os
 import sys
@@ -21,7 +21,8 @@ from typing import Any, Literal, Sequence
 
 import pandas as pd
 
-from .sweeps.cli import main  # noqa: F401 - ``python -m ltlab sweep``
+from .sweeps.job import run_state  # noqa: F401 - public: complete / partial / new, from a run directory
+from .sweeps.plan import run_name  # noqa: F401 - public: the deterministic directory name of a run
 from .sweeps.status import sweep_status  # noqa: F401 - public: where a sweep stands, per run
 
 METRICS = {"overall": "acc", "many": "acc_many", "medium": "acc_medium", "few": "acc_few"}
@@ -47,38 +48,6 @@ def validate(combos: list[dict]) -> list:
     """RunConfig of every combination; one ValueError listing every bad combination (nothing has run)."""
     from .sweeps.plan import validate_stages
     return [cfgs[0] for cfgs in validate_stages([[c] for c in combos])]
-
-
-def run_name(params: dict) -> str:
-    """Deterministic directory name: dataset, loss, IF, seed and a hash of every result-relevant parameter.
-
-    Left out of the hash: ``RunConfig``'s resume-free fields (device, progress, run_dir, epochs_per_call,
-    documentation such as preset / reported), so they can change between attempts of the same run.
-    """
-    from .config import RESUME_FREE_FIELDS
-    key = {k: v for k, v in sorted(params.items()) if k not in RESUME_FREE_FIELDS}
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return "{}_{}_if{:g}_s{}_{}".format(params.get("dataset", "digits_lt"), params.get("loss", "ce"),
-                                        float(params.get("imbalance_factor", 100)), params.get("seed", 0), digest)
-
-
-def run_state(run_dir: Path) -> str:
-    """"complete", "partial" (checkpoint.pt, not finished) or "new".
-
-    Complete: checkpoint.pt exists and metrics.csv ends at epoch ``epochs - 1`` of the run's own
-    config.json (the epochs the notebook actually used, whether or not the sweep set them).
-    """
-    metrics, ckpt, cfg = run_dir / "metrics.csv", run_dir / "checkpoint.pt", run_dir / "config.json"
-    if not ckpt.exists():
-        return "new"
-    try:
-        epochs = int(json.loads(cfg.read_text())["epochs"])
-        last = pd.read_csv(metrics)["epoch"]
-        if len(last) and int(last.iloc[-1]) == epochs - 1:
-            return "complete"
-    except (OSError, ValueError, KeyError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        pass
-    return "partial"
 
 
 def sweep(notebook: str | os.PathLike, presets: Sequence[str | os.PathLike | dict] | None = None,
@@ -238,6 +207,14 @@ def export_tables(summary: pd.DataFrame, stem: str | os.PathLike, caption: str |
     return {"csv": csv, "tex": atomic_write_bytes(stem.with_suffix(".tex"), tex.encode())}
 
 
+def __getattr__(name: str) -> Any:
+    """``main``: the sweep command line (``ltlab.sweeps.cli.main``, which calls this module), resolved on use."""
+    if name == "main":
+        return importlib.import_module("ltlab.sweeps.cli").main
+    raise AttributeError(f"module 'ltlab.batch' has no attribute {name!r}")
+
+
 if __name__ == "__main__":  # ``--job FILE``: one run of a sweep (internal); otherwise the sweep command line
+    from ltlab.sweeps.cli import main
     from ltlab.sweeps.job import worker_main
     sys.exit(worker_main(sys.argv[2]) if sys.argv[1:2] == ["--job"] else main(sys.argv[1:]))

@@ -5,144 +5,17 @@ import argparse
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .runs import runs_root
-
-
-def parse_params(pairs: list[list[str]] | None) -> dict[str, Any]:
-    """``-p key value`` pairs; each value is read as YAML (numbers, lists, dicts, None/null, True/False)."""
-    out: dict[str, Any] = {}
-    for key, raw in pairs or []:
-        value = yaml.safe_load(raw) if raw not in ("None", "none") else None
-        out[key] = value
-    return out
-
-
-# keys a preset file may hold besides RunConfig fields (documentation and the second stage)
-PRESET_META = ("description", "stage_one_reported", "stage_two")
-_PATH_KEYS = ("train_list", "val_list", "test_list", "list_file", "weights_path")
-
-
-def preset_keys() -> list[str]:
-    """Every key a preset file may hold: the RunConfig fields plus ``PRESET_META``."""
-    from .config import RunConfig
-    return RunConfig.field_names() + list(PRESET_META)
-
-
-def _read_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"preset {p} does not exist")
-    data = yaml.safe_load(p.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"preset {p} must be a YAML mapping of parameter: value")
-    valid = preset_keys()
-    unknown = sorted(set(data) - set(valid))
-    if unknown:
-        raise ValueError(f"preset {p}: unknown key(s) {unknown}; valid keys: {', '.join(valid)}")
-    two = data.get("stage_two")
-    if two is not None:
-        if not isinstance(two, dict):
-            raise ValueError(f"preset {p}: stage_two must be a mapping of RunConfig parameters")
-        bad = sorted(set(two) - set(valid) | set(two) & {"init_from", "reported", "posthoc", *PRESET_META})
-        if bad:
-            raise ValueError(f"preset {p}: stage_two may not hold {bad} (init_from is set to the stage-one run; "
-                             f"reported/posthoc/description are top-level); valid keys: {', '.join(valid)}")
-    return data
-
-
-def resolve_paths(params: dict[str, Any], base: str | Path) -> dict[str, Any]:
-    """``root``, ``run_dir``, ``init_from`` and the list / weights paths in ``dataset_params`` /
-    ``model_params`` made absolute against ``base`` (a notebook's kernel runs in ``notebooks/``)."""
-    def fix(v):
-        if not isinstance(v, str) or not v or Path(v).expanduser().is_absolute():
-            return v
-        return str(Path(base) / Path(v).expanduser())
-
-    out = dict(params)
-    for key in ("root", "run_dir", "init_from"):
-        if out.get(key) is not None:
-            out[key] = fix(out[key])
-    for key in ("dataset_params", "model_params"):
-        if isinstance(out.get(key), dict):
-            out[key] = {k: fix(v) if k in _PATH_KEYS else v for k, v in out[key].items()}
-    return out
-
-
-def read_preset(paths: str | Path | list[str | Path], overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The stages of one or more presets (later files win) as RunConfig parameter dicts, overrides applied.
-
-    A preset holds the parameters of its (first) stage, documentation keys and optionally
-    ``stage_two:``, the second stage's parameters: it inherits ``ltlab.stages.INHERITED`` from stage
-    one (data, model, execution), starts as ``stage: classifier`` and gets ``init_from`` when stage one
-    has run. Top-level ``reported``/``posthoc`` belong to the final stage; ``stage_one_reported`` to
-    stage one. Relative data paths are relative to the project folder. ``overrides``: a plain key
-    applies to every stage, ``stage_one.KEY`` / ``stage_two.KEY`` to one.
-    """
-    from .runs import project_home
-    from .stages import INHERITED
-
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    if not paths:
-        raise ValueError("read_preset needs at least one preset file")
-    data: dict[str, Any] = {}
-    for path in paths:
-        d = _read_yaml(path)
-        two = {**(data.get("stage_two") or {}), **(d.get("stage_two") or {})}
-        data.update(d)
-        if two:
-            data["stage_two"] = two
-    data = resolve_paths(data, project_home())
-    data.pop("description", None)
-    two, s1_reported = data.pop("stage_two", None), data.pop("stage_one_reported", None)
-    data.setdefault("preset", Path(paths[-1]).name)
-    stages = [data]
-    if two is not None:
-        stage_two = {**{k: data[k] for k in INHERITED if k in data}, "stage": "classifier",
-                     **resolve_paths(two, project_home()), "reported": data.get("reported", {}),
-                     "posthoc": data.get("posthoc", {})}
-        stages = [{**data, "reported": s1_reported or {}, "posthoc": {}}, stage_two]
-    return _apply_overrides(stages, overrides or {})
-
-
-def _apply_overrides(stages: list[dict[str, Any]], overrides: dict[str, Any]) -> list[dict[str, Any]]:
-    from .config import RunConfig
-
-    fields = RunConfig.field_names()
-    names = ["stage_one", "stage_two"][:len(stages)]
-    out = [dict(s) for s in stages]
-    for key, value in overrides.items():
-        prefix, _, name = key.rpartition(".")
-        if name not in fields or (prefix and prefix not in names):
-            where = " or ".join(f"{n}.KEY" for n in names)
-            raise ValueError(f"unknown parameter {key!r}: use a RunConfig field (every stage) or {where}; "
-                             f"valid fields: {', '.join(fields)}")
-        for i, stage in enumerate(out):
-            if not prefix or names[i] == prefix:
-                stage[name] = value
-    return out
-
-
-def load_preset(path: str | Path) -> dict[str, Any]:
-    """Parameters of a one-stage YAML preset (documentation keys dropped; ``reported`` kept as a field).
-
-    Two-stage presets raise: run them with :func:`run_preset` or read them with :func:`read_preset`.
-    """
-    stages = read_preset(path)
-    if len(stages) > 1:
-        raise ValueError(f"preset {path} has two stages; use ltlab.cli.run_preset (or read_preset) to run both")
-    return stages[0]
+from .presets import load_preset, parse_params, read_preset, resolve_paths  # noqa: F401 - also their old path
+from .runs import new_run_id, runs_root, timestamp
 
 
 def _check_stage(params: dict[str, Any], init_from: str | None) -> None:
     """Validate a stage and its data before anything runs (clear errors, nothing written)."""
+    from .build import load_datasets, load_val_dataset
     from .config import RunConfig
-    from .engine import load_datasets, load_val_dataset
 
     config = RunConfig(**{**params, **({"init_from": init_from} if init_from else {})})
     try:
@@ -165,14 +38,14 @@ def run_preset(presets: str | Path | list[str | Path], overrides: dict[str, Any]
     validated before the first one starts; a preset's ``posthoc`` step runs after the final stage and
     saves ``posthoc_<method>.json`` there. Returns the run directories, stage one first.
     """
-    from .engine import resolve_device, run as run_training
-    from .stages import apply_posthoc
-
     from . import distributed
+    from .build import resolve_device
+    from .engine import run as run_training
+    from .posthoc import apply_posthoc
 
     stages = read_preset(presets, overrides)
     stem = Path(presets if isinstance(presets, (str, Path)) else list(presets)[-1]).stem
-    base = "{}_{}".format(time.strftime("%Y%m%d-%H%M%S"), stem)
+    base = f"{timestamp()}_{stem}"
     if distributed.launched_distributed():  # torchrun: every rank must name the same run directories
         if notebook is not None:
             raise ValueError("`python -m ltlab run` executes a notebook in a Jupyter kernel and cannot run under "
@@ -211,10 +84,7 @@ def run_notebook(notebook: str | Path, params: dict[str, Any], *, kernel: str | 
     params = dict(params)
     RunConfig(**params)  # validate before anything runs (run_dir too: resume=True needs it)
     if not params.get("run_dir"):
-        rid = params.get("run_id") or "{}_{}_{}_if{:g}_s{}".format(
-            time.strftime("%Y%m%d-%H%M%S"), params.get("dataset", "digits_lt"), params.get("loss", "ce"),
-            float(params.get("imbalance_factor", 100)), params.get("seed", 0))
-        params["run_dir"] = str(runs_root() / rid)
+        params["run_dir"] = str(runs_root() / (params.get("run_id") or new_run_id(params)))
     nb = Path(notebook).resolve()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / nb.name
@@ -238,8 +108,8 @@ def _print_summary(run_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["sweep"]:  # papermill sweeps have their own parser (ltlab.batch)
-        from .batch import main as sweep_main
+    if argv[:1] == ["sweep"]:  # papermill sweeps have their own parser
+        from .sweeps.cli import main as sweep_main
         return sweep_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m ltlab", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)

@@ -8,8 +8,12 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import os
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .runs import Run
 
 _CHOICES = {
     "imbalance_profile": ("exp", "step"),
@@ -17,14 +21,10 @@ _CHOICES = {
     "lr_schedule": ("step", "cosine", "constant", "balms_cosine"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "bf16", "fp16"),
-    "stage": ("joint", "classifier", "afg"),
-    "classifier_init": ("stage_one", "reset"),
-    "backbone_mode": ("eval", "train"),
 }
 REPORTED_KEYS = ("overall", "many", "medium", "few")
 # RunConfig.compile: off, torch.compile's default mode, or a named mode ("reduce-overhead" = CUDA graphs)
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-POSTHOC_METHODS = {"pn": ("tau",), "logit_adjust": ("tau",), "tau_norm": ("select_on", "taus")}
 
 # fields that may change between an interrupted run and its resumption
 RESUME_FREE_FIELDS = ("resume", "device", "progress", "run_dir", "run_id", "epochs_per_call", "num_workers",
@@ -45,7 +45,7 @@ def _non_finite(value: Any, where: str = "") -> str | None:
 
 @dataclass(init=False)
 class RunConfig:
-    """All parameters of one training run (ARCHITECTURE.md "Runs"; issue 3).
+    """All parameters of one training run (docs/architecture.md, "Public API").
 
     Construct with keywords only: ``RunConfig(dataset="digits_lt", loss="ce", epochs=10)``.
     Unknown fields and bad values raise a ValueError naming the field, the value and what is allowed.
@@ -97,11 +97,8 @@ class RunConfig:
     run_dir: str | None = None            # the run's own directory (None: runs/<run_id>)
     run_id: str | None = None             # name under runs/ (None: time + dataset + loss)
     init_from: str | None = None          # a run directory whose checkpoint initialises the model
-    stage: str = "joint"                  # joint | classifier (backbone frozen) | afg (GLAG stage two)
-    classifier_init: str = "stage_one"    # stage two: stage_one (GCL, LWS, GLAG, MiSLAS) | reset (cRT)
-    backbone_mode: str = "eval"           # frozen backbone: eval (GCL code) | train (cRT/LWS code: BN stats update)
-    lws_freeze_linear: bool = True        # head="lws" from stage one: freeze W, b (Kang LWS); False = MiSLAS
-    afg_params: dict = field(default_factory=dict)      # stage="afg" options (ltlab.afg.AFG_DEFAULTS)
+    stage: str = "joint"                  # a name in ltlab.stages.STAGES (what trains: whole model or a stage two)
+    stage_params: dict = field(default_factory=dict)    # the stage's options (None = its default); see ltlab.stages
     resume: bool = False                  # continue from run_dir/checkpoint.pt
     epochs_per_call: int | None = None    # stop after this many epochs in this call (resumable)
     checkpoint_every_steps: int | None = None  # also checkpoint every k training steps (exact mid-epoch resume)
@@ -112,10 +109,13 @@ class RunConfig:
     posthoc: dict = field(default_factory=dict)         # post-hoc step, e.g. {"method": "pn", "tau": 1.0}
 
     def __init__(self, **params: Any):
-        names = [f.name for f in dataclasses.fields(self)]
+        from .stages import fold_aliases
+
+        names = self.parameter_names()
         unknown = sorted(set(params) - set(names))
         if unknown:
             raise ValueError(f"RunConfig: unknown parameter(s) {unknown}; valid parameters: {', '.join(names)}")
+        params = fold_aliases(params)  # flat stage keywords -> stage_params
         for f in dataclasses.fields(self):
             if f.name in params:
                 value = params[f.name]
@@ -169,7 +169,7 @@ class RunConfig:
                 isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in self.milestones):
             self._fail("milestones", "must be a list of non-negative integer epochs, e.g. [160, 180]")
         self.milestones = list(self.milestones)
-        for name in ("loss_params", "sampler_params", "dataset_params", "model_params", "afg_params", "reported",
+        for name in ("loss_params", "sampler_params", "dataset_params", "model_params", "stage_params", "reported",
                      "posthoc"):
             if not isinstance(getattr(self, name), dict):
                 self._fail(name, "must be a dict, e.g. {} or {'s': 30}")
@@ -177,7 +177,7 @@ class RunConfig:
         bad = sorted(set(self.loss_params) - set(valid))
         if bad:
             self._fail("loss_params", f"loss {self.loss!r} has no hyper-parameter(s) {bad}; valid: {valid}")
-        for name in ("loss_params", "sampler_params", "dataset_params", "model_params", "afg_params"):
+        for name in ("loss_params", "sampler_params", "dataset_params", "model_params", "stage_params"):
             bad_key = _non_finite(getattr(self, name))
             if bad_key is not None:
                 self._fail(name, f"{bad_key} is not a finite number (NaN/inf); give a finite value or None")
@@ -205,30 +205,11 @@ class RunConfig:
         return self
 
     def _validate_stages(self) -> None:
-        if self.stage != "joint" and not self.init_from:
-            self._fail("stage", f"a {self.stage!r} stage needs init_from=<stage-one run directory>")
+        from .stages import get_stage
+
         if self.init_from is not None and not isinstance(self.init_from, str):
             self._fail("init_from", "must be None or the path of a stage-one run directory")
-        if self.stage == "afg" and self.checkpoint_every_steps is not None:
-            self._fail("checkpoint_every_steps", "stage='afg' checkpoints once per epoch (its beta rule runs at "
-                                                 "epoch starts); leave it None")
-        if self.stage != "afg":
-            if self.afg_params:
-                self._fail("afg_params", "only used with stage='afg'; leave it {}")
-            return
-        from .afg import AFG_DEFAULTS
-        bad = sorted(set(self.afg_params) - set(AFG_DEFAULTS))
-        if bad:
-            self._fail("afg_params", f"unknown option(s) {bad}; valid: {sorted(AFG_DEFAULTS)}")
-        if self.resolved_head != "linear":
-            self._fail("head", "stage='afg' trains a linear classifier on features; use head='auto' or 'linear' "
-                               "with a logits loss such as 'ce'")
-        if self.mixup_alpha > 0 or self.sampler != "instance":
-            self._fail("stage", "stage='afg' balances classes with generated features; use mixup_alpha=0 and "
-                                "sampler='instance'")
-        if self.val_per_class < 1 and {**AFG_DEFAULTS, **self.afg_params}["beta_step"] != 0:
-            self._fail("val_per_class", "stage='afg' updates beta on a balanced validation split; set "
-                                        "val_per_class >= 1 (or afg_params={'beta_step': 0} to keep beta fixed)")
+        get_stage(self.stage).validate(self)
 
     def _validate_documentation(self) -> None:
         bad = sorted(set(self.reported) - set(REPORTED_KEYS))
@@ -238,12 +219,15 @@ class RunConfig:
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 self._fail("reported", f"{k}={v!r} must be a number (top-1 %) or None")
         if self.posthoc:
+            from .posthoc import POSTHOC
+
             name = self.posthoc.get("method")
-            if name not in POSTHOC_METHODS:
-                self._fail("posthoc", f"'method' must be one of {sorted(POSTHOC_METHODS)}")
-            bad = sorted(set(self.posthoc) - {"method", *POSTHOC_METHODS[name]})
+            if name not in POSTHOC:
+                self._fail("posthoc", f"'method' must be one of {sorted(POSTHOC)}")
+            options = POSTHOC[name].options
+            bad = sorted(set(self.posthoc) - {"method", *options})
             if bad:
-                self._fail("posthoc", f"unknown key(s) {bad} for {name!r}; valid: {list(POSTHOC_METHODS[name])}")
+                self._fail("posthoc", f"unknown key(s) {bad} for {name!r}; valid: {list(options)}")
             if self.posthoc.get("select_on", "val") not in ("val", "test"):
                 self._fail("posthoc", "select_on must be 'val' or 'test'")
 
@@ -268,16 +252,31 @@ class RunConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
+    def parameter_names(cls) -> list[str]:
+        """Every keyword RunConfig takes: its fields and the flat stage keywords that set ``stage_params``
+        (``ltlab.stages.alias_names``)."""
+        from .stages import alias_names
+
+        return cls.field_names() + alias_names()
+
+    @classmethod
     def from_namespace(cls, namespace: dict) -> "RunConfig":
-        """Build from a notebook's ``globals()``: takes exactly the names that are RunConfig fields."""
-        return cls(**{k: namespace[k] for k in cls.field_names() if k in namespace})
+        """Build from a notebook's ``globals()``: takes exactly the names RunConfig accepts (``parameter_names``)."""
+        return cls(**{k: namespace[k] for k in cls.parameter_names() if k in namespace})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def resolved_stage_params(self) -> dict:
+        """``stage_params`` with the stage's defaults filled in."""
+        from .stages import get_stage
+
+        return get_stage(self.stage).params(self)
+
     def fingerprint(self) -> dict:
-        """The fields that must match for a checkpoint to be resumed."""
-        return {k: v for k, v in self.to_dict().items() if k not in RESUME_FREE_FIELDS}
+        """The fields that must match for a checkpoint to be resumed (stage options with their defaults)."""
+        return {**{k: v for k, v in self.to_dict().items() if k not in RESUME_FREE_FIELDS},
+                "stage_params": self.resolved_stage_params()}
 
     # ------------------------------------------------------------------ display
     @classmethod
@@ -310,3 +309,13 @@ class RunConfig:
         d = self.to_dict()
         d.update(changes)
         return RunConfig(**d)
+
+
+# ---------------------------------------------------------------------- configs from runs
+def run_config(run: Run | str | os.PathLike) -> RunConfig:
+    """The RunConfig a run directory was trained with (``config.json``; keys RunConfig does not take dropped)."""
+    from .runs import as_run
+
+    cfg = as_run(run).config
+    return RunConfig(**{k: cfg[k] for k in RunConfig.parameter_names() if k in cfg and k != "resume"})
+

@@ -4,7 +4,7 @@
 generator is GLAG stage two. Feature-space objects follow scikit-learn habits: ``__init__`` stores
 hyper-parameters unchanged, ``fit`` returns ``self``, learned attributes end in ``_`` and randomness
 comes through ``random_state``.
-Arrays are computed in float64 numpy. Reference: reference/methods.md section 1b.
+Arrays are computed in float64 numpy. Reference: GLAG paper 000, Sec. 3.3 (AFG), and the DC / TailCalib code.
 """
 from __future__ import annotations
 
@@ -14,27 +14,19 @@ from typing import TYPE_CHECKING, Literal, Sequence
 import numpy as np
 import torch
 
+from .build import load_datasets, rebuild_model
+from .data import DeviceLoader
+from .models.heads import tukey  # noqa: F401 - public here: ltlab.features.tukey (GLAG Eq. 5)
+from .runs import Run, as_run, write_npz
+from .schedules import glag_tail_classes
+
 if TYPE_CHECKING:
     import pandas as pd
 
     from .data import LTDataset
-    from .runs import Run
 
-__all__ = ["tukey", "TailFeatureGenerator", "extract_features", "load_run_model", "run_features", "tsne"]
-
-
-def tukey(features, lam: float = 0.5):
-    """Tukey's ladder of powers ``x ** lam`` (lam != 0) or ``log x`` (lam = 0) (GLAG Eq. 5; DC code).
-
-    Features are post-ReLU, so they are clamped at 0 first (lam = 0: at 1e-6) (methods.md 1b.2).
-    lam = 0.5 is DC's value (LIB; the GLAG paper gives none). numpy or torch in, same type out.
-    """
-    if isinstance(features, torch.Tensor):
-        x = features if features.is_floating_point() else features.to(torch.float64)
-        return torch.log(x.clamp(min=1e-6)) if lam == 0 else x.clamp(min=0.0) ** lam
-    x = np.asarray(features)
-    x = x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64)
-    return np.log(np.maximum(x, 1e-6)) if lam == 0 else np.maximum(x, 0.0) ** lam
+__all__ = ["tukey", "TailFeatureGenerator", "extract_features", "forward_split", "load_run_model", "run_features",
+           "tsne"]
 
 
 def _np64(a) -> np.ndarray:
@@ -56,7 +48,7 @@ class TailFeatureGenerator:
     strictly larger count nearest to x^ (``d_ik = ||x^ - mu_k||``, guarded at 1e-12);
     ``omega_j = n_j / d_ij``; ``mu' = (1-beta_y) x^ + beta_y sum omega_j mu_j / sum omega_j`` and
     ``Sigma' = (1-beta_y)^2 Sigma_y + beta_y^2 sum omega_j Sigma_j / sum omega_j + gamma`` with
-    ``+gamma`` on every entry (DC/TailCalib convention; methods.md 1b.4). Head classes are sampled
+    ``+gamma`` on every entry (DC/TailCalib convention). Head classes are sampled
     from their own ``N(mu_k, Sigma_k)``.
 
     Args:
@@ -68,8 +60,8 @@ class TailFeatureGenerator:
         tukey_lambda: Tukey exponent (LIB 0.5, DC's value).
         stats_space: "raw" (LIB default; paper Eq. 5-6 and DC/TailCalib code) or "tukey": where the
             class means ``means_`` and covariances ``covs_`` (divisor n-1) are computed.
-        tail_classes: class indices to calibrate; default (LIB, methods.md 1b.7) classes with
-            ``0 < n_c <= 100`` (Medium + Few).
+        tail_classes: class indices to calibrate; default ``schedules.glag_tail_classes`` (LIB: classes
+            with ``0 < n_c <= 100``, Medium + Few).
         random_state: None, int or ``np.random.Generator``; one generator is made at ``fit`` and
             consumed by every ``sample`` call (fresh draws each generation epoch, reproducible run).
 
@@ -119,7 +111,7 @@ class TailFeatureGenerator:
             if len(rows) > 1:  # a class with one sample keeps a zero covariance (LIB)
                 self.covs_[c] = np.cov(rows, rowvar=False, ddof=1).reshape(dim, dim)
         if self.tail_classes is None:
-            self.tail_classes_ = np.flatnonzero((self.class_counts_ > 0) & (self.class_counts_ <= 100))
+            self.tail_classes_ = glag_tail_classes(self.class_counts_)
         else:
             self.tail_classes_ = np.unique(np.asarray(self.tail_classes, dtype=np.int64))
             if self.tail_classes_.size and (self.tail_classes_.min() < 0 or self.tail_classes_.max() >= num_classes):
@@ -226,55 +218,10 @@ class TailFeatureGenerator:
 
 
 # ---------------------------------------------------------------------- extraction and t-SNE
-def _as_run(data):
-    from .runs import Run, load_run
-    if isinstance(data, Run):
-        return data
-    if isinstance(data, (str, Path)):
-        return load_run(data)
-    return None
-
-
-def _head_kind(state: dict) -> str:
-    """Head of a saved model state: LWS has ``head.scale``, linear a bias, cosine neither."""
-    if "head.scale" in state:
-        return "lws"
-    return "linear" if "head.bias" in state else "cosine"
-
-
-def load_run_model(run) -> tuple[torch.nn.Module, "LTDataset", "LTDataset"]:
-    """Rebuild a run's model from ``config.json`` + ``checkpoint.pt``: ``(model (eval, CPU), train_ds, test_ds)``.
-
-    ``run`` is a :class:`~ltlab.runs.Run` or a run directory. Data come from the engine's
-    ``load_datasets``; the model is ``create_model(config.model, head=<the checkpoint's head>)`` loaded
-    with the checkpoint weights (a second-stage run's head is read from its own checkpoint;
-    ``init_from`` is not followed, ``weights_path`` not loaded). The global torch RNG is left untouched.
-    """
-    from .config import RunConfig
-    from .engine import load_checkpoint, load_datasets
-    from .models import create_model
-    from .runs import RunFileError
-
-    run = _as_run(run)
-    if run is None:
-        raise ValueError("load_run_model: pass a Run or a run directory")
-    names = set(RunConfig.field_names())
-    params = {k: v for k, v in run.config.items() if k in names}
-    params.update(init_from=None, stage="joint", resume=False)
-    params.pop("afg_params", None)
-    config = RunConfig(**params)
-    try:
-        state = load_checkpoint(run.dir)["model"]
-    except (FileNotFoundError, ValueError) as exc:
-        raise RunFileError(f"{run.dir}: no usable checkpoint.pt ({exc}); features need the trained weights, "
-                           "which ltlab.run / the 01_train notebook write") from exc
-    train_ds, test_ds = load_datasets(config)
-    kw = {k: v for k, v in getattr(config, "model_params", {}).items() if k != "weights_path"}
-    with torch.random.fork_rng(devices=[]):
-        model = create_model(config.model, train_ds.num_classes, head=_head_kind(state),
-                             in_channels=train_ds.image_shape[0], **kw)
-    model.load_state_dict(state)
-    return model.eval(), train_ds, test_ds
+def load_run_model(run: Run | str | Path) -> tuple[torch.nn.Module, "LTDataset", "LTDataset"]:
+    """A run's trained model (eval, CPU; :func:`ltlab.build.rebuild_model`) and its ``(train, test)`` datasets."""
+    r = as_run(run)
+    return rebuild_model(r), *load_datasets(r.config)
 
 
 class _Backbone(torch.nn.Module):
@@ -302,50 +249,22 @@ def _inference_backbone(model: torch.nn.Module, channels_last: bool) -> torch.nn
     return fast.to(memory_format=torch.channels_last) if channels_last else fast
 
 
-def extract_features(model: torch.nn.Module | None, data, split: Literal["train", "test"] = "test", *,
-                     device: str | torch.device | None = None, batch_size: int = 128,
-                     save_to: str | Path | None = None, fuse: bool = True) -> dict[str, np.ndarray]:
-    """Penultimate features, labels and outputs of a split: ``features (N, D) float32``, ``labels (N,)``,
-    ``logits (N, C) float32`` (cosine for a cosine head), in dataset order.
-
-    Batches come from :class:`ltlab.data.DeviceLoader` (``train=False``: no augmentation, data moved
-    to ``device`` once); the model runs ``forward_features`` then ``forward_head`` in eval mode under
-    ``torch.inference_mode`` (its train/eval mode is restored afterwards). ``data`` is an LTDataset
-    (``split`` then only names the saved file) or a Run / run directory: the model is rebuilt from
-    the run when ``model`` is None, the run's ``split`` is used and ``features_<split>.npz`` is written
-    atomically into the run directory. ``save_to``: a directory (gets ``features_<split>.npz``) or an
-    ``.npz`` path; overrides the run directory. ``device`` None: the model's device (a rebuilt model:
-    CUDA when available). The model is moved to ``device`` (LIB: batch 128, our choice: the fastest on CPU, where larger batches leave the caches). ``fuse``
-    (LIB default True): run the backbone as a conv+BN-folded, channels-last copy (about 1.6x faster
-    on CPU; features equal up to float rounding); False runs ``model.forward_features`` itself.
+def forward_split(model: torch.nn.Module, dataset: "LTDataset", device: str | torch.device, *, batch_size: int = 128,
+                  fuse: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(features (N, D) float32, outputs (N, C) float32, labels (N,))`` of every item, on ``device``, in
+    dataset order: ``forward_features`` then ``forward_head`` in eval mode under ``torch.inference_mode``
+    (the model's train/eval mode is restored afterwards), no augmentation (:class:`ltlab.data.DeviceLoader`,
+    ``train=False``). ``fuse`` (LIB default True): the backbone runs as a conv+BN-folded, channels-last copy
+    (about 1.6x faster on CPU; features equal up to float rounding); False runs ``model.forward_features``.
+    The model is moved to ``device``. LIB: batch 128, the fastest on CPU (larger batches leave the caches).
     """
-    from .data import DeviceLoader
-    from .runs import write_npz
-
-    if split not in ("train", "test"):
-        raise ValueError(f"extract_features: split must be 'train' or 'test', got {split!r}")
-    run = _as_run(data)
-    if run is not None:
-        built, train_ds, test_ds = load_run_model(run)
-        model = built if model is None else model
-        ds = train_ds if split == "train" else test_ds
-        if device is None and model is built:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if save_to is None:
-            save_to = run.dir
-    elif model is None:
-        raise ValueError("extract_features: model is None; pass a model, or a Run as data to rebuild its model")
-    else:
-        ds = data
-    if device is None:
-        device = next(model.parameters()).device
     device = torch.device(device)
     model.to(device)
     was_training = model.training
     model.eval()
     backbone = _inference_backbone(model, channels_last=True) if fuse else _Backbone(model)
-    loader = DeviceLoader(ds, batch_size, device=device, train=False, augment={},
-                          channels_last=fuse and len(ds.image_shape) == 3)
+    loader = DeviceLoader(dataset, batch_size, device=device, train=False, augment={},
+                          channels_last=fuse and len(dataset.image_shape) == 3)
     feats, outs, labels = [], [], []
     try:
         with torch.inference_mode():
@@ -356,24 +275,52 @@ def extract_features(model: torch.nn.Module | None, data, split: Literal["train"
                 labels.append(y)
     finally:
         model.train(was_training)
-    result = {"features": torch.cat(feats).cpu().numpy(), "labels": torch.cat(labels).cpu().numpy(),
-              "logits": torch.cat(outs).cpu().numpy()}
+    return torch.cat(feats), torch.cat(outs), torch.cat(labels)
+
+
+def extract_features(model: torch.nn.Module | None, data, split: Literal["train", "test"] = "test", *,
+                     device: str | torch.device | None = None, batch_size: int = 128,
+                     save_to: str | Path | None = None, fuse: bool = True) -> dict[str, np.ndarray]:
+    """Penultimate features, labels and outputs of a split as numpy: ``features (N, D) float32``, ``labels
+    (N,)``, ``logits (N, C) float32`` (cosine for a cosine head), in dataset order (:func:`forward_split`).
+
+    ``data`` is an LTDataset (``split`` then only names the saved file) or a Run / run directory: the model
+    is rebuilt from the run (:func:`ltlab.build.rebuild_model`) when ``model`` is None, the run's ``split``
+    is used and ``features_<split>.npz`` is written atomically into the run directory. ``save_to``: a
+    directory (gets ``features_<split>.npz``) or an ``.npz`` path; overrides the run directory. ``device``
+    None: the model's device (a rebuilt model: CUDA when available).
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"extract_features: split must be 'train' or 'test', got {split!r}")
+    if isinstance(data, (Run, str, Path)):
+        run = as_run(data)
+        train_ds, test_ds = load_datasets(run.config)
+        ds = train_ds if split == "train" else test_ds
+        if model is None:
+            model = rebuild_model(run)
+            device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        save_to = run.dir if save_to is None else save_to
+    elif model is None:
+        raise ValueError("extract_features: model is None; pass a model, or a Run as data to rebuild its model")
+    else:
+        ds = data
+    device = next(model.parameters()).device if device is None else device
+    f, z, y = forward_split(model, ds, device, batch_size=batch_size, fuse=fuse)
+    result = {"features": f.cpu().numpy(), "labels": y.cpu().numpy(), "logits": z.cpu().numpy()}
     if save_to is not None:
         path = Path(save_to)
         write_npz(path if path.suffix == ".npz" else path / f"features_{split}.npz", result)
     return result
 
 
-def run_features(run, split: Literal["train", "test"] = "test", *, extract: bool = False,
+def run_features(run: Run | str | Path, split: Literal["train", "test"] = "test", *, extract: bool = False,
                  device: str | torch.device | None = None) -> dict[str, np.ndarray]:
     """``features_<split>.npz`` of a run; computed (and saved) first when missing and ``extract`` is True.
 
     Without ``extract`` a missing file raises :class:`~ltlab.runs.RunFileError` naming the producer
     (``extract_features`` or the 02_tsne notebook with ``extract=True``).
     """
-    run = _as_run(run)
-    if run is None:
-        raise ValueError("run_features: pass a Run or a run directory")
+    run = as_run(run)
     if extract and not (run.dir / f"features_{split}.npz").exists():
         return extract_features(None, run, split, device=device)
     return run.features(split)

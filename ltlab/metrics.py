@@ -1,4 +1,5 @@
-"""Per-class accuracy and the many/medium/few summary (reference/baselines.md 1.2)."""
+"""Per-class accuracy and the many/medium/few summary (classifier-balancing's ``shot_acc``: > 100, 20-100 and
+< 20 training images)."""
 from __future__ import annotations
 
 from typing import Sequence

@@ -18,9 +18,9 @@ import numpy as np
 
 from . import features, plotting
 from .engine import run as train_run
-from .paper_numbers import write_readme  # noqa: F401  (figures/README.md, re-exported for make figures and 08)
-from .runs import Run, load_run, runs_root
-from .stages import stage_two_config
+from .paper_numbers import SEED_METHODS, write_readme  # noqa: F401  (write_readme: re-exported for make figures, 08)
+from .presets import stage_two_config
+from .runs import Run, as_run, load_run, runs_root
 
 EPOCHS = 30
 PROTOCOL = dict(dataset="fashion_mnist_lt", imbalance_factor=100, dataset_params={"n_max": 500},
@@ -38,6 +38,7 @@ METHODS: dict[str, tuple[str, dict]] = {
     "ALA (DRW)": ("ala_drw", dict(loss="ala", drw=True)),
     "GALA": ("gala", dict(loss="gala")),
     "GHM-CWAP": ("ghm_cwap", dict(loss="ghm_cwap")),
+    "GHM-CWAP margins only": ("ghm_cwap_margins", dict(loss="ghm_cwap", loss_params={"use_weights": False})),
 }
 AFG = ("GLAG AFG", "glag_afg", dict(stage="afg", loss="ce", head="linear", classifier_init="stage_one", epochs=40,
                                     batch_size=64, eval_every=10,
@@ -98,7 +99,7 @@ def check_runs(runs: dict[str, Run]) -> dict[str, Run]:
     missing = [k for k in need if k not in runs]
     if missing:
         raise ValueError(f"run_dirs lacks {missing}; it needs one run per legend: {need}")
-    return {k: r if isinstance(r, Run) else load_run(r) for k, r in runs.items()}
+    return {k: as_run(r) for k, r in runs.items()}
 
 
 def _tsne(runs: dict[str, Run], labels: list[str], splits: list[str], ranks, max_points: int) -> dict:
@@ -123,7 +124,7 @@ def build(runs: dict[str, Run], max_points: int = 3000) -> dict:
     ce, gala = r["CE"], r["GALA"]
     counts, names = ce.class_counts, plotting.run_class_names(ce)
     trio = [ce, r["EQL"], gala]
-    seeds = ["CE", "GraLoss (GLAG)", "GCL", "ALA (DRW)", "GALA", "GHM-CWAP"]
+    seeds = SEED_METHODS
     gcl = _tsne(r, ["CE", "GCL"], ["train", "test"], GCL_CLASSES, max_points)
     glag = _tsne(r, ["CE", "LA", "GraLoss (GLAG)"], ["test"], GLAG_CLASSES, max_points)
     return {
@@ -146,6 +147,7 @@ def build(runs: dict[str, Run], max_points: int = 3000) -> dict:
         "per_class_accuracy": plotting.per_class_accuracy_curve([r[k] for k in seeds], seeds),
         "accuracy_over_epochs": plotting.accuracy_over_epochs([r[k] for k in seeds], seeds),
         "ghm_cwap_bins": plotting.ghm_cwap_bins(r["GHM-CWAP"]),
+        "ghm_cwap_fig2": plotting.ghm_cwap_bins(r["GHM-CWAP"], view="distribution"),
         "gcl_cloud_widths": plotting.gcl_cloud_widths(counts, 0.5),
         "drw_weights": plotting.drw_weights(counts, int(0.8 * EPOCHS), EPOCHS),
     }
@@ -157,10 +159,10 @@ SIZES = {"gradient_ratio_by_class": (1300, 520), "gradient_ratio_curves": (1200,
 
 
 def save(figures: dict, out_dir: str | Path = "figures", formats=("png", "svg", "pdf")) -> list[Path]:
-    """Export every figure at its size (``SIZES``, else 1000 x 560 CSS pixels)."""
+    """Export every figure at its size (``SIZES``, else 1000 CSS pixels wide and the builder's height or 560)."""
     from .export import save_figures
 
     for name, fig in figures.items():
-        w, h = SIZES.get(name, (1000, 560))
+        w, h = SIZES.get(name, (1000, fig.layout.height or 560))
         fig.update_layout(width=w, height=h)
     return save_figures(figures, out_dir, formats)

@@ -48,12 +48,13 @@ def class_feature_similarity(runs, labels: Sequence[str] | None = None,
     are the run's penultimate ``features_<split>.npz`` (extracted from ``checkpoint.pt`` and saved when
     missing and ``extract``), class vectors the rows of the trained classifier (:func:`own_class_cosine`).
     """
-    from .features import load_run_model, run_features
+    from .build import rebuild_model
+    from .features import run_features
 
     runs, names, counts, order, cls, fig = _per_class_figure(runs, labels, "class_feature_similarity")
     for i, (r, name) in enumerate(zip(runs, names)):
         f = run_features(r, split, extract=extract)
-        weight = load_run_model(r)[0].head.weight_matrix().detach().cpu().numpy()
+        weight = rebuild_model(r).head.weight_matrix().detach().cpu().numpy()
         sim = own_class_cosine(f["features"], f["labels"], weight)[order]
         fig.add_scatter(x=np.arange(len(order)), y=sim, mode="lines+markers", name=f"{name} (mean {np.nanmean(sim):.3f})",
                         line=dict(color=PALETTE[i % len(PALETTE)], width=2.5), secondary_y=True)
@@ -68,7 +69,7 @@ def class_feature_similarity(runs, labels: Sequence[str] | None = None,
 def gala_theta_phi(run, epoch: int = -1) -> go.Figure:
     """GALA's accumulated gradients: theta (positive, per classifier) and phi (negative, per sample class).
 
-    Left: both per class at ``epoch`` (log y; GALA paper 003, Eq. 6 statistics, methods.md 4). Right:
+    Left: both per class at ``epoch`` (log y; GALA paper 003, Eq. 6 statistics). Right:
     theta over epochs per class. Needs a ``loss="gala"`` run (probes ``theta``/``phi``).
     """
     run = _runs(run)[0]

@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 from . import posthoc
 from .plotstyle import (_LEGEND_BELOW, GROUP_COLORS, PALETTE, _epoch_ticks, _group_bands, _per_class_figure, _probe,
                         _rank_axis, _runs, _style, check_same_classes, class_colors, group_of_classes, run_labels)
-from .stages import scaled_test_logits
+from .posthoc import scaled_test_logits
 
 GROUPS = ("many", "medium", "few")
 

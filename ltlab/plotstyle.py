@@ -18,7 +18,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from .data.longtail import shot_split
-from .runs import Run, RunFileError, load_run
+from .runs import Run, RunFileError, as_run
 
 # Okabe-Ito, colour-blind safe (runs, groups)
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -39,7 +39,7 @@ def _runs(runs) -> list[Run]:
     """A Run, a run directory, or a sequence of them -> list of Run."""
     if isinstance(runs, (Run, str, os.PathLike)):
         runs = [runs]
-    out = [r if isinstance(r, Run) else load_run(r) for r in runs]
+    out = [as_run(r) for r in runs]
     if not out:
         raise ValueError("no runs given: pass a Run, a run directory or a list of them")
     return out

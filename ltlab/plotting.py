@@ -79,7 +79,7 @@ def per_class_accuracy_curve(runs, labels: Sequence[str] | None = None, epoch: i
     """Per-class test accuracy vs class index sorted by training count, one line per run (side by side).
 
     Training counts as grey bars on a log-scaled right axis; many/medium/few ranges shaded
-    (baselines.md 1.2 split). ``epoch`` indexes the evaluated epochs (default the last).
+    (> 100 / 20-100 / < 20 training images). ``epoch`` indexes the evaluated epochs (default the last).
     """
     runs, names, counts, order, cls, fig = _per_class_figure(runs, labels, "per_class_accuracy_curve")
     for i, (r, name) in enumerate(zip(runs, names)):
@@ -150,7 +150,7 @@ def confusion_matrix(run, normalize: bool = True) -> go.Figure:
 def replay_glag_beta(acc_history, tail_classes: Sequence[int], beta0: float = 0.6, step: float = 0.05) -> np.ndarray:
     """GLAG beta per tail class over epochs (E, T) from per-class accuracies (E, C) by the LIB rule.
 
-    ``beta[0] = beta0`` (0.6, methods.md 1b.6); ``beta[t] = schedules.glag_beta_update(beta[t-1], acc[t],
+    ``beta[0] = beta0`` (0.6, GLAG's implementation details); ``beta[t] = schedules.glag_beta_update(beta[t-1], acc[t],
     acc[t-1], step)``.
     """
     acc = np.asarray(acc_history, dtype=np.float64)[:, np.asarray(tail_classes, dtype=np.int64)]
@@ -161,10 +161,11 @@ def replay_glag_beta(acc_history, tail_classes: Sequence[int], beta0: float = 0.
     return out
 
 
-def glag_tail_classes(class_counts: Sequence[int], tail_max: int = 100) -> np.ndarray:
-    """GLAG tail classes ``0 < n_c <= tail_max`` (LIB, methods.md 1b.7), sorted by count (largest first)."""
+def glag_tail_classes(class_counts: Sequence[int]) -> np.ndarray:
+    """GLAG's tail classes (``schedules.glag_tail_classes``) sorted by count, largest first, as figures draw them."""
     counts = np.asarray(class_counts)
-    return np.asarray([c for c in _order(counts) if 0 < counts[c] <= tail_max], dtype=np.int64)
+    tail = schedules.glag_tail_classes(counts)
+    return tail[np.argsort(-counts[tail], kind="stable")]
 
 
 def synthetic_glag_beta(class_counts: Sequence[int], epochs: int = 40, beta0: float = 0.6, step: float = 0.05,
@@ -244,8 +245,8 @@ def glag_schedule(num_epochs: int, s: float = 1.0, c: float | Sequence[float] = 
 def ala_factors(class_counts: Sequence[int], qf: Sequence[str] = ("paper", "code"),
                 ldam_max_m: float | None = 0.5) -> go.Figure:
     """ALA quantity factor QF per class (both forms) beside the LDAM margin ``max_m (n_min / n_c)^(1/4)``
-    (ALA paper 002, Fig. 2; None leaves it out) and difficulty factor DF vs target cosine (Eq. 6-7;
-    methods.md 3). Right panel also shows the target shift DF * QF_c of the head, middle and tail class.
+    (ALA paper 002, Fig. 2; None leaves it out) and difficulty factor DF vs target cosine (Eq. 6-7). Right
+    panel also shows the target shift DF * QF_c of the head, middle and tail class.
     """
     counts = torch.as_tensor(np.asarray(class_counts), dtype=torch.float64)
     order = _order(counts.numpy())
@@ -285,7 +286,7 @@ def _mean_abs_clamped_normal(sigma: float = 1.0 / 3.0, a: float = 1.0) -> float:
 
 def gcl_cloud_widths(class_counts: Sequence[int], noise_mul: float = 0.5) -> go.Figure:
     """GCL cloud size per class: largest negative shift ``noise_mul * delta_hat_c`` (|eps| <= 1) and its mean
-    ``noise_mul * delta_hat_c * E|eps|`` (GCL paper 001, Eq. 9-11; ``functional.gcl_delta_hat``; methods.md 2).
+    ``noise_mul * delta_hat_c * E|eps|`` (GCL paper 001, Eq. 9-11; ``functional.gcl_delta_hat``).
     """
     counts = np.asarray(class_counts)
     order = _order(counts)

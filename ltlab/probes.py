@@ -12,7 +12,7 @@
     accumulated positive to negative gradients" of Seesaw (Wang et al. 2021, Fig. 1) and GALA (paper
     003, Fig. 1(b-c));
   - *GALA code* (``grad_pos_cumcum``, ``grad_neg_cumcum``, ``grad_ratio_cumcum``): ``sum_{t <= T} S_c(t)``,
-    the running sum of running sums the official GALA code accumulates per batch (methods.md 4), which
+    the running sum of running sums the official GALA code accumulates per batch, which
     counts a batch once for every later batch and so weights the first steps most.
 
   Read them knowing that for a softmax loss with a classifier bias ``dL/db_c = neg_c - pos_c`` exactly:

@@ -1,6 +1,6 @@
 """Run directories: atomic writes, ``load_run`` and listing runs.
 
-A run directory (ARCHITECTURE.md "Run directory") is the only contract between training and
+A run directory (docs/architecture.md, "Run directory") is the only contract between training and
 analysis. Every file is written to a temporary name in the same folder, fsynced and renamed, so a
 crash never leaves a half-written file.
 """
@@ -10,6 +10,7 @@ import io
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -178,6 +179,39 @@ def convert_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> list[
     return done
 
 
+_CKPT_KEYS = ("epoch", "model", "optimizer", "loss", "history")
+
+
+def load_checkpoint(run_dir: str | os.PathLike) -> dict:
+    """Newest readable checkpoint of ``run_dir`` (falls back to the previous one if the newest is corrupt).
+
+    Loaded with ``weights_only=True``: a checkpoint that names any other object (it could run code) raises
+    :class:`~ltlab.safe_io.UnsafeFileError` at once, with no fallback and nothing built from it.
+    """
+    from .safe_io import UnsafeFileError, load_torch
+    errors = []
+    for name in CHECKPOINTS:
+        path = Path(run_dir) / name
+        if not path.exists():
+            continue
+        try:
+            ckpt = load_torch(path, fix=CONVERT_HINT.format(path=str(run_dir)))
+        except UnsafeFileError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any other unpickling failure means "corrupt"
+            errors.append(f"{path}: {type(exc).__name__}: {exc}")
+            continue
+        missing = [k for k in _CKPT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+        if missing:
+            errors.append(f"{path}: not an ltlab checkpoint (lacks {missing})")
+            continue
+        return ckpt
+    if errors:
+        raise ValueError("no readable checkpoint: " + "; ".join(errors) + ". Start a new run (resume=False, "
+                         "another run_dir)")
+    raise FileNotFoundError(f"no checkpoint.pt in {run_dir}; start the run with resume=False")
+
+
 # ---------------------------------------------------------------------- reading
 class RunFileError(ValueError):
     """A run directory lacks a file or holds a corrupt one."""
@@ -325,6 +359,28 @@ def load_run(path: str | os.PathLike) -> Run:
     return Run(dir=d, config=config, metrics=metrics, per_class=per_class, probes=probes)
 
 
+def as_run(run: Run | str | os.PathLike) -> Run:
+    """``run`` itself when it is a loaded :class:`Run`, else :func:`load_run` of the path (or name under ``runs/``)."""
+    return run if isinstance(run, Run) else load_run(run)
+
+
+def timestamp() -> str:
+    """The time part of generated run names: ``YYYYmmdd-HHMMSS``, local time."""
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def run_label(params: dict[str, Any]) -> str:
+    """``<dataset>_<loss>_if<IF>_s<seed>`` of RunConfig parameters (a RunConfig's ``to_dict()`` or the parameters
+    given; RunConfig defaults for the rest): the readable part of every generated run name."""
+    return "{}_{}_if{:g}_s{}".format(params.get("dataset", "digits_lt"), params.get("loss", "ce"),
+                                     float(params.get("imbalance_factor", 100)), params.get("seed", 0))
+
+
+def new_run_id(params: dict[str, Any], prefix: str = "") -> str:
+    """The name a run gets under ``runs/`` when none is given: ``<prefix><time>_<run_label>``."""
+    return f"{prefix}{timestamp()}_{run_label(params)}"
+
+
 def list_runs(root: str | os.PathLike | None = None) -> pd.DataFrame:
     """One row per readable run under ``root`` (default ``runs/``): id, dataset, loss, IF and last metrics."""
     root = Path(root) if root else runs_root()
@@ -339,10 +395,6 @@ def list_runs(root: str | os.PathLike | None = None) -> pd.DataFrame:
         rows.append({"run_id": d.name, "dataset": c.get("dataset"), "loss": c.get("loss"),
                      "imbalance_factor": c.get("imbalance_factor"), "seed": c.get("seed"), **summary})
     return pd.DataFrame(rows)
-
-
-def iter_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Run]:
-    return [load_run(p) for p in paths]
 
 
 def find_runs(root: str | os.PathLike | None = None, *, loss: str | None = None,
@@ -382,7 +434,7 @@ def load_runs(run_dirs: str | os.PathLike | Run | Iterable[str | os.PathLike | R
             where = Path(root) if root else runs_root()
             what = " ".join(x for x in (f"loss={loss!r}" if loss else "", f"stage={stage!r}" if stage else "") if x)
             raise RunNotFoundError(f"no {what + ' ' if what else ''}runs under {where}.\n{runs_hint(where)}")
-    return [r if isinstance(r, Run) else load_run(r) for r in run_dirs]
+    return [as_run(r) for r in run_dirs]
 
 
 SHOTS = ("overall", "many", "medium", "few")
@@ -401,16 +453,16 @@ def results_table(paths: Iterable[str | os.PathLike | Run] | str | os.PathLike |
         paths = [paths]
     rows = []
     for p in paths:
-        r = p if isinstance(p, Run) else load_run(p)
+        r = as_run(p)
         c = r.config
         post = (c.get("posthoc") or {}).get("method")
         ours = {k: v for k, v in zip(SHOTS, (r.summary()[m] for m in ("acc", "acc_many", "acc_medium", "acc_few")))}
         if post:
             saved = r.dir / f"posthoc_{post}.json"
-            saved_result = read_json(saved, f"run ltlab.stages.apply_posthoc({str(r.dir)!r}) first")
+            saved_result = read_json(saved, f"run ltlab.posthoc.apply_posthoc({str(r.dir)!r}) first")
             missing = [k for k in SHOTS if k not in saved_result]
             if missing:
-                raise RunFileError(f"{saved} lacks {missing}; run ltlab.stages.apply_posthoc({str(r.dir)!r}) again")
+                raise RunFileError(f"{saved} lacks {missing}; run ltlab.posthoc.apply_posthoc({str(r.dir)!r}) again")
             ours = {k: saved_result[k] for k in SHOTS}
         reported = c.get("reported") or {}
         row = {"run": r.dir.name, "method": c.get("method") or c.get("loss"), "stage": c.get("stage", "joint"),

@@ -17,7 +17,7 @@ def glag_alpha(epoch: float, num_epochs: float, s: float = 1.0, c: float = 2.0,
     """GLAG gradual balance factor ``alpha(T) = s * (c ** (T / Tmax) - 1)``.
 
     Paper 000 (GLAG), Eq. 4. ``T`` is the 0-based epoch and ``Tmax`` the number of epochs of the
-    stage (LIB decision in reference/methods.md 1a), so ``alpha(0) = 0``. Defined for
+    stage (LIB decision; the paper leaves it open), so ``alpha(0) = 0``. Defined for
     ``0 <= epoch <= num_epochs``; ``c = 2`` (convex, paper Tab. 5) and ``s = 1`` (CIFAR) are defaults.
     ``form``: the ablation shapes of the paper's Fig. 3 / Tab. 5, which it draws but does not write
     down; LIB reading, all from 0 to ``s (c - 1)`` at ``Tmax``: "convex" (Eq. 4), "linear"
@@ -38,7 +38,7 @@ def glag_alpha(epoch: float, num_epochs: float, s: float = 1.0, c: float = 2.0,
 
 
 def glag_beta_update(beta, acc, prev_acc, step: float = 0.05) -> np.ndarray:
-    """GLAG class-wise calibration strength update (paper 000, Sec. 3.3; LIB rule, methods.md 1b.6).
+    """GLAG class-wise calibration strength update (paper 000, Sec. 3.3; LIB rule).
 
     ``beta_c <- clip(beta_c + step * sign(acc_c - prev_acc_c), 0, 1)``, no change on ties. Arrays are
     per tail class (same shape).
@@ -48,10 +48,20 @@ def glag_beta_update(beta, acc, prev_acc, step: float = 0.05) -> np.ndarray:
     return np.clip(beta + step * delta, 0.0, 1.0)
 
 
+GLAG_TAIL_MAX = 100  # LIB: GLAG's tail = Medium + Few, the classes with n_c <= 100
+
+
+def glag_tail_classes(class_counts: Sequence[int], tail_max: int = GLAG_TAIL_MAX) -> np.ndarray:
+    """Indices (ascending) of the classes GLAG calibrates and whose beta moves: ``0 < n_c <= tail_max``
+    (LIB; the paper names no threshold)."""
+    n = np.asarray(class_counts)
+    return np.flatnonzero((n > 0) & (n <= tail_max)).astype(np.int64)
+
+
 def effective_number_weights(class_counts: Sequence[int], beta: float = 0.9999) -> np.ndarray:
     """Class-balanced weights ``w_c = (1 - beta) / (1 - beta ** n_c)`` rescaled to sum to ``C``.
 
-    Cui et al. 2019 (Class-Balanced Loss), Eq. 3-4; reference/baselines.md 2.3. ``beta = 0`` gives
+    Cui et al. 2019 (Class-Balanced Loss), Eq. 3-4. ``beta = 0`` gives
     all ones (the DRW "off" state of LDAM-DRW).
     """
     n = np.asarray(class_counts, dtype=np.float64)
@@ -78,13 +88,11 @@ LRSchedule = Literal["step", "cosine", "constant", "balms_cosine"]
 
 
 def lr_at(epoch: int, base_lr: float, num_epochs: int, *, warmup_epochs: int = 0,
-          schedule: LRSchedule = "step", milestones: Sequence[int] = (), gamma: float = 0.1,
-          step_factors: Sequence[float] | None = None) -> float:
+          schedule: LRSchedule = "step", milestones: Sequence[int] = (), gamma: float = 0.1) -> float:
     """Learning rate for 0-based ``epoch``, set once at the start of the epoch.
 
     Warm-up follows LDAM-DRW: ``lr * (epoch + 1) / warmup_epochs`` for the first ``warmup_epochs``
-    epochs. ``step``: multiply by ``gamma`` per milestone passed (0-based epochs ``>= m``), or by the
-    matching ``step_factors[i]`` when given (LDAM-DRW uses 0.01 then 1e-4). ``cosine``: half cosine
+    epochs. ``step``: multiply by ``gamma`` per milestone passed (0-based epochs ``>= m``). ``cosine``: half cosine
     from ``base_lr`` after warm-up down to 0 at the last epoch. ``balms_cosine``: the warm-up + cosine
     of the BALMS code that the GALA code reuses (see :func:`balms_cosine_lr`).
     """
@@ -95,12 +103,7 @@ def lr_at(epoch: int, base_lr: float, num_epochs: int, *, warmup_epochs: int = 0
     if schedule == "constant":
         return base_lr
     if schedule == "step":
-        passed = [i for i, m in enumerate(sorted(milestones)) if epoch >= m]
-        if not passed:
-            return base_lr
-        if step_factors is not None:
-            return base_lr * step_factors[passed[-1]]
-        return base_lr * gamma ** len(passed)
+        return base_lr * gamma ** sum(epoch >= m for m in milestones)
     if schedule == "cosine":
         span = max(num_epochs - warmup_epochs - 1, 1)
         t = min(max(epoch - warmup_epochs, 0), span)

@@ -32,8 +32,11 @@ def _execute(name: str, params: dict, tmp_path: Path) -> dict:
 
 
 def _check(out_dir: Path, names: list[str], export: bool) -> None:
-    if export:
-        assert sorted(p.name for p in out_dir.iterdir()) == sorted(f"{n}.png" for n in names)
+    """Every expected figure exported as PNG; without Chromium the notebook ran but its export is untested."""
+    if not export:
+        pytest.skip("Chromium is not installed: the notebook ran without exporting, so its PNG export is not "
+                    "checked (sudo apt-get install chromium)")
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(f"{n}.png" for n in names)
 
 
 def _params(tmp_path: Path, **kw) -> dict:

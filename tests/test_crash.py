@@ -1,4 +1,5 @@
-"""Crash safety (issue 9): SIGKILL at random points, NaN guard, disk full / unwritable run directories."""
+"""Crash safety (issue 9): a stop after any single output file, SIGKILL at random points, NaN guard, disk full /
+unwritable run directories."""
 from __future__ import annotations
 
 import errno
@@ -43,12 +44,65 @@ def _assert_readable(d: Path, model_keys: set[str]) -> None:
         assert set(load_checkpoint(d)["model"]) == model_keys
 
 
-def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_weights(tmp_path):
-    """Forked training processes are SIGKILLed after seeded random delays (mid-step, mid-write, ...);
-    each time the run directory stays readable, and resuming until done gives bit-identical weights."""
+def _write_then_stop(cfg: dict, k: int) -> None:  # runs in a forked child
+    """Train ``cfg``; stop the process right after its k-th file write into the run directory (``os._exit``:
+    no ``finally``, no flush, as a kill); exit code 3 when the run finished with fewer writes."""
+    torch.set_num_threads(1)
+    import ltlab.runs as runs
+    real, written = runs.atomic_write_bytes, []
+
+    def write(path, data, **kw):
+        out = real(path, data, **kw)
+        if Path(path).parent == Path(cfg["run_dir"]):
+            written.append(Path(path).name)
+            if len(written) == k:
+                os._exit(0)
+        return out
+    runs.atomic_write_bytes = write
+    ltlab.run(cfg)
+    os._exit(3)
+
+
+def _forkserver():
     import multiprocessing as mp
     ctx = mp.get_context("forkserver")  # a clean parent (no OpenMP threads) that has imported ltlab once
     ctx.set_forkserver_preload(["ltlab.engine", "torch._dynamo", "tqdm"])
+    return ctx
+
+
+def test_a_stop_after_any_single_output_file_leaves_a_run_that_loads_and_resumes(tmp_path):
+    """Stopped right after its k-th file write, for every k (by count, not timing): the directory loads, or
+    holds no run yet (no metrics.csv, which is written last), and resuming ends with the uninterrupted
+    weights. Before issue 15 metrics.csv came before per_class.npz: k = 3 left a directory load_run refused
+    ("per_class.npz is missing")."""
+    cfg = {**TINY, "epochs": 2, "mixup_alpha": 0.0, "checkpoint_every_steps": None}
+    ref = load_checkpoint(ltlab.run({**cfg, "run_dir": str(tmp_path / "ref")}).dir)["model"]
+    ctx, k = _forkserver(), 0
+    while True:
+        k += 1
+        d = tmp_path / f"stop{k}"
+        p = ctx.Process(target=_write_then_stop, args=({**cfg, "run_dir": str(d)}, k))
+        p.start()
+        p.join()
+        if p.exitcode == 3:
+            break
+        assert p.exitcode == 0 and k < 40
+        try:
+            load_run(d)
+        except RunFileError as exc:
+            assert not (d / "metrics.csv").exists(), f"stopped after file {k}: {exc}"
+        if _has_checkpoint(d):
+            done = ltlab.run({**cfg, "run_dir": str(d), "resume": True})
+            assert list(done.metrics.epoch) == [0, 1]
+            got = load_checkpoint(d)["model"]
+            assert all(torch.equal(ref[n], got[n]) for n in ref), f"resumed after file {k}"
+    assert k == 10  # config.json, then per epoch: checkpoint.pt, per_class.npz, probes.npz, metrics.csv
+
+
+def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_weights(tmp_path):
+    """Forked training processes are SIGKILLed after seeded random delays (mid-step, mid-write, ...);
+    each time the run directory stays readable, and resuming until done gives bit-identical weights."""
+    ctx = _forkserver()
     warm = ctx.Process(target=int)  # boot the fork server before timing anything
     warm.start()
     warm.join()
@@ -88,8 +142,8 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_weights(tm
 # ---------------------------------------------------------------------- NaN guard
 def test_nan_loss_stops_and_leaves_a_readable_checkpoint(tmp_path, monkeypatch):
     """The loss turns NaN at epoch 1, batch 3: the error names both; the step-2 checkpoint is intact."""
-    import ltlab.engine as engine
-    real = engine.create_loss
+    import ltlab.stages.base as base
+    real = base.create_loss
 
     def poisoned(*a, **k):
         loss = real(*a, **k)
@@ -102,7 +156,7 @@ def test_nan_loss_stops_and_leaves_a_readable_checkpoint(tmp_path, monkeypatch):
         loss.forward = fwd
         return loss
 
-    monkeypatch.setattr(engine, "create_loss", poisoned)
+    monkeypatch.setattr(base, "create_loss", poisoned)
     d = tmp_path / "r"
     cfg = {**TINY, "mixup_alpha": 0.0, "checkpoint_every_steps": 2}
     with pytest.raises(FloatingPointError, match=r"epoch 1, batch 3 .*checkpoint.pt \(epoch 1, step 2\).*Lower lr"):

@@ -12,7 +12,7 @@ import torch
 from fakes import make_fake_cifar, make_fake_file_list
 from ltlab.data import DATASETS, get_dataset
 
-C10_COUNTS = {  # baselines.md 1.1 table
+C10_COUNTS = {  # Cao et al. 2019's counts
     10: [5000, 3871, 2997, 2320, 1796, 1391, 1077, 834, 645, 500],
     50: [5000, 3237, 2096, 1357, 878, 568, 368, 238, 154, 100],
     100: [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50],

@@ -54,7 +54,9 @@ def test_same_seed_same_weights(tmp_path):
     pd.testing.assert_frame_equal(a.metrics.drop(columns="seconds"), b.metrics.drop(columns="seconds"))
 
 
-@pytest.mark.parametrize("loss,extra", [("ce", {}), ("ce", {"mixup_alpha": 1.0, "drw_start": 2})])
+@pytest.mark.parametrize("loss,extra", [("ce", {}), ("ce", {"mixup_alpha": 1.0, "drw_start": 2}),
+                                        ("ce", {"sampler": "class_aware", "sampler_params": {"num_samples_cls": 4}}),
+                                        ("ce", {"sampler": "progressive"})])
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, loss, extra):
     cfg = {**TINY, "epochs": 4, "loss": loss, **extra}
     full = ltlab.run({**cfg, "run_dir": str(tmp_path / "full")})
@@ -66,6 +68,47 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, loss, extra):
     wf, wr = _weights(full.dir), _weights(resumed.dir)
     assert all(torch.equal(wf[k], wr[k]) for k in wf)
     pd.testing.assert_frame_equal(full.metrics.drop(columns="seconds"), resumed.metrics.drop(columns="seconds"))
+
+
+def test_bf16_on_cpu_trains_under_autocast_with_float32_loss_and_probe(tmp_path):
+    """precision='bf16' on CPU: the model runs under autocast (bf16 outputs), the loss and the probe see float32
+    outputs, and a bf16 run's gradient statistics stay within bf16 rounding of the fp32 run's."""
+    dtypes = []
+
+    def watch_head(epoch, row, state):  # after epoch 0: record what the head gives in epoch 1 and its evaluation
+        if epoch == 0:
+            state.model.head.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    cfg = {**TINY, "epochs": 2, "lr_schedule": "constant"}
+    fp32 = ltlab.run({**cfg, "run_dir": str(tmp_path / "fp32")})
+    bf16 = ltlab.run({**cfg, "precision": "bf16", "run_dir": str(tmp_path / "bf16")}, callbacks=[watch_head])
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+    assert np.isfinite(bf16.metrics.train_loss).all() and bf16.metrics.acc.iloc[-1] > 0.2  # chance is 0.1
+    assert bf16.per_class["test_logits"].dtype == np.float32
+    for k in ("grad_pos", "grad_neg"):
+        np.testing.assert_allclose(bf16.probes[k][0], fp32.probes[k][0], rtol=0.05, err_msg=k)
+
+
+def test_probe_sees_the_gradient_unscaled_by_the_grad_scaler(digits_ds):
+    """fp16's GradScaler multiplies the loss (here by 2^10); the probe divides it out again, exactly."""
+    from ltlab.data import DeviceLoader
+    from ltlab.engine import TrainState, train_one_epoch
+    from ltlab.losses import create_loss
+    from ltlab.models import create_model
+    from ltlab.probes import GradientProbe
+
+    sums = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)):
+        torch.manual_seed(0)
+        model = create_model("convnet_small", 10, in_channels=1, width=8)
+        state = TrainState(model=model, loss_fn=create_loss("ce", digits_ds.class_counts),
+                           optimizer=torch.optim.SGD(model.parameters(), lr=0.0))
+        probe = GradientProbe(10)
+        train_one_epoch(state, DeviceLoader(digits_ds, 128, train=True, augment={}, seed=3), device=torch.device("cpu"),
+                        probe=probe, scaler=scaler)
+        sums.append(probe.summary())
+    for k in ("pos", "neg"):
+        np.testing.assert_allclose(sums[1][k], sums[0][k], rtol=1e-6, err_msg=k)
+    assert sums[0]["pos"].sum() > 0
 
 
 def test_resume_with_a_different_config_is_refused(tmp_path):

@@ -1,4 +1,4 @@
-"""Tukey transform and GLAG's TailFeatureGenerator against the formulas of reference/methods.md 1b."""
+"""Tukey transform and GLAG's TailFeatureGenerator against the formulas (GLAG 000, Sec. 3.3; DC code)."""
 from __future__ import annotations
 
 import numpy as np

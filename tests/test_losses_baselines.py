@@ -1,4 +1,4 @@
-"""Baseline losses rebuilt from their formulas (reference/baselines.md section 2) in float64.
+"""Baseline losses rebuilt from their formulas (papers and official code) in float64.
 
 Every expected value is written out again here with plain tensor ops (explicit log-softmax,
 sigmoid, one-hot, loops where the reference code loops) and compared with the library's value

@@ -1,4 +1,4 @@
-"""The five seed-method losses rebuilt from reference/methods.md in float64: values and gradients.
+"""The five seed-method losses rebuilt from their papers' formulas in float64: values and gradients.
 
 Expected values are written out again here in plain numpy (no call into the code under test).
 """
@@ -257,18 +257,32 @@ def test_gala_increment_matches_loop():
 # GHM-CWAP: tests/test_loss_ghm_cwap.py
 
 
-@pytest.mark.parametrize("name", ["graloss", "gcl", "ala", "gala", "ghm_cwap"])
-def test_seed_losses_state_dict_roundtrip(name):
-    counts = COUNTS
-    a, b = create_loss(name, counts), create_loss(name, counts)
-    x, y = _batch(seed=50, cosine=True)
+@pytest.mark.parametrize("name,stateful", [("graloss", False), ("gcl", False), ("ala", True), ("gala", True),
+                                           ("ghm_cwap", True)])
+def test_seed_losses_state_dict_roundtrip(name, stateful):
+    """A loss loaded from another's ``state_dict`` mid-epoch (as a resumed run: ``set_epoch`` of the same epoch
+    again) continues as that one does: the same value and gradient on the next batch and the same state after
+    it. For the stateful losses a fresh loss does not, so the state that travels is the state that matters."""
+    a, b, fresh = (create_loss(name, COUNTS) for _ in range(3))
     for e in range(2):
         a.set_epoch(e, 4)
-        a(x, y)
+        for seed in (50, 51):
+            a(*_batch(seed=seed, cosine=True))
     b.load_state_dict(a.state_dict())
-    b.set_epoch(1, 4)
-    for k, v in a.state_dict().items():
-        assert torch.equal(v, b.state_dict()[k]), k
+    x, y = _batch(seed=60, cosine=True)
+    out = {}
+    for key, loss in (("a", a), ("b", b), ("fresh", fresh)):
+        loss.set_epoch(1, 4)
+        torch.manual_seed(0)  # GCL draws its cloud noise from the global generator
+        xi = x.detach().clone().requires_grad_(True)
+        value = loss(xi, y)
+        out[key] = (value.item(), _grad(value, xi), {k: v.clone() for k, v in loss.state_dict().items()})
+    assert out["b"][0] == out["a"][0]
+    np.testing.assert_array_equal(out["b"][1], out["a"][1])
+    assert all(torch.equal(v, out["b"][2][k]) for k, v in out["a"][2].items())
+    differs = out["fresh"][0] != out["a"][0] or not all(torch.equal(v, out["fresh"][2][k])
+                                                         for k, v in out["a"][2].items())
+    assert differs == stateful
 
 
 def test_ala_difficulty_factor_is_the_epoch_mean_per_class():

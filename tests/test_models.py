@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ltlab.models import HEADS, MODELS, CosineHead, LinearHead, LWSHead, create_model
+from ltlab.models import HEADS, MODELS, CosineHead, LinearHead, LWSHead, TukeyHead, create_head, create_model
 from ltlab.models.resnet_cifar import BasicBlock, PadShortcut
 
 LIGHT = ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "convnet_small", "resnet10", "resnet18"]
@@ -16,7 +16,7 @@ FEATURE_DIM = {"convnet_small": 128, "resnet10": 512, "resnet18": 512}
 
 def test_registry_lists_every_model():
     assert set(MODELS) == set(LIGHT) | set(HEAVY)
-    assert set(HEADS) == {"linear", "cosine", "lws"}
+    assert set(HEADS) == {"linear", "cosine", "lws", "tukey_linear"}
 
 
 def _check_contract(model, x, num_classes, dtype):
@@ -135,7 +135,6 @@ def test_cosine_head_formula_and_init():
     with torch.no_grad():
         head.weight.mul_(7.0)  # scale-invariant: the head never applies s
     torch.testing.assert_close(head(f), expected)
-    torch.testing.assert_close(head.weight_matrix(), head.weight.t())
 
 
 def test_lws_from_linear_equals_linear():
@@ -150,10 +149,48 @@ def test_lws_from_linear_equals_linear():
         lws.scale.copy_(torch.tensor([1.0, 2.0, 0.5, 3.0]))
     s = lws.scale.detach()
     torch.testing.assert_close(lws(f), s * (f @ lin.weight.detach().t() + lin.bias.detach()))  # bias scaled too
-    torch.testing.assert_close(lws.weight_matrix(), s[:, None] * lin.weight.detach())
     assert LWSHead.from_linear(lin, freeze_linear=False).weight.requires_grad
     with pytest.raises(ValueError, match="nn.Linear"):
         LWSHead.from_linear(CosineHead(6, 4))
+
+
+@pytest.mark.parametrize("kind", sorted(HEADS))
+def test_weight_matrix_is_the_classifier_the_head_applies(kind):
+    """``weight_matrix()`` (C, D), what tau-normalisation and the weight-norm figures read, is the classifier the
+    head applies: linear family ``head(f) - head(0) = phi(f) @ W^T`` (phi: identity, Tukey's sqrt), cosine
+    ``head(f) = normalize(f) @ normalize(W_c)^T``."""
+    torch.manual_seed(0)
+    head = create_head(kind, 6, 4).double()
+    with torch.no_grad():
+        for p in head.parameters():
+            p.normal_()  # LWS scales away from 1, biases away from 0
+    f = torch.rand(5, 6, dtype=torch.float64) + 0.1
+    w = head.weight_matrix().detach()
+    assert w.shape == (4, 6)
+    with torch.no_grad():
+        if kind == "cosine":
+            expected = F.normalize(f, dim=1) @ F.normalize(w, dim=1).t()
+        else:
+            phi = f.sqrt() if kind == "tukey_linear" else f
+            expected = phi @ w.t() + head(torch.zeros(1, 6, dtype=torch.float64))
+        torch.testing.assert_close(head(f), expected)
+
+
+def test_tukey_head_wraps_the_stage_one_classifier_and_saves_lambda():
+    torch.manual_seed(0)
+    model = create_model("convnet_small", 4, in_channels=1, width=8)
+    linear = model.head
+    model.set_head(TukeyHead.from_linear(linear, tukey_lambda=0.25))
+    assert model.head.linear is linear and model.head_kind == "tukey_linear"
+    f = torch.rand(3, model.feature_dim)
+    torch.testing.assert_close(model.forward_head(f), linear(f ** 0.25))
+    state = model.state_dict()
+    assert float(state["head.tukey_lambda"]) == 0.25
+    rebuilt = create_model("convnet_small", 4, head="tukey_linear", in_channels=1, width=8)
+    rebuilt.load_state_dict(state)  # the kind and the state dict are all a rebuild needs
+    torch.testing.assert_close(rebuilt.forward_head(f), model.forward_head(f))
+    with pytest.raises(ValueError, match="LinearHead"):
+        TukeyHead.from_linear(LWSHead.from_linear(linear))
 
 
 def test_reset_classifier_and_set_head():

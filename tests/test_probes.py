@@ -176,20 +176,20 @@ def test_accumulated_and_gala_code_statistics_follow_their_definitions(tmp_path,
 def test_resume_mid_epoch_one_gives_the_uninterrupted_statistics(tmp_path, monkeypatch):
     """Killed right after the step-2 checkpoint of epoch 1 (0-based 0), resumed: every probe array, the step
     records included, equals the uninterrupted run's."""
-    import ltlab.engine as engine
+    import ltlab.engine.trainer as trainer
 
     cfg = {**SMALL, "loss": "gala", "mixup_alpha": 1.0, "checkpoint_every_steps": 2}
     full = ltlab.run({**cfg, "run_dir": str(tmp_path / "full")})
-    real = engine.save_checkpoint
+    real = trainer.save_checkpoint
 
-    def save_then_die(run_dir, state, config, loader, *, position=None, scaler=None):
-        real(run_dir, state, config, loader, position=position, scaler=scaler)
+    def save_then_die(run_dir, state, config, *, position=None, scaler=None):
+        real(run_dir, state, config, position=position, scaler=scaler)
         if position is not None and (position["epoch"], position["step"]) == (0, 2):
             raise KeyboardInterrupt
-    monkeypatch.setattr(engine, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         ltlab.run({**cfg, "run_dir": str(tmp_path / "part")})
-    monkeypatch.setattr(engine, "save_checkpoint", real)
+    monkeypatch.setattr(trainer, "save_checkpoint", real)
     resumed = ltlab.run({**cfg, "run_dir": str(tmp_path / "part"), "resume": True})
     assert sorted(full.probes) == sorted(resumed.probes)
     for k in full.probes:

@@ -130,12 +130,16 @@ def test_instance_is_a_permutation():
 
 
 def test_seed_none_uses_global_torch_rng():
+    """Without a seed the draws follow the global torch generator: the same global seed repeats them, another
+    one changes them (a sampler with a private fixed seed would repeat them too, but not change)."""
     targets = _targets(COUNTS)
     s = create_sampler("sqrt", targets)
     torch.manual_seed(0)
     a = list(s)
     torch.manual_seed(0)
     assert list(s) == a
+    torch.manual_seed(1)
+    assert list(s) != a
 
 
 def test_progressive_moves_with_set_epoch():

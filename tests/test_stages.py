@@ -9,13 +9,16 @@ import pytest
 import torch
 
 import ltlab
-from ltlab import stages
-from ltlab.afg import AFGLoader, AFGLoss, TukeyHead
-from ltlab.config import RunConfig
+from ltlab import features, plotting, stages
+from ltlab.build import rebuild_model
+from ltlab.config import RunConfig, run_config
 from ltlab.data import get_dataset
 from ltlab.engine import build_model, load_checkpoint, load_datasets
 from ltlab.features import TailFeatureGenerator
+from ltlab.models import TukeyHead
+from ltlab.presets import stage_two_config
 from ltlab.runs import results_table
+from ltlab.stages.afg import AFGLoader, AFGLoss
 
 # digits-LT with the head capped at 120 of its ~124 images: counts 120 92 71 55 42 32 25 19 14 12
 # (many/medium/few non-empty) and 4 unused images per class for a validation split
@@ -41,7 +44,7 @@ def _backbone(sd):
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_stage_two_freezes_backbone_and_starts_from_stage_one(stage_one, tmp_path, mode):
     s1 = stage_one["gcl"]
-    cfg = stages.stage_two_config(s1, loss="gcl", loss_params={"s": 20.0, "m": 0.1, "gamma": 1.0}, sampler="cben",
+    cfg = stage_two_config(s1, loss="gcl", loss_params={"s": 20.0, "m": 0.1, "gamma": 1.0}, sampler="cben",
                                   mixup_alpha=1.0, epochs=2, lr=0.01, backbone_mode=mode, run_dir=str(tmp_path / "s2"))
     train_ds, _ = load_datasets(cfg)
     model = build_model(cfg, train_ds)
@@ -65,10 +68,10 @@ def test_stage_two_freezes_backbone_and_starts_from_stage_one(stage_one, tmp_pat
 def test_crt_reinitialises_and_lws_wraps_the_stage_one_head(stage_one, tmp_path):
     s1 = stage_one["ce"]
     w1 = _ckpt(s1)["head.weight"]
-    crt = stages.stage_two_config(s1, classifier_init="reset", sampler="class_aware")
+    crt = stage_two_config(s1, classifier_init="reset", sampler="class_aware")
     model = build_model(crt, load_datasets(crt)[0])
     assert not torch.equal(model.head.weight.detach(), w1)
-    lws = stages.stage_two_config(s1, head="lws", sampler="class_aware", epochs=2, run_dir=str(tmp_path / "lws"))
+    lws = stage_two_config(s1, head="lws", sampler="class_aware", epochs=2, run_dir=str(tmp_path / "lws"))
     model = build_model(lws, load_datasets(lws)[0])
     assert model.head_kind == "lws" and torch.equal(model.head.weight.detach(), w1)
     assert torch.equal(model.head.scale.detach(), torch.ones(10))
@@ -100,24 +103,53 @@ def test_afg_stage_trains_the_head_on_generated_features(stage_one, tmp_path):
     full = ltlab.run({**cfg, "run_dir": str(tmp_path / "full")})
     before, after = _ckpt(s1), _ckpt(full)
     assert all(torch.equal(v, after[k]) for k, v in _backbone(before).items())
-    assert sorted(k for k in after if k.startswith("head.")) == ["head.linear.bias", "head.linear.weight"]
+    assert sorted(k for k in after if k.startswith("head.")) == ["head.linear.bias", "head.linear.weight",
+                                                                 "head.tukey_lambda"]
     assert not torch.equal(before["head.weight"], after["head.linear.weight"])
     assert full.probes["alpha"].tolist() == pytest.approx([0.0, 2 ** 0.5 - 1])
     # the saved model applies Tukey in its head: model(images) reproduces the logits the loop evaluated
-    c = stages.run_config(full)
-    train_ds, test_ds = load_datasets(c)
-    model = build_model(c, train_ds)
-    model.load_state_dict(after)
-    assert isinstance(model.head, TukeyHead)
+    model = rebuild_model(full)
+    assert isinstance(model.head, TukeyHead) and float(model.head.tukey_lambda) == 0.5
+    test_ds = load_datasets(run_config(full))[1]
     x = torch.stack([test_ds[i][0] for i in range(len(test_ds))]).float()
     x = (x / 255.0 - test_ds.mean[0]) / test_ds.std[0]
     with torch.no_grad():
-        np.testing.assert_allclose(model.eval()(x).numpy(), full.per_class["test_logits"], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(model(x).numpy(), full.per_class["test_logits"], rtol=1e-4, atol=1e-4)
     # interrupted after one generation epoch and resumed: the same head (beta state is checkpointed)
     part = ltlab.run({**cfg, "run_dir": str(tmp_path / "part"), "epochs_per_call": 1})
     assert len(part.metrics) == 1
     resumed = ltlab.run({**cfg, "run_dir": str(tmp_path / "part"), "resume": True})
     assert torch.equal(_ckpt(resumed)["head.linear.weight"], after["head.linear.weight"])
+
+
+@pytest.fixture(scope="module")
+def second_stages(stage_one, tmp_path_factory):
+    """One-epoch GLAG AFG, cRT and LWS stage twos on the CE stage one."""
+    s1, d = stage_one["ce"], tmp_path_factory.mktemp("s2")
+    afg = {**BASE, "stage": "afg", "init_from": str(s1.dir), "epochs": 1, "run_dir": str(d / "afg")}
+    return {"afg": ltlab.run(afg),
+            "crt": ltlab.run(stage_two_config(s1, classifier_init="reset", sampler="class_aware", backbone_mode="train",
+                                              epochs=1, run_dir=str(d / "crt"))),
+            "lws": ltlab.run(stage_two_config(s1, head="lws", sampler="class_aware", epochs=1, run_dir=str(d / "lws")))}
+
+
+@pytest.mark.parametrize("name,head", [("afg", "tukey_linear"), ("crt", "linear"), ("lws", "lws")])
+def test_rebuild_model_features_and_tsne_of_second_stages(second_stages, name, head):
+    """rebuild_model gives each stage two's own head (the kind saved with the weights); its features reproduce
+    the test logits the loop evaluated, and draw a t-SNE (an AFG run failed here before issue 15: RuntimeError,
+    missing head.weight)."""
+    run = second_stages[name]
+    model = rebuild_model(run)
+    assert model.head_kind == head and not model.training
+    assert load_checkpoint(run.dir)["head_kind"] == head
+    out = features.extract_features(None, run, "test")
+    np.testing.assert_allclose(out["logits"], run.per_class["test_logits"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(out["labels"], run.per_class["test_labels"])
+    df = features.tsne(out["features"], out["labels"], class_counts=run.class_counts, preds=out["logits"].argmax(1),
+                       perplexity=10, n_jobs=1)
+    assert len(df) == len(out["labels"]) and np.isfinite(df[["x", "y"]].to_numpy()).all()
+    assert len(plotting.tsne_scatter(df).data) >= 1
+    assert features.load_run_model(run.dir)[0].head_kind == head
 
 
 def _toy_generator(seed=0):
@@ -202,7 +234,7 @@ def test_tau_normalization_chooses_on_validation(stage_one):
     sweep = pd.DataFrame(res["sweep"])
     assert res["tau"] == sweep.tau[sweep.selection_acc.idxmax()]
     # independent check of the test accuracy at the chosen tau: rows W_c / ||W_c||^tau, bias dropped
-    cfg = stages.run_config(run)
+    cfg = run_config(run)
     train_ds, test_ds = load_datasets(cfg)
     model = build_model(cfg, train_ds)
     model.load_state_dict(_ckpt(run))
@@ -218,7 +250,7 @@ def test_tau_normalization_chooses_on_validation(stage_one):
 
 
 def test_results_table_puts_reported_beside_ours(stage_one, tmp_path):
-    cfg = stages.run_config(stage_one["ce"]).to_dict()
+    cfg = run_config(stage_one["ce"]).to_dict()
     run = ltlab.run({**cfg, "epochs": 1, "run_dir": str(tmp_path / "r"), "method": "CE",
                      "reported": {"overall": 40.0, "few": 10.0}})
     t = results_table([run.dir])

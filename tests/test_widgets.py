@@ -1,14 +1,14 @@
 """ltlab.widgets: post-hoc maths against the formulas, schedule curves, and the panels built headless."""
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
 import pytest
 import torch
 
-from ltlab import posthoc, widgets
+from ltlab import posthoc, stages, widgets
+from ltlab.data import longtail_counts
 from ltlab.runs import load_run, write_npz
 
 COUNTS = [500, 300, 180, 110, 60, 35, 19, 12, 7, 4]  # many 0-3, medium 4-6, few 7-9
@@ -57,14 +57,15 @@ def test_adjustment_moves_accuracy_towards_tail(data):
 
 
 def test_tau_normalisation_matches_formula():
+    """Scores f @ (W_c / ||W_c||^p)^T with the classifier bias dropped (Kang et al. 2020; official code)."""
     rng = np.random.default_rng(0)
     feats, w, b = rng.random((200, 6)), rng.normal(size=(10, 6)) * np.linspace(3, 0.3, 10)[:, None], rng.normal(size=10)
     labels = rng.integers(0, 10, 200)
-    ev = widgets.PosthocEvaluator(feats @ w.T + b, labels, COUNTS, features=feats, weight=w, bias=b)
+    ev = widgets.PosthocEvaluator(feats @ w.T + b, labels, COUNTS, features=feats, weight=w)
+    assert np.array_equal(ev.predict(), (feats @ w.T + b).argmax(1))  # tau-normalisation off: the saved logits
     for p in (0.0, 0.5, 1.0):
-        z = feats @ (w / np.linalg.norm(w, axis=1, keepdims=True) ** p).T + b
+        z = feats @ (w / np.linalg.norm(w, axis=1, keepdims=True) ** p).T
         assert np.array_equal(ev.predict(tn_p=p), z.argmax(1))
-        assert np.array_equal(ev.predict(tn_p=p), (feats @ posthoc.tau_normalize(w, p).T + b).argmax(1))
     with pytest.raises(ValueError, match="features"):
         widgets.PosthocEvaluator(feats @ w.T, labels, COUNTS).predict(tn_p=1.0)
 
@@ -72,48 +73,39 @@ def test_tau_normalisation_matches_formula():
 def test_evaluator_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="do not agree"):
         widgets.PosthocEvaluator(np.zeros((5, 3)), np.zeros(4, int), [3, 2, 1])
-    assert widgets.benchmark_posthoc(300, 10, repeats=2) > 0
+    with pytest.raises(ValueError, match="> 0"):
+        widgets.PosthocEvaluator(np.zeros((4, 3)), np.zeros(4, int), [3, 0, 1])
 
 
 # ---------------------------------------------------------------------- schedules
-def test_schedule_curves_follow_the_formulas():
-    n = np.asarray(widgets.longtail_counts(500, 10, 100), dtype=np.float64)
-    a = widgets.schedule_curves("glag_alpha", epochs=20, s=0.5, c=3.0)
-    np.testing.assert_allclose(a["left"][0]["y"], [0.5 * (3.0 ** (t / 20) - 1) for t in range(20)])
-    q = widgets.schedule_curves("ala", qf="paper")["right"][0]["y"]
-    np.testing.assert_allclose(q, 1 / np.log(n / n.min() + 1))
-    g = widgets.schedule_curves("gcl", noise_mul=0.7)["right"][0]["y"]
-    delta = np.log(n.max()) - np.log(n)
-    np.testing.assert_allclose(g, 0.7 * delta / delta.max())
-    d = widgets.schedule_curves("drw", epochs=10, drw_start=6, cb_beta=0.999)
-    w = (1 - 0.999) / (1 - 0.999 ** n)
-    np.testing.assert_allclose(d["right"][1]["y"], w / w.sum() * 10)
-    assert d["left"][1]["y"][:6] == [1.0] * 6 and d["left"][1]["y"][6] == pytest.approx(w[-1] / w.sum() * 10)
-    b = widgets.schedule_curves("glag_beta", epochs=30, beta0=0.6, step=0.05, p_improve=1.0)
-    assert b["right"][0]["y"] == pytest.approx([1.0] * len(b["right"][0]["y"]))  # always improving -> clipped at 1
+def test_schedule_explorer_draws_the_plotting_figures():
+    """The explorer shows ltlab.plotting's figure of the method for its slider values (the builders are checked
+    against the formulas in test_plotting.py); each method shows its own sliders."""
+    ex = widgets.schedule_explorer(num_classes=8)
+    counts = longtail_counts(500, 8, 100)
+    for m in widgets.SCHEDULE_METHODS:
+        ex.method.value = m
+        shown = {k for k, v in ex.controls.items() if v.layout.display != "none"}
+        assert shown == {"num_classes", "imbalance_factor", "epochs", *widgets._SCHED_SLIDERS[m]}
+        want = widgets.schedule_figure(m, num_classes=8)
+        assert [t.name for t in ex.figure.data] == [t.name for t in want.data], m
+        assert ex.figure.layout.title.text == want.layout.title.text
+    ex.method.value = "gcl"
+    ex.controls["noise_mul"].value = 1.0
+    delta = np.log(max(counts)) - np.log(np.sort(counts)[::-1])
+    np.testing.assert_allclose(ex.figure.data[0].y, 1.0 * delta / delta.max(), rtol=1e-12)
+    ex.method.value = "glag_alpha"
+    ex.controls["c"].value = 3.0
+    assert ex.figure.data[0].y[10] == pytest.approx(3.0 ** (10 / 200) - 1)
     with pytest.raises(ValueError, match="glag_alpha"):
-        widgets.schedule_curves("nope")
+        widgets.schedule_figure("nope")
 
 
 def test_mean_abs_clamped_normal_against_sampling():
+    from ltlab.plotting import _mean_abs_clamped_normal
     eps = torch.randn(2_000_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64) / 3
-    assert widgets._mean_abs_clamped_normal(1 / 3) == pytest.approx(eps.clamp(-1, 1).abs().mean().item(), abs=1e-3)
-    assert widgets._mean_abs_clamped_normal(10.0) == pytest.approx(1.0, abs=0.1)  # almost always clamped
-
-
-def test_schedule_explorer_redraws_on_method_change():
-    ex = widgets.schedule_explorer(num_classes=8)
-    names = {}
-    for m in widgets.SCHEDULE_METHODS:
-        ex.method.value = m
-        names[m] = tuple(t.name for t in ex.figure.data)
-        shown = {k for k, v in ex.controls.items() if v.layout.display != "none"}
-        assert shown == {"num_classes", "imbalance_factor", "epochs", *widgets._SCHED_SLIDERS[m]}
-    assert len(set(names.values())) == len(names)
-    ex.method.value = "gcl"
-    before = list(ex.figure.data[-1].y)
-    ex.controls["noise_mul"].value = 1.0
-    assert list(ex.figure.data[-1].y) != before
+    assert _mean_abs_clamped_normal(1 / 3) == pytest.approx(eps.clamp(-1, 1).abs().mean().item(), abs=1e-3)
+    assert _mean_abs_clamped_normal(10.0) == pytest.approx(1.0, abs=0.1)  # almost always clamped
 
 
 # ---------------------------------------------------------------------- panels on a tiny run
@@ -128,21 +120,45 @@ def tiny_run(tmp_path_factory):
 def test_posthoc_panel_updates_live(tiny_run):
     panel = widgets.posthoc_panel(tiny_run, features="extract")
     ev = panel.evaluator
-    # p = 0 rebuilds the saved logits from checkpoint features and weights
-    np.testing.assert_allclose(ev.features @ ev.weight.T + ev.bias, tiny_run.per_class["test_logits"], atol=1e-4)
-    assert not panel.tn_p.disabled
-    first = dict(panel.result)
-    assert first["overall"] == pytest.approx(tiny_run.metrics.acc.iloc[-1])
+    z, labels = tiny_run.per_class["test_logits"], tiny_run.per_class["test_labels"]
+    # the checkpoint's features through its classifier rows give the saved logits, up to the bias
+    bias = z - ev.features @ ev.weight.T
+    np.testing.assert_allclose(bias, np.broadcast_to(bias[:1], bias.shape), atol=1e-4)
+    assert not panel.tn_p.disabled and not panel.tn_on.value
+    assert panel.result["overall"] == pytest.approx(tiny_run.metrics.acc.iloc[-1])
     panel.pn_tau.value = 1.0
     panel.la_tau.value = 1.0
     r = panel.result
-    assert r["few"] != first["few"] or r["many"] != first["many"]
-    exp = ev.evaluate(1.0, 1.0)
+    n = np.asarray(tiny_run.class_counts, dtype=np.float64)
+    adjusted = z - np.log(n / n.sum())[None, :]  # independent float64 rebuild of LA then PN
+    p = np.exp(adjusted - adjusted.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    want = stages.shot_scores((p / p.sum(0, keepdims=True)).argmax(1), labels, tiny_run.class_counts)
+    for k in ("overall", "many", "medium", "few"):
+        assert r[k] == pytest.approx(want[k], nan_ok=True), k
     bars = {int(x): y for t in panel.figure.data[:3] for x, y in zip(t.x, t.y)}
-    np.testing.assert_allclose([bars[c] for c in range(10)], exp["per_class"])
-    assert f"{exp['many']:.4f}" in panel.shots.value and f"{exp['few']:.4f}" in panel.shots.value
-    panel.tn_p.value = 1.0
-    assert panel.result["overall"] == pytest.approx(ev.evaluate(1.0, 1.0, 1.0)["overall"])
+    np.testing.assert_allclose([bars[c] for c in range(10)], r["per_class"])
+    assert f"{r['many']:.4f}" in panel.shots.value and f"{r['few']:.4f}" in panel.shots.value
+    panel.tn_on.value = True
+    assert panel.result["overall"] == pytest.approx(ev.evaluate(1.0, 1.0, panel.tn_p.value)["overall"])
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.5, 1.0])
+def test_posthoc_panel_and_the_stage_functions_give_the_same_numbers(tiny_run, tau):
+    """One slider at a time, the panel shows what the post-hoc steps compute for the run and tau (before issue 15
+    the panel kept the bias in tau-normalisation and the stage dropped it: 0.176 vs 0.100 at tau 0)."""
+    panel = widgets.posthoc_panel(tiny_run, features="extract")
+    keys = ("overall", "many", "medium", "few")
+
+    def same(result):
+        assert [panel.result[k] for k in keys] == pytest.approx([result[k] for k in keys], nan_ok=True)
+    panel.tn_p.value, panel.tn_on.value = tau, True
+    same(stages.tau_normalization(tiny_run, taus=[tau], select_on="test", save=False))
+    panel.tn_on.value = False
+    panel.pn_tau.value = tau
+    same(stages.pn_accuracy(tiny_run, tau=tau))
+    panel.pn_tau.value, panel.la_tau.value = 0.0, tau
+    same(stages.logit_adjust_accuracy(tiny_run, tau=tau))
 
 
 def test_posthoc_panel_without_features_disables_tau_norm(tiny_run):

@@ -1,4 +1,4 @@
-"""Device-resident batches with tensor augmentation (ARCHITECTURE.md "Data"; baselines.md 1.4).
+"""Device-resident batches with tensor augmentation (the CIFAR recipe of LDAM-DRW: crop 4 + flip).
 
 The uint8 images go to the training device once; each batch is indexed there, randomly cropped
 (zero padding) and flipped with batched gathers, converted to float32 and normalised. No per-batch

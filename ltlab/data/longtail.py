@@ -1,6 +1,6 @@
 """Long-tailed subsets: class counts, the standard CIFAR-LT selection, many/medium/few split.
 
-Reference: Cao et al. 2019 (LDAM-DRW) ``imbalance_cifar.py``; reference/baselines.md 1.1-1.2.
+Reference: Cao et al. 2019 (LDAM-DRW) ``imbalance_cifar.py``; classifier-balancing's ``shot_acc``.
 """
 from __future__ import annotations
 

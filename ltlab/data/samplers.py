@@ -1,4 +1,4 @@
-"""Re-sampling: per-class draw probabilities and index samplers (reference/baselines.md 4, methods.md GCL).
+"""Re-sampling: per-class draw probabilities and index samplers (classifier-balancing, LDAM-DRW and GCL code).
 
 Every sampler yields dataset indices, has ``class_probs`` (C,) and ``set_epoch(epoch)``: with a
 ``seed`` the draws of epoch k come from ``seed + k``, so a resumed run replays the same order; with
@@ -53,7 +53,7 @@ def class_sampling_probs(name: SamplerName, class_counts: Sequence[int], **kw: A
     rho_c = (1-beta_c)/(1-beta_c^n_c), beta_c = a + b (delta_c - delta_min)/(delta_max - delta_min),
     delta_c = log n_max - log n_c, a=0.9999, b=1e-5 (GCL code; paper a=0.999, b=0.0009), beta_c = a when
     all counts are equal; ``progressive`` (1-lambda) n_c/N + lambda/C, lambda = epoch/(num_epochs-1)
-    (0-based epoch; baselines.md 4). Classes with n_c = 0 get probability 0 (LIB).
+    (0-based epoch; Kang et al. 2020). Classes with n_c = 0 get probability 0 (LIB).
     """
     n = np.asarray(class_counts, dtype=np.float64)
     if n.ndim != 1 or len(n) == 0 or np.any(n < 0) or n.sum() <= 0:

@@ -2,7 +2,7 @@
 
 Each builder returns the full split as an :class:`LTDataset` (uint8 images held in memory, or lazy
 paths for file lists); :func:`get_dataset` then applies the standard CIFAR-LT selection
-(reference/baselines.md 1.1) to the train split. Test splits are never subsampled.
+(Cao et al. 2019, ``imbalance_cifar.py``) to the train split. Test splits are never subsampled.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ..safe_io import UnsafeFileError, unpickle_cifar
 from .longtail import longtail_counts, longtail_indices
 
 Split = Literal["train", "val", "test"]
-# LDAM-DRW / MiSLAS / GCL normalise CIFAR-10 and CIFAR-100 alike with these (baselines.md 1.4).
+# LDAM-DRW / MiSLAS / GCL normalise CIFAR-10 and CIFAR-100 alike with these.
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FASHION_ROOT = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
@@ -251,7 +251,7 @@ def _decode(path: str, line: int, list_file: str | None, size: Sequence[int]) ->
 def _file_list(root, split, download, list_file=None, train_list=None, val_list=None, test_list=None,
                image_size: int = 224, num_classes: int | None = None, classes: Sequence[str] | None = None,
                mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """ImageNet-LT / Places-LT / iNat lists: lines ``relative/path label`` (baselines.md 1.3)."""
+    """ImageNet-LT / Places-LT / iNat lists: lines ``relative/path label`` (OLTR / classifier-balancing format)."""
     lf = list_file or {"train": train_list, "val": val_list, "test": test_list}[split]
     if lf is None:
         raise ValueError(f"file_list needs list_file=... or {split}_list=... for split={split!r}")
@@ -343,7 +343,7 @@ def get_dataset(name: str, root: str | Path | None = None, *, split: Split = "tr
                 profile: Literal["exp", "step"] = "exp", n_max: int | None = None,
                 val_per_class: int | None = None, val_policy: Literal["strict", "available"] = "strict",
                 **kw: Any) -> LTDataset:
-    """A dataset split; the train split is long-tailed when ``imbalance_factor`` > 1 (baselines.md 1.1).
+    """A dataset split; the train split is long-tailed when ``imbalance_factor`` > 1 (Cao et al. 2019).
 
     Counts ``longtail_counts(n_max, C, imbalance_factor, profile)`` with n_max the per-class size of the
     train pool; images chosen by ``longtail_indices(targets, counts, seed)`` (np.random.seed(seed), per-class

@@ -1,4 +1,4 @@
-"""ALA: adaptive logit adjustment loss, reference/methods.md section 3."""
+"""ALA: adaptive logit adjustment loss (ALA paper 002)."""
 from __future__ import annotations
 
 from typing import Literal, Sequence
@@ -20,7 +20,7 @@ class ALALoss(CosineMarginLoss):
         class_counts: training count per class ``n_c``.
         s: scale (paper: 30).
         qf: "paper" ``1/log(n_c/n_min + 1)`` (default; no code ties the numbers to the other form) or
-            "code" ``log 2/log(n_c/n_min + 1)`` (third-party OpenLT; methods.md calls it ``qf_scale="log2"``).
+            "code" ``log 2/log(n_c/n_min + 1)`` (third-party OpenLT).
         drw_start: 0-based epoch from which deferred re-weighting with effective-number weights
             (beta = 0.9999, PyTorch weighted mean) switches on; None: never (OpenLT CIFAR: 160 of 200).
 

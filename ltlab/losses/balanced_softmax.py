@@ -11,7 +11,7 @@ from .base import LossBase
 
 
 class BalancedSoftmaxLoss(LossBase):
-    """Balanced Softmax CE (Ren et al. 2020; reference/baselines.md 2.6): ``CE(z + log n_c, y)``.
+    """Balanced Softmax CE (Ren et al. 2020): ``CE(z + log n_c, y)``.
 
     Raw training counts ``n_c``, no epsilon (official BALMS code); identical to the logit-adjusted
     loss with tau = 1 because ``log N`` cancels. Input logits (B, C); predict with raw ``z``.

@@ -11,7 +11,7 @@ from .base import DRWMixin, LossBase
 
 
 class CrossEntropyLoss(DRWMixin, LossBase):
-    """Softmax cross-entropy, batch mean (reference/baselines.md 2.1).
+    """Softmax cross-entropy, batch mean (weighted: PyTorch's ``sum w_y CE / sum w_y``).
 
     Args:
         class_counts: training count per class ``n_c``.

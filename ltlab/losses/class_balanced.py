@@ -14,7 +14,7 @@ _TYPES = ("softmax", "sigmoid", "focal")
 
 
 class ClassBalancedLoss(LossBase):
-    """Class-balanced loss (Cui et al. 2019, Eq. 5-7; reference/baselines.md 2.3). Input logits (B, C).
+    """Class-balanced loss (Cui et al. 2019, Eq. 5-7). Input logits (B, C).
 
     Class weight ``w_c = (1 - beta) / (1 - beta^{n_c})`` rescaled so ``sum_c w_c = C``; the weight of
     a sample's class multiplies its whole loss (all C binary terms for sigmoid/focal). Reductions are

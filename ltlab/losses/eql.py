@@ -14,7 +14,7 @@ _DEFAULT_LAMBDA = {"sigmoid": 0.00177, "softmax": 0.005}
 
 
 class EQLLoss(LossBase):
-    """Equalization loss (Tan et al. 2020; reference/baselines.md 2.7). Input logits (B, C).
+    """Equalization loss (Tan et al. 2020). Input logits (B, C).
 
     ``T_lambda(f_j) = [f_j < lambda]`` with class frequency ``f_j = n_j / N`` marks rare classes.
     ``form="sigmoid"`` (official ``eql.detectron2``, E = 1): ``sum_ij w_ij BCE_ij / B``,

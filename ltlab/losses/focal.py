@@ -13,7 +13,7 @@ _DEFAULT_GAMMA = {"softmax": 1.0, "sigmoid": 2.0}
 
 
 class FocalLoss(DRWMixin, LossBase):
-    """Focal loss (Lin et al. 2017, Eq. 5; reference/baselines.md 2.2). Input logits (B, C).
+    """Focal loss (Lin et al. 2017, Eq. 5). Input logits (B, C).
 
     ``form="softmax"`` (default; LDAM-DRW ``FocalLoss``): ``mean_i (1 - p_i)^gamma l_i`` with
     ``l_i = w_{y_i} CE_i`` and ``p_i = exp(-l_i)``, factor not detached. With DRW the weight enters

@@ -1,4 +1,4 @@
-"""GALA: gradient-aware logit adjustment loss, reference/methods.md section 4 (official ``lt-peoject``)."""
+"""GALA: gradient-aware logit adjustment loss (GALA paper 003; official ``lt-peoject``)."""
 from __future__ import annotations
 
 from typing import Literal, Sequence
@@ -13,7 +13,7 @@ from .base import LossBase, all_reduce_sum_, world_size
 class GALALoss(LossBase):
     """Gradient-aware logit adjustment ``CE(F, y)`` with F from accumulated logit gradients (GALA paper 003, Eq. 6).
 
-    State (registered buffers, float64, all zero at start; methods.md 4), row j = classifier,
+    State (registered buffers, float64, all zero at start), row j = classifier,
     column k = sample class:
       * ``A`` (C, C): ``A[j, k] += sum_{i: y_i = k} |dL/dz_ij|``, L = batch-mean CE on the adjusted
         logits, so ``|dL/dz| = |softmax(F) - onehot| / B`` (computed analytically, detached);

@@ -1,4 +1,4 @@
-"""GCL: Gaussian clouded logit loss, reference/methods.md section 2 (official ``Keke921/GCLLoss``)."""
+"""GCL: Gaussian clouded logit loss (GCL paper 001; official ``Keke921/GCLLoss``)."""
 from __future__ import annotations
 
 from typing import Sequence

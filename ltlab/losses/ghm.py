@@ -11,7 +11,7 @@ from .base import LossBase, all_reduce_sum_
 
 
 class GHMCLoss(LossBase):
-    """Gradient harmonizing classification loss (Li et al. 2019, GHM-C; baselines.md 2.9).
+    """Gradient harmonizing classification loss (Li et al. 2019, GHM-C).
 
     Sigmoid BCE over the (B, C) one-hot binary problem; each element is weighted by the inverse
     density of its gradient norm ``g = |sigmoid(z) - y|`` over ``bins`` equal bins: ``tot / n_b``

@@ -1,4 +1,4 @@
-"""GraLoss: GLAG's gradual balanced loss (stage one), reference/methods.md section 1a."""
+"""GraLoss: GLAG's gradual balanced loss (stage one) (GLAG paper 000, Eq. 2-4)."""
 from __future__ import annotations
 
 from typing import Sequence

@@ -12,7 +12,7 @@ _SHAPES = ("concave", "linear", "convex")
 
 
 class LabelAwareSmoothingLoss(LossBase):
-    """Label-aware smoothing CE (Zhong et al. 2021, MiSLAS; baselines.md 2.10). Logits (B, C).
+    """Label-aware smoothing CE (Zhong et al. 2021, MiSLAS). Logits (B, C).
 
     Per-class smoothing ``eps_c`` from the counts (head ``n_1`` = max gets ``smooth_head``, tail
     ``n_K`` = min gets ``smooth_tail``, in between by ``shape``); per sample
@@ -22,7 +22,7 @@ class LabelAwareSmoothingLoss(LossBase):
         class_counts: training count per class ``n_c`` (C,).
         shape: "concave" (official default), "linear" or "convex".
         smooth_head: ``eps_1`` in [0, 1]; 0.4 (official CIFAR-100-LT IF100 / Places-LT configs).
-        smooth_tail: ``eps_K`` in [0, 1]; 0.1 (same configs). Other configs: baselines.md 2.10.
+        smooth_tail: ``eps_K`` in [0, 1]; 0.1 (same configs). Other configs: MiSLAS's config files.
     """
 
     def __init__(self, class_counts: Sequence[int],

@@ -10,7 +10,7 @@ from .base import CosineMarginLoss
 
 
 class LDAMLoss(CosineMarginLoss):
-    """Label-distribution-aware margin loss (Cao et al. 2019, Eq. 13; baselines.md 2.4, methods.md).
+    """Label-distribution-aware margin loss (Cao et al. 2019, Eq. 13; official ``kaidic/LDAM-DRW``).
 
     ``CE(s (cos - m_y onehot_y), y)`` with margins ``m_c = max_m (n_min / n_c)^(1/4)`` (constants;
     the code's ``n^-1/4`` rescaled so the largest is ``max_m``). Input: cosine (B, C) in [-1, 1]
@@ -22,7 +22,7 @@ class LDAMLoss(CosineMarginLoss):
         max_m: largest margin ``C`` of the paper (the rarest class); 0.5 (official code).
         s: logit scale ``s``; 30 (official code).
         drw_start: 0-based epoch at which DRW switches on (160 in the LDAM-DRW CIFAR recipe);
-            None (LIB default, see ARCHITECTURE.md): plain LDAM.
+            None (LIB default): plain LDAM.
     """
 
     def __init__(self, class_counts: Sequence[int], max_m: float = 0.5, s: float = 30.0,

@@ -11,7 +11,7 @@ from .base import LossBase
 
 
 class LogitAdjustedLoss(LossBase):
-    """Logit-adjusted softmax CE (Menon et al. 2021, Eq. 10; reference/baselines.md 2.5).
+    """Logit-adjusted softmax CE (Menon et al. 2021, Eq. 10).
 
     ``CE(z + tau log pi, y)`` with ``pi_c = n_c / N`` the training label prior, applied to every
     column. Only training logits move; predict with raw ``z``. Input logits (B, C).

@@ -11,7 +11,7 @@ from .base import LossBase, all_reduce_sum_
 
 
 class SeesawLoss(LossBase):
-    """Seesaw loss (Wang et al. 2021; reference/baselines.md 2.8). Input logits (B, C).
+    """Seesaw loss (Wang et al. 2021; mmdetection's ``seesaw_loss.py``). Input logits (B, C).
 
     Keeps the cumulative per-class label counts ``N_c`` in the buffer ``cum_samples`` (C,), starting
     at 0 and incremented with the current batch *before* the loss, in training mode only. For j != y

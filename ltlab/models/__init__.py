@@ -1,4 +1,4 @@
-"""Models: CIFAR ResNets, a small convnet, torchvision ResNets, and the linear / cosine / LWS heads.
+"""Models: CIFAR ResNets, a small convnet, torchvision ResNets, and the linear / cosine / LWS / Tukey-linear heads.
 
 Every model has ``forward_features(x) -> (B, D)``, ``forward_head(features, pre_logits=False) ->
 (B, C)``, ``reset_classifier(num_classes, head=None)``, ``feature_dim``, ``num_classes``,
@@ -6,7 +6,7 @@ Every model has ``forward_features(x) -> (B, D)``, ``forward_head(features, pre_
 """
 from __future__ import annotations
 
-from .heads import HEADS, CosineHead, HeadedModel, LinearHead, LWSHead, create_head
+from .heads import HEADS, CosineHead, HeadedModel, LinearHead, LWSHead, TukeyHead, create_head
 from .registry import MODELS, create_model
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "LinearHead",
     "CosineHead",
     "LWSHead",
+    "TukeyHead",
 ]

@@ -1,25 +1,41 @@
-"""Classifier heads (linear, cosine, LWS) and the model base class every ltlab model shares.
+"""Classifier heads (linear, cosine, LWS, GLAG's Tukey-linear) and the model base class every ltlab model shares.
 
 A model is ``backbone -> forward_features (B, D) -> head -> (B, C)``. The head is always the
 submodule named ``head``; every other parameter is backbone, so a second stage can freeze it
-(reference/baselines.md section 3: cRT, LWS, tau-normalisation).
+(Kang et al. 2020: cRT, LWS, tau-normalisation).
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-HeadKind = Literal["linear", "cosine", "lws"]
+HeadKind = Literal["linear", "cosine", "lws", "tukey_linear"]
+
+
+def tukey(features, lam: float = 0.5):
+    """Tukey's ladder of powers ``x ** lam`` (lam != 0) or ``log x`` (lam = 0) (GLAG Eq. 5; DC code).
+
+    Features are post-ReLU, so they are clamped at 0 first (lam = 0: at 1e-6).
+    lam = 0.5 is DC's value (LIB; the GLAG paper gives none). numpy or torch in, same type out.
+    """
+    lam = float(lam)
+    if isinstance(features, torch.Tensor):
+        x = features if features.is_floating_point() else features.to(torch.float64)
+        return torch.log(x.clamp(min=1e-6)) if lam == 0 else x.clamp(min=0.0) ** lam
+    x = np.asarray(features)
+    x = x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64)
+    return np.log(np.maximum(x, 1e-6)) if lam == 0 else np.maximum(x, 0.0) ** lam
 
 
 class LinearHead(nn.Linear):
     """Linear classifier with bias: ``logits = f W^T + b``; f (B, D) -> logits (B, C).
 
-    Default ``nn.Linear`` init (the cRT re-initialisation, reference/baselines.md section 3); the
+    Default ``nn.Linear`` init (the cRT re-initialisation, Kang et al. 2020); the
     CIFAR ResNets overwrite the weight with Kaiming-normal as LDAM-DRW does.
     """
 
@@ -42,7 +58,7 @@ class LinearHead(nn.Linear):
 
 
 class CosineHead(nn.Module):
-    """Cosine classifier ("NormedLinear" of LDAM-DRW / GCL, reference/methods.md "Cosine classifier").
+    """Cosine classifier ("NormedLinear" of the LDAM-DRW / GCL code).
 
     ``cosine = normalize(f, dim=1) @ normalize(W, dim=0)`` with W stored (D, C) and no bias;
     f (B, D) -> cosine (B, C) in [-1, 1]. The head never applies the scale s: the loss does.
@@ -80,7 +96,7 @@ class CosineHead(nn.Module):
 
 
 class LWSHead(LinearHead):
-    """Learnable weight scaling (Kang et al. 2020, Sec. 4; reference/baselines.md section 3).
+    """Learnable weight scaling (Kang et al. 2020, Sec. 4; classifier-balancing code).
 
     ``logits = scale * (f W^T + b)``; f (B, D) -> logits (B, C); ``scale`` (C,) starts at 1 and
     multiplies the bias too, as in the official code. Built fresh, W and b are trainable (LIB);
@@ -116,7 +132,51 @@ class LWSHead(LinearHead):
         return self.scale[:, None] * self.weight
 
 
-HEADS: dict[str, type[nn.Module]] = {"linear": LinearHead, "cosine": CosineHead, "lws": LWSHead}
+class TukeyHead(nn.Module):
+    """Linear classifier on Tukey-transformed features (GLAG stage two): ``linear(tukey(f, lam))``; f (B, D) -> (B, C).
+
+    GLAG trains its stage-two classifier on Tukey-space features (GLAG Eq. 5), so the saved model
+    applies the transform in its head and ``model(x)`` on images equals what the AFG stage evaluated.
+    ``linear`` holds W (C, D) and b; ``tukey_lambda`` is a buffer, so it is saved with the weights. The
+    transform's gradient is infinite at 0: the head is trained on pre-transformed features (AFG) and
+    used for inference, not trained end to end.
+    """
+
+    kind = "tukey_linear"
+
+    def __init__(self, feature_dim: int, num_classes: int, device=None, dtype=None, tukey_lambda: float = 0.5) -> None:
+        super().__init__()
+        self.linear = LinearHead(feature_dim, num_classes, device=device, dtype=dtype)
+        self.register_buffer("tukey_lambda", torch.tensor(float(tukey_lambda), device=device, dtype=dtype))
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, tukey_lambda: float = 0.5) -> TukeyHead:
+        """Tukey head around ``linear`` itself (the stage-one classifier, trained further by the AFG stage)."""
+        if not isinstance(linear, LinearHead) or isinstance(linear, LWSHead):
+            raise ValueError(f"TukeyHead.from_linear needs a LinearHead, got {type(linear).__name__}")
+        w = linear.weight
+        head = cls(w.shape[1], w.shape[0], device=w.device, dtype=w.dtype, tukey_lambda=tukey_lambda)
+        head.linear = linear
+        return head
+
+    @property
+    def feature_dim(self) -> int:
+        return self.linear.in_features
+
+    @property
+    def num_classes(self) -> int:
+        return self.linear.out_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(tukey(features, float(self.tukey_lambda)))
+
+    def weight_matrix(self) -> torch.Tensor:
+        """Classifier weights (C, D), acting on Tukey-space features."""
+        return self.linear.weight
+
+
+HEADS: dict[str, type[nn.Module]] = {"linear": LinearHead, "cosine": CosineHead, "lws": LWSHead,
+                                     "tukey_linear": TukeyHead}
 
 
 def create_head(kind: HeadKind, feature_dim: int, num_classes: int, device=None, dtype=None) -> nn.Module:
@@ -164,14 +224,14 @@ class HeadedModel(nn.Module):
         """Replace the head by a freshly initialised one (``head=None`` keeps the current kind).
 
         The new head has the device and dtype of the old one (cRT re-initialises the classifier,
-        reference/baselines.md section 3).
+        Kang et al. 2020).
         """
         old = next(self.head.parameters())
         kind = self.head_kind if head is None else head
         self.head = create_head(kind, self.feature_dim, num_classes, device=old.device, dtype=old.dtype)
 
     def set_head(self, head: nn.Module) -> None:
-        """Install a ready-made head (e.g. ``LWSHead.from_linear(model.head)``)."""
+        """Install a ready-made head of a ``HEADS`` kind (e.g. ``LWSHead.from_linear(model.head)``)."""
         if type(head) not in HEADS.values():
             raise ValueError(f"head must be one of {[c.__name__ for c in HEADS.values()]}, got {type(head).__name__}")
         if head.feature_dim != self.feature_dim:

@@ -1,4 +1,4 @@
-"""Model registry: ``MODELS`` dict and ``create_model`` (ARCHITECTURE.md "Models")."""
+"""Model registry: ``MODELS`` dict and ``create_model`` (docs/architecture.md)."""
 from __future__ import annotations
 
 import inspect

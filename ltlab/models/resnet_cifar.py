@@ -1,7 +1,7 @@
 """CIFAR ResNets of He et al. (2016, Sec. 4.2) as in the LDAM-DRW code (``models/resnet_cifar.py``).
 
 3x3 conv 16 -> three stages of n basic blocks (16/32/64 channels, stride 1/2/2) with option-A
-shortcuts -> global average pool -> 64-d features (reference/baselines.md section 5). ResNet-(6n+2):
+shortcuts -> global average pool -> 64-d features (LDAM-DRW / MiSLAS code). ResNet-(6n+2):
 n = 3, 5, 7, 9, 18 gives ResNet-20/32/44/56/110. Kaiming-normal init on conv and linear weights as
 in the official code; ResNet-32 with a 10-class linear head has 464,154 parameters (0.46 M).
 """

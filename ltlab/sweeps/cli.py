@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m ltlab sweep <preset.yaml>... [--grid key=v1,v2] [--executor slurm --slurm k=v,...] ...``;
     ``--status OUT`` prints a sweep's state. 0 = all runs ok (or submitted)."""
     from .. import batch
-    from ..cli import parse_params, resolve_paths
+    from ..presets import parse_params, resolve_paths
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sweep"]:
         argv = argv[1:]

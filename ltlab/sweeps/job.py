@@ -104,7 +104,6 @@ def execute(spec: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
 def _run_stages(spec: dict[str, Any]) -> dict[str, Any]:
     import papermill as pm
 
-    from ..batch import run_state
     nb, done = Path(spec["notebook"]), []
     for i, params in enumerate(spec["stages"]):
         run_dir = Path(params["run_dir"])
@@ -138,12 +137,32 @@ def _posthoc(params: dict[str, Any]) -> None:
     method = (params.get("posthoc") or {}).get("method")
     if not method or (Path(params["run_dir"]) / f"posthoc_{method}.json").exists():
         return
-    from ..engine import resolve_device
-    from ..stages import apply_posthoc
+    from ..build import resolve_device
+    from ..posthoc import apply_posthoc
     apply_posthoc(params["run_dir"], device=resolve_device(params.get("device", "auto")))
 
 
 # ---------------------------------------------------------------------- reading a run back
+def run_state(run_dir: Path) -> str:
+    """"complete", "partial" (checkpoint.pt, not finished) or "new".
+
+    Complete: checkpoint.pt exists and metrics.csv ends at epoch ``epochs - 1`` of the run's own
+    config.json (the epochs the notebook actually used, whether or not the sweep set them).
+    """
+    import pandas as pd
+    metrics, ckpt, cfg = run_dir / "metrics.csv", run_dir / "checkpoint.pt", run_dir / "config.json"
+    if not ckpt.exists():
+        return "new"
+    try:
+        epochs = int(json.loads(cfg.read_text())["epochs"])
+        last = pd.read_csv(metrics)["epoch"]
+        if len(last) and int(last.iloc[-1]) == epochs - 1:
+            return "complete"
+    except (OSError, ValueError, KeyError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        pass
+    return "partial"
+
+
 def read_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The ``RESULT_FILE`` of a run's first directory, or None."""
     try:

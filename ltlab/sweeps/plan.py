@@ -2,11 +2,12 @@
 
 A run of a two-stage preset (GLAG, GCL, cRT, LWS, ...) is one job: stage one, then stage two with
 ``init_from`` = stage one's directory, in ``<name>_stage1`` / ``<name>_stage2``. Presets are read
-through :func:`ltlab.cli.read_preset`, so the grid and seeds apply as its overrides do: a plain key
+through :func:`ltlab.presets.read_preset`, so the grid and seeds apply as its overrides do: a plain key
 to every stage, ``stage_one.KEY`` / ``stage_two.KEY`` to one stage.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -17,14 +18,11 @@ from typing import Any, Iterable, Sequence
 import yaml
 
 MANIFEST = ".sweep.json"  # in out_root: every run a sweep planned there (for sweep_status)
-# what a stage two must share with its stage one (ltlab.engine checks these when stage two starts)
-SAME_DATA_AND_MODEL = ("dataset", "root", "imbalance_factor", "imbalance_profile", "data_seed", "dataset_params",
-                       "model")
 _DOC = ("reported", "posthoc", "preset", "method")
 
 
 def _preset_file(preset: str | os.PathLike | dict, tmp: str, i: int) -> Path:
-    """A preset file for :func:`ltlab.cli.read_preset` (a dict preset is written to ``tmp`` first)."""
+    """A preset file for :func:`ltlab.presets.read_preset` (a dict preset is written to ``tmp`` first)."""
     if not isinstance(preset, dict):
         return Path(preset)
     path = Path(tmp) / f"preset{i}.yaml"
@@ -57,7 +55,7 @@ def expand_stages(presets: Sequence[str | os.PathLike | dict] | None = None, gri
     list of values (product), where ``stage_one.KEY`` / ``stage_two.KEY`` set one stage and a plain key
     every stage. Returns one list of stage parameter dicts per run, presets outermost, seeds innermost.
     """
-    from ..cli import read_preset
+    from ..presets import read_preset
     grid, base = dict(grid or {}), dict(base_params or {})
     _check_grid(grid, base)
     points = [dict(zip(grid, vals)) for vals in itertools.product(*(list(v) for v in grid.values()))]
@@ -81,27 +79,14 @@ def expand_stages(presets: Sequence[str | os.PathLike | dict] | None = None, gri
 
 
 def check_stages(configs: list) -> None:
-    """Refuse a stage two that cannot start from its stage one (``RunConfig`` objects, stage one first).
-
-    Mirrors what ``ltlab.engine`` checks when stage two starts, so a bad grid fails before stage one trains:
-    same data and model, and a head stage two can take over (the same kind, LWS on a linear head, a
-    reset classifier, or a linear head under GLAG's ``stage='afg'``).
-    """
+    """Refuse a stage two that cannot start from its stage one (``RunConfig`` objects, stage one first):
+    ``Stage.check_stage_one`` of stage two's stage, the checks ``ltlab.run`` makes when stage two starts,
+    so a bad grid fails before stage one trains."""
+    from ..stages import get_stage
     if len(configs) < 2:
         return
     one, two = configs
-    for key in SAME_DATA_AND_MODEL:
-        if getattr(one, key) != getattr(two, key):
-            raise ValueError(f"stage two has {key}={getattr(two, key)!r} but stage one {key}={getattr(one, key)!r}; "
-                             "stage two must see the same data through the same model (set it for both stages)")
-    old, new = one.resolved_head, two.resolved_head
-    if two.stage == "afg" and old != "linear":
-        raise ValueError(f"stage two is GLAG's stage='afg', which needs a stage one with a linear head; stage one "
-                         f"(loss={one.loss!r}) has a {old!r} head")
-    if two.stage != "afg" and two.classifier_init == "stage_one" and new != old and not (new, old) == ("lws", "linear"):
-        raise ValueError(f"stage two keeps stage one's classifier (classifier_init='stage_one') but asks for a {new!r} "
-                         f"head (loss={two.loss!r}) while stage one (loss={one.loss!r}) has a {old!r} head; use "
-                         "classifier_init='reset' or matching losses")
+    get_stage(two.stage).check_stage_one(one, two)
 
 
 def validate_stages(combos: list[list[dict]]) -> list[list]:
@@ -128,9 +113,9 @@ def validate_stages(combos: list[list[dict]]) -> list[list]:
 
 def table_row(stages: list[dict]) -> dict[str, Any]:
     """The parameter columns of a run: stage one's parameters, then ``stage_two.KEY`` for stage two's own
-    (those it does not inherit from stage one, ``ltlab.stages.INHERITED``); ``reported`` / ``posthoc`` are
+    (those it does not inherit from stage one, ``ltlab.presets.INHERITED``); ``reported`` / ``posthoc`` are
     the final stage's (the preset's numbers)."""
-    from ..stages import INHERITED
+    from ..presets import INHERITED
     row = dict(stages[0])
     if len(stages) > 1:
         two = stages[1]
@@ -140,9 +125,21 @@ def table_row(stages: list[dict]) -> dict[str, Any]:
     return row
 
 
+def run_name(params: dict) -> str:
+    """Deterministic directory name: dataset, loss, IF, seed and a hash of every result-relevant parameter.
+
+    Left out of the hash: ``RunConfig``'s resume-free fields (device, progress, run_dir, epochs_per_call,
+    documentation such as preset / reported), so they can change between attempts of the same run.
+    """
+    from ..config import RESUME_FREE_FIELDS
+    from ..runs import run_label
+    key = {k: v for k, v in sorted(params.items()) if k not in RESUME_FREE_FIELDS}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{run_label(params)}_{digest}"
+
+
 def run_id(stages: list[dict]) -> str:
-    """Deterministic name (``ltlab.batch.run_name``); a stage two's result-relevant parameters join the hash."""
-    from ..batch import run_name
+    """Deterministic name (:func:`run_name`); a stage two's result-relevant parameters join the hash."""
     from ..config import RESUME_FREE_FIELDS
     if len(stages) == 1:
         return run_name(stages[0])

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from .job import heartbeat, heartbeat_seconds, read_result, stage_numbers
+from .job import heartbeat, heartbeat_seconds, read_result, run_state, stage_numbers
 
 STATES = ("done", "running", "failed", "interrupted", "missing")
 
@@ -29,7 +29,6 @@ def _epochs(run_dir: Path) -> int | None:
 
 def run_status(dirs: list[str]) -> dict[str, Any]:
     """Status of one run (its stage directories, stage one first); see the module docstring."""
-    from ..batch import run_state
     paths = [Path(d) for d in dirs]
     states = [run_state(p) for p in paths]
     stage = next((i for i, s in enumerate(states) if s != "complete"), len(paths) - 1)

@@ -1,4 +1,4 @@
-"""Pure maths of the baseline losses (reference/baselines.md section 2).
+"""Pure maths of the baseline losses (each docstring cites its paper and official code).
 
 Tensors in, tensors out: no module state, no randomness (masks are passed in). Per-class constants
 (weights, margins, smoothing) are cast to the dtype and device of the inputs, so float64 in gives
@@ -37,7 +37,7 @@ def cross_entropy(logits: Tensor, labels: Tensor, weight: Tensor | None = None) 
 # ---------------------------------------------------------------------------------- focal (2.2)
 def softmax_focal_loss(logits: Tensor, labels: Tensor, gamma: float = 1.0,
                        weight: Tensor | None = None) -> Tensor:
-    """LDAM-DRW softmax focal loss ``mean_i (1 - p_i)^gamma * l_i`` (baselines.md 2.2).
+    """LDAM-DRW softmax focal loss ``mean_i (1 - p_i)^gamma * l_i`` (official ``kaidic/LDAM-DRW``).
 
     ``l_i = w_{y_i} CE_i`` (``w`` = 1 without ``weight``) and ``p_i = exp(-l_i)``: with a weight
     ``p_i`` is not the model probability, and the reduction is a plain batch mean (code quirks kept).
@@ -69,7 +69,7 @@ def sigmoid_focal_loss(logits: Tensor, labels: Tensor, gamma: float = 2.0, alpha
 def class_balanced_loss(logits: Tensor, labels: Tensor, class_weight: Tensor,
                         loss_type: Literal["softmax", "sigmoid", "focal"] = "softmax",
                         gamma: float = 1.0) -> Tensor:
-    """Cui et al. 2019 class-balanced loss (Eq. 5-7) with the TF code's reductions (baselines.md 2.3).
+    """Cui et al. 2019 class-balanced loss (Eq. 5-7) with the TF code's reductions.
 
     ``w = class_weight[y]`` (B,): softmax ``mean_i w_i CE_i``; sigmoid ``sum_ij w_i BCE_ij / B``;
     focal ``sum_ij w_i (1 - p_t,ij)^gamma BCE_ij / B`` with the modulator computed stably as
@@ -125,7 +125,7 @@ def ldam_loss(cosine: Tensor, labels: Tensor, margins: Tensor, s: float = 30.0,
 # ------------------------------------------------------------------ label-aware smoothing (2.10)
 def las_smoothing(class_counts: Tensor, shape: Literal["concave", "linear", "convex"] = "concave",
                   smooth_head: float = 0.4, smooth_tail: float = 0.1) -> Tensor:
-    """MiSLAS per-class smoothing ``eps_c`` (Zhong et al. 2021; baselines.md 2.10), float64 (C,).
+    """MiSLAS per-class smoothing ``eps_c`` (Zhong et al. 2021), float64 (C,).
 
     ``r_c = (n_c - n_K) / (n_1 - n_K)``; concave ``e_K + (e_1 - e_K) sin(pi r / 2)``, linear
     ``e_K + (e_1 - e_K) r``, convex ``e_1 + (e_1 - e_K) sin(3 pi / 2 + pi r / 2)``. With all counts

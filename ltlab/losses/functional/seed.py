@@ -1,4 +1,4 @@
-"""Pure maths of the five seed methods (reference/methods.md sections 1-5).
+"""Pure maths of the five seed methods (GLAG, GCL, ALA, GALA, GHM-CWAP: papers 000-004).
 
 Tensors in, tensors out; randomness (GCL's noise) is passed in. Every function keeps the dtype and
 device of its first tensor argument; per-class constants given as tensors are moved there.
@@ -30,7 +30,7 @@ def _like(t: Tensor, like: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------- 1. GLAG
 def graloss_logits(logits: Tensor, prior: Tensor, alpha: float) -> Tensor:
-    """GraLoss training logits ``z + alpha(T) * log(pi)`` on all columns (GLAG Eq. 2-3; methods.md 1a).
+    """GraLoss training logits ``z + alpha(T) * log(pi)`` on all columns (GLAG Eq. 2-3).
 
     logits (B, C), prior ``pi_c = n_c / sum n`` (C,), alpha from ``schedules.glag_alpha``.
     """
@@ -40,7 +40,7 @@ def graloss_logits(logits: Tensor, prior: Tensor, alpha: float) -> Tensor:
 def head_distillation(student_logits: Tensor, teacher_logits: Tensor, head_mask: Tensor) -> Tensor:
     """GLAG stage-two KD: ``KL(softmax(teacher) || softmax(student))`` averaged over head rows (Eq. 11).
 
-    Temperature 1 (LIB, methods.md 1b.8). student/teacher logits (B, C); head_mask (B,) bool, True for
+    Temperature 1 (LIB; GLAG Eq. 11 gives none). student/teacher logits (B, C); head_mask (B,) bool, True for
     the real head-class samples. The teacher (frozen stage-one classifier) is detached. Returns the
     mean over the rows in ``head_mask``, 0 when there are none (no host sync).
     """
@@ -53,9 +53,9 @@ def head_distillation(student_logits: Tensor, teacher_logits: Tensor, head_mask:
 
 # ----------------------------------------------------------------------------- 2. GCL
 def gcl_delta_hat(class_counts: Tensor) -> Tensor:
-    """GCL cloud sizes ``delta_c / max(delta)``, ``delta_c = log n_max - log n_c`` (GCL Eq. 9; methods.md 2).
+    """GCL cloud sizes ``delta_c / max(delta)``, ``delta_c = log n_max - log n_c`` (GCL Eq. 9).
 
-    class_counts (C,) float. Balanced data (max delta = 0) gives all zeros (guard, methods.md 2).
+    class_counts (C,) float. Balanced data (max delta = 0) gives all zeros (LIB guard).
     """
     n = class_counts.to(torch.float64) if not class_counts.is_floating_point() else class_counts
     delta = torch.log(n.max()) - torch.log(n)
@@ -67,7 +67,7 @@ def gcl_logits(cosine: Tensor, labels: Tensor, noise: Tensor, delta_hat: Tensor,
                noise_mul: float = 0.5, m: float = 0.0) -> Tensor:
     """GCL clouded cosine (GCL Eq. 11) ``cos - noise_mul * |clamp(eps, -1, 1)| * delta_hat - m * onehot(y)`` (B, C).
 
-    Official ``Keke921/GCLLoss`` behaviour (methods.md 2): ``noise`` (B, C) is the raw N(0, std 1/3)
+    Official ``Keke921/GCLLoss`` behaviour: ``noise`` (B, C) is the raw N(0, std 1/3)
     draw, one per element; ``noise_mul`` 0.5 (CIFAR code) and the target margin ``m`` (0.1 in stage
     two) are code additions. The result is not yet multiplied by the scale ``s``.
     """
@@ -86,7 +86,7 @@ def detached_focal_mean(per_sample_loss: Tensor, gamma: float) -> Tensor:
 def ala_quantity_factor(class_counts: Tensor, qf: Literal["paper", "code"] = "paper") -> Tensor:
     """ALA quantity factor (C,): paper ``1/log(n_c/n_min + 1)`` (ALA Eq. 7), code ``log 2/log(n_c/n_min + 1)``.
 
-    "code" is the third-party OpenLT form (tail = 1); the paper form is the default (methods.md 3).
+    "code" is the third-party OpenLT form (tail = 1); the paper form is the default.
     """
     if qf not in ("paper", "code"):
         raise ValueError(f"ala_quantity_factor: qf must be 'paper' or 'code', got {qf!r}")
@@ -96,7 +96,7 @@ def ala_quantity_factor(class_counts: Tensor, qf: Literal["paper", "code"] = "pa
 
 
 def ala_difficulty_factor(cosine: Tensor, labels: Tensor) -> Tensor:
-    """ALA difficulty factor ``DF_i = (1 - cos_{i,y_i}) / 2`` (B,), detached (ALA Eq. 6; methods.md 3)."""
+    """ALA difficulty factor ``DF_i = (1 - cos_{i,y_i}) / 2`` (B,), detached (ALA Eq. 6)."""
     return ((1.0 - cosine.detach().gather(1, labels[:, None]).squeeze(1)) / 2.0)
 
 
@@ -113,7 +113,7 @@ def ala_adjust(cosine: Tensor, labels: Tensor, quantity_factor: Tensor) -> Tenso
 # ----------------------------------------------------------------------------- 4. GALA
 def gala_logits(logits: Tensor, labels: Tensor, theta: Tensor, phi: Tensor, lambda1: float = 1.0,
                 lambda2: float = 1.0, variant: Literal["code", "paper"] = "code", eps: float = 1e-3) -> Tensor:
-    """GALA adjusted training logits F (B, C) from accumulated gradients (GALA Eq. 6; methods.md 4).
+    """GALA adjusted training logits F (B, C) from accumulated gradients (GALA Eq. 6).
 
     "code" (official): ``F = z + lambda1*log(theta + eps)[None, :] - lambda2*log(phi_y + eps)[:, None]``
     on all columns. "paper" (Eq. 6): only non-target columns get ``lambda1*log(theta_j + eps) -
@@ -141,7 +141,7 @@ def gala_grad_abs(adjusted_logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def gala_increment(grad_abs: Tensor, labels: Tensor, num_classes: int) -> Tensor:
-    """Per-batch increment G (C, C) of GALA's A: ``G[j, k] = sum_{i: y_i = k} |dL/dz_ij|`` (methods.md 4).
+    """Per-batch increment G (C, C) of GALA's A: ``G[j, k] = sum_{i: y_i = k} |dL/dz_ij|`` (official GALA code).
 
     Row j = classifier, column k = sample class.
     """

@@ -1,4 +1,4 @@
-"""Post-hoc adjustments on saved logits and classifier weights (no retraining).
+"""The maths of the post-hoc adjustments, on logits and classifier weights (no retraining).
 
 Each function takes a numpy array or a torch tensor and returns the same type, dtype and device
 (integer input gives float64). They are cheap enough to run on a whole saved test set behind a slider.
@@ -44,7 +44,7 @@ def logit_adjust(logits: Array, class_counts: Sequence[int], tau: float = 1.0) -
 
 
 def pn_rebalance(logits: Array, tau: float = 1.0) -> Array:
-    """GALA prediction re-balancing ``softmax(z) / colsum(softmax(z)) ** tau`` (GALA paper 003, Sec. 3.3; methods.md 4).
+    """GALA prediction re-balancing ``softmax(z) / colsum(softmax(z)) ** tau`` (GALA paper 003, Sec. 3.3, Eq. 13).
 
     logits (M, C) of the WHOLE evaluation set at once (transductive: the column sums run over all M
     rows). Returns the re-balanced scores (M, C); predict with argmax over classes. tau = 1 is the
@@ -62,8 +62,9 @@ def pn_rebalance(logits: Array, tau: float = 1.0) -> Array:
 def tau_normalize(weight: Array, p: float) -> Array:
     """tau-normalised classifier rows ``W_c / ||W_c||_2 ** p`` (Kang et al. 2020, Decoupling, Eq. 4).
 
-    weight (C, D), one row per class (the bias is dropped in the paper). p = 0 is the identity,
-    p = 1 full normalisation. Norms are clamped at 1e-12 so an all-zero row stays zero.
+    weight (C, D), one row per class; the classifier's bias is dropped (paper and official code:
+    logits ``f @ tau_normalize(W, p).T``). p = 0 is the identity, p = 1 full normalisation. Norms are
+    clamped at 1e-12 so an all-zero row stays zero.
     """
     w = _as_float(weight, "tau_normalize", 2)
     if isinstance(w, torch.Tensor):

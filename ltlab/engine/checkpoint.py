@@ -1,0 +1,136 @@
+"""Checkpoints: what a run saves after every epoch (and every k steps), and how a run resumes from it.
+
+A checkpoint holds the model (unwrapped; with its head kind, so :func:`ltlab.build.rebuild_model` can rebuild
+it), the optimiser, the loss and stage state, the whole history (metrics, per-class accuracy, probe records,
+last test outputs), the RNG states and, mid-epoch, the position inside the epoch. Reading one back is
+:func:`ltlab.runs.load_checkpoint` (``weights_only=True``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import __version__, distributed, probes
+from ..config import RunConfig
+from ..runs import CHECKPOINTS, save_torch
+from .loop import EpochSums, TrainState, unwrap
+
+
+def save_checkpoint(run_dir: Path, state: TrainState, config: RunConfig, *, position: dict | None = None,
+                    scaler=None) -> None:
+    """Atomically write ``checkpoint.pt``, keeping the previous one as ``checkpoint_prev.pt``.
+
+    ``position``: where inside the next epoch training stands (a mid-epoch checkpoint, :func:`position`).
+    """
+    model = unwrap(state.model)
+    ckpt = {
+        "epoch": state.epoch, "model": model.state_dict(), "head_kind": getattr(model, "head_kind", None),
+        "optimizer": state.optimizer.state_dict(), "loss": state.loss_fn.state_dict(),
+        "fingerprint": config.fingerprint(), "ltlab_version": __version__,
+        # the probe history goes in stacked (probes.stack_epochs): a handful of arrays instead of several per epoch
+        "history": {"metrics": state.metrics, "per_class": state.per_class, "eval_epochs": state.eval_epochs,
+                    "probes": probes.stack_epochs(state.probe_records), "probe_epochs": len(state.probe_records),
+                    "test_logits": state.test_logits, "test_labels": state.test_labels},
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
+        "extras": {k: v.state_dict() for k, v in state.extras.items()},
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "position": position, "world_size": distributed.context().world_size,
+    }
+    save_torch(run_dir / CHECKPOINTS[0], ckpt, keep_previous=run_dir / CHECKPOINTS[1])
+    state.checkpoint_epoch = state.epoch
+
+
+def check_resume(config: RunConfig, ckpt: dict, run_dir: Path) -> None:
+    """Refuse to resume with other parameters than the checkpoint's (the resume-free fields aside).
+
+    The checkpoint's fingerprint is read through today's RunConfig first (when it still validates), so a
+    checkpoint written before a parameter was added or renamed compares by meaning, not spelling.
+    """
+    old = ckpt.get("fingerprint", {})
+    try:
+        old = RunConfig(**old).fingerprint()
+    except (ValueError, TypeError):
+        pass  # compare as saved: the differences are listed below
+    new = config.fingerprint()
+    diff = sorted(k for k in set(old) | set(new) if _canonical(old.get(k)) != _canonical(new.get(k)))
+    if diff:
+        details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+        raise ValueError(f"cannot resume {run_dir}: its checkpoint was written by a different config ({details}). "
+                         "Resume with the original parameters, or start a new run_dir with resume=False")
+
+
+def _canonical(value: Any) -> str:
+    """A config value as the checkpoint holds it (paths as strings; numpy as numbers), for comparison."""
+    return json.dumps(value, sort_keys=True, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
+
+
+def _arrays(obj: Any) -> Any:
+    """Tensors inside dicts/lists as numpy arrays (the history of checkpoints written before numpy arrays were
+    recorded by :func:`ltlab.safe_io.dump_torch`, which held them as plain tensors)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    if isinstance(obj, dict):
+        return {k: _arrays(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_arrays(v) for v in obj]
+    return obj
+
+
+def restore(state: TrainState, ckpt: dict) -> None:
+    """Load a checkpoint into ``state``: weights, optimiser, loss and stage state, history, position."""
+    unwrap(state.model).load_state_dict(ckpt["model"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.loss_fn.load_state_dict(ckpt["loss"])
+    h = _arrays(ckpt["history"])
+    state.epoch = state.checkpoint_epoch = int(ckpt["epoch"])
+    state.metrics, state.per_class, state.eval_epochs = list(h["metrics"]), list(h["per_class"]), list(h["eval_epochs"])
+    state.probe_records = probes.unstack_epochs(h["probes"], int(h["probe_epochs"]))
+    state.test_logits, state.test_labels = h["test_logits"], h["test_labels"]
+    for k, v in state.extras.items():
+        if k not in ckpt.get("extras", {}):
+            raise ValueError(f"checkpoint lacks the state of {k!r}; it was written by a different kind of run")
+        v.load_state_dict(ckpt["extras"][k])
+    state.position, state.scaler_state = ckpt.get("position"), ckpt.get("scaler")
+    state.saved = describe(state.epoch, state.position)
+
+
+def describe(epoch: int, position: dict | None) -> str:
+    """What a checkpoint holds, for messages: ``end of epoch 3`` or ``epoch 4, step 20``."""
+    if position is not None:
+        return f"epoch {position['epoch']}, step {position['step']}"
+    return f"end of epoch {epoch}" if epoch >= 0 else "none yet"
+
+
+def position(epoch: int, steps: int, sums: EpochSums, probe: probes.GradientProbe, rng: np.random.Generator,
+             device: torch.device) -> dict:
+    """Everything needed to continue epoch ``epoch`` after ``steps`` steps (collective under DDP).
+
+    Loss sum and count are global; the probe sums are the single-process ones (sum over ranks / world
+    size, see the trainer); RNG states (torch, CUDA, the mixup generator) are kept per rank.
+    """
+    ctx = distributed.context()
+    total, count = sums.global_sums()
+    partial = {k: (distributed.all_reduce_(t.clone()) / ctx.world_size).cpu() for k, t in probe.sums.items()}
+    rng_state = {"torch": torch.get_rng_state(), "mixup": rng.bit_generator.state,
+                 "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+    return {"epoch": epoch, "step": steps, "total": total, "count": count, "probe": partial,
+            "rng": distributed.all_gather_objects(rng_state)}
+
+
+def resume_position(pos: dict, probe: probes.GradientProbe, rng: np.random.Generator,
+                    device: torch.device) -> tuple[int, dict]:
+    """Restore a mid-epoch position on this rank; returns (start_step, carry) for ``train_one_epoch``."""
+    ctx = distributed.context()
+    states = pos["rng"]
+    mine = states[ctx.rank % len(states)]  # a resume on another number of ranks reuses rank states cyclically
+    torch.set_rng_state(mine["torch"])
+    if mine.get("cuda") is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(mine["cuda"], device)
+    rng.bit_generator.state = mine["mixup"]
+    main = ctx.is_main  # the sums are global: rank 0 carries them, the other ranks start from zero
+    probe.load_sums(probes.position_sums(pos["probe"], probe), int(pos["step"]), ctx.world_size if main else 0.0)
+    return int(pos["step"]), {"total": pos["total"] if main else 0.0, "count": pos["count"] if main else 0}
