@@ -257,7 +257,8 @@ def ghm_distribution_numbers(run: Run, split: float = 0.6) -> str:
                       for w, h in zip(widths, hist)])  # (C, 2) samples below / above split
     group = group_of_classes(np.asarray(run.class_counts))
     low, high = parts.sum(0)
-    share = {g: parts[group == g].sum(0) / parts.sum(0) for g in ("many", "few")}  # group share below / above
+    total = np.maximum(parts.sum(0), 1e-12)  # a side of the split can be empty (a run of one epoch)
+    share = {g: parts[group == g].sum(0) / total for g in ("many", "few")}  # group share below / above
     few_high = parts[group == "few", 1].sum() / max(parts[group == "few"].sum(), 1e-12)
     return (f"below g = {split}: {low:.0f} samples, {share['many'][0]:.0%} many-shot (as in the paper, the head "
             f"dominates the easy end); above g = {split}: {high:.0f} samples, {share['many'][1]:.0%} many-shot and "

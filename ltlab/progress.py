@@ -15,6 +15,7 @@ from typing import Iterable
 from tqdm.std import tqdm as text_tqdm
 
 HEADLESS_MININTERVAL_S = 60.0
+LIVE_DESC = "epochs"  # the notebook bar's label (the run id is in the Run shown under it)
 
 
 class HeadlessTqdm(text_tqdm):
@@ -46,7 +47,10 @@ def progress_bar(iterable: Iterable, *, enabled: bool, **kwargs):
     shows nothing."""
     if enabled and live_frontend():
         from tqdm.auto import tqdm
-        return tqdm(iterable, **kwargs)
+        # the widget is a row of label, bar and counts: a long label (a run id) squeezes the bar to nothing
+        # in a narrow output area, so the label is short and the row may wrap with the bar taking the room
+        kwargs["desc"] = LIVE_DESC
+        return tqdm(iterable, dynamic_ncols=True, **kwargs)  # tqdm.notebook: a 100%-wide row
     if _kernel() is None:
         return text_tqdm(iterable, file=sys.stderr, disable=not enabled, **kwargs)
     kwargs["mininterval"] = max(kwargs.get("mininterval", 0.1), HEADLESS_MININTERVAL_S)

@@ -293,7 +293,10 @@ def _screenshot(page, path: Path) -> None:
 
 def _check_train(page) -> None:
     """A user's Run All on 01: tqdm's notebook bar (a widget, not red stderr text) and the config table."""
-    assert page.locator(".jp-OutputArea-output .widget-hprogress").count() >= 1, "no notebook progress bar"
+    bars = page.locator(".jp-OutputArea-output .widget-hprogress")
+    assert bars.count() >= 1, "no notebook progress bar"
+    box = bars.first.bounding_box()
+    assert box is not None and box["width"] >= 100, f"the notebook progress bar is squeezed to {box}"
     config = page.locator(".jp-OutputArea-output", has_text="fields differ from the defaults").first
     assert config.locator("table").count() == 1, "no RunConfig table"
     assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
