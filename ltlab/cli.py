@@ -12,12 +12,22 @@ from .presets import load_preset, parse_params, read_preset, resolve_paths  # no
 from .runs import new_run_id, runs_root, timestamp
 
 
-def _check_stage(params: dict[str, Any], init_from: str | None) -> None:
-    """Validate a stage and its data before anything runs (clear errors, nothing written)."""
+def _check_stage(params: dict[str, Any], init_from: str | None, planned: bool = False) -> None:
+    """Validate a stage and its data before anything runs (clear errors, nothing written). ``planned``: its
+    ``init_from`` is a stage one this command trains first (checked as finished only when it is not)."""
+    from . import distributed
     from .build import load_datasets, load_val_dataset
     from .config import RunConfig
+    from .stages import get_stage
 
     config = RunConfig(**{**params, **({"init_from": init_from} if init_from else {})})
+    stage = get_stage(config.stage)
+    if distributed.launched_distributed() and not stage.distributed:
+        raise ValueError(f"stage={stage.name!r} ({stage.summary}) runs in one process and cannot run under torchrun "
+                         "(nothing was trained); run this preset without torchrun, or train stage one under torchrun "
+                         "and then this stage without it, with -p init_from <stage-one run directory>")
+    if config.init_from and not planned:
+        check_finished(config.init_from)
     try:
         if not init_from:
             load_datasets(config)
@@ -30,13 +40,72 @@ def _check_stage(params: dict[str, Any], init_from: str | None) -> None:
         raise ValueError(f"{run_dir} already holds a run; choose another run_dir (or resume=True)")
 
 
+def check_finished(init_from: str | Path) -> None:
+    """Refuse an ``init_from`` run that has not trained all its epochs (e.g. stopped by ``epochs_per_call``)."""
+    from .sweeps.job import run_state
+
+    d = Path(init_from)
+    state = run_state(d) if d.is_dir() else "missing"
+    if state == "missing":
+        raise FileNotFoundError(f"init_from={init_from}: no such run directory; point init_from at a finished "
+                                "stage-one run directory")
+    if state != "complete":
+        raise ValueError(f"init_from={init_from}: stage one is unfinished ({_progress(d)}); finish it first with "
+                         f"-p run_dir {init_from} -p resume True (and no epochs_per_call), then run this stage")
+
+
+def _progress(run_dir: Path) -> str:
+    """``"k of N epochs done"`` from a run directory's metrics.csv and config.json."""
+    import json
+
+    import pandas as pd
+    try:
+        epochs = json.loads((run_dir / "config.json").read_text()).get("epochs", "?")
+    except (OSError, ValueError):
+        epochs = "?"
+    try:
+        done = int(pd.read_csv(run_dir / "metrics.csv")["epoch"].iloc[-1]) + 1
+    except (OSError, ValueError, KeyError, IndexError, pd.errors.EmptyDataError):
+        done = 0
+    return f"{done} of {epochs} epochs done"
+
+
+def _stage_dirs(stages: list[dict[str, Any]], base: str) -> None:
+    """Name each stage's run directory: ``runs/<base>_stage1`` / ``_stage2`` when auto-named; with one given
+    ``run_dir`` (every stage), stage two gets ``<run_dir>_stage2``, or ``<X>_stage2`` when it is ``<X>_stage1``."""
+    for i, stage in enumerate(stages):
+        suffix = "" if len(stages) == 1 else f"_stage{i + 1}"
+        if not stage.get("run_dir"):
+            stage["run_dir"] = str(runs_root() / ((stage.get("run_id") or base) + suffix))
+        elif i > 0 and stage["run_dir"] == stages[0]["run_dir"]:
+            first = stage["run_dir"].rstrip("/")
+            stage["run_dir"] = (first[:-len("_stage1")] if first.endswith("_stage1") else first) + suffix
+
+
+def _resume_plan(stages: list[dict[str, Any]]) -> list[bool]:
+    """With ``resume=True``: which stages still train (a complete one is skipped) and, for each that does,
+    ``resume`` set to whether it has a checkpoint (an unstarted stage two starts fresh)."""
+    from .sweeps.job import run_state
+
+    todo = []
+    for stage in stages:
+        state = run_state(Path(stage["run_dir"])) if stage.get("resume") else "new"
+        if stage.get("resume"):
+            stage["resume"] = state == "partial"
+        todo.append(state != "complete")
+    return todo
+
+
 def run_preset(presets: str | Path | list[str | Path], overrides: dict[str, Any] | None = None, *,
                notebook: str | Path | None = None, kernel: str | None = None, quiet: bool = False) -> list[Path]:
     """Run every stage of a preset: through ``notebook`` with papermill, or in this process when None.
 
-    Stage two gets ``init_from`` = stage one's run directory. Both stages (and their data) are
-    validated before the first one starts; a preset's ``posthoc`` step runs after the final stage and
-    saves ``posthoc_<method>.json`` there. Returns the run directories, stage one first.
+    Stage two gets ``init_from`` = stage one's run directory. Both stages (and their data, and whether they
+    run under torchrun) are validated before the first one starts. With ``resume=True`` a finished stage is
+    skipped and the unfinished one resumed (a stage two that never started starts). A stage one stopped
+    early (``epochs_per_call``) ends the command with what to do instead of starting stage two. A preset's
+    ``posthoc`` step runs after the final stage and saves ``posthoc_<method>.json`` there. Returns the run
+    directories, stage one first.
     """
     from . import distributed
     from .build import resolve_device
@@ -52,21 +121,22 @@ def run_preset(presets: str | Path | list[str | Path], overrides: dict[str, Any]
                              "torchrun; use `torchrun --nproc_per_node=N -m ltlab train --preset ...`")
         distributed.setup(resolve_device(stages[0].get("device", "auto")))
         base = distributed.all_gather_objects(base)[0]
+    _stage_dirs(stages, base)
+    todo = _resume_plan(stages)
     for i, stage in enumerate(stages):
-        suffix = "" if len(stages) == 1 else f"_stage{i + 1}"
-        if not stage.get("run_dir"):
-            stage["run_dir"] = str(runs_root() / ((stage.get("run_id") or base) + suffix))
-        elif i > 0 and stage["run_dir"] == stages[0]["run_dir"]:
-            stage["run_dir"] = stage["run_dir"].rstrip("/") + suffix
-    for i, stage in enumerate(stages):
-        _check_stage(stage, stages[0]["run_dir"] if i else None)
+        if todo[i]:
+            _check_stage(stage, stages[0]["run_dir"] if i else None, planned=bool(i and todo[0]))
     dirs: list[Path] = []
     for i, stage in enumerate(stages):
         params = {**stage, **({"init_from": str(dirs[0])} if i else {})}
-        if notebook is None:
+        if not todo[i]:
+            dirs.append(Path(stage["run_dir"]))
+        elif notebook is None:
             dirs.append(run_training(params).dir)
         else:
             dirs.append(run_notebook(notebook, params, kernel=kernel, quiet=quiet))
+        if i + 1 < len(stages) and todo[i]:
+            check_finished(dirs[i])
     if stages[-1].get("posthoc"):
         if distributed.context().is_main:
             apply_posthoc(dirs[-1], device=resolve_device(stages[-1].get("device", "auto")))

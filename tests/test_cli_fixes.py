@@ -1,0 +1,153 @@
+"""The command line as the docs show it: shortened presets, float spellings, dict parameters as text, the
+``download`` parameter, two-stage presets (torchrun check, resume, unfinished stage one)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ltlab.cli import main, run_preset
+from ltlab.config import RunConfig, parse_value
+from ltlab.presets import read_preset
+from ltlab.runs import load_run
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESETS = sorted((ROOT / "notebooks" / "presets").glob("*.yaml"))
+GCL = ROOT / "notebooks/presets/gcl_cifar100_if100.yaml"
+# digits-LT in place of a preset's data and model (the preset's schedule kept: warm-up, milestones)
+DIGITS = {"dataset": "digits_lt", "root": None, "dataset_params": {"n_max": 60}, "imbalance_factor": 10,
+          "model": "convnet_small", "model_params": {"width": 4}, "batch_size": 256, "device": "cpu",
+          "progress": False, "mixup_alpha": 0.0}
+
+
+def _shortened(preset: Path) -> dict:
+    over = {"epochs": 2}
+    if "stage_two" in yaml.safe_load(preset.read_text()):
+        over["stage_two.epochs"] = 1
+    return over
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_every_preset_validates_shortened(preset, capsys):
+    """Row 1: ``-p epochs 2 -p stage_two.epochs 1`` validates on every preset (warm-up etc. scaled, one line)."""
+    stages = read_preset(preset, _shortened(preset))
+    for i, stage in enumerate(stages):
+        RunConfig(**{**stage, **({"init_from": "stage-one"} if i else {})})
+    assert stages[0]["epochs"] == 2
+    for line in capsys.readouterr().err.splitlines():
+        assert line.startswith("ltlab: ") and "scaled" in line and "-> 2" in line or "-> 1" in line
+
+
+def test_shortening_scales_schedule_and_keeps_explicit_values(capsys):
+    s1, s2 = read_preset(GCL, {"epochs": 2, "stage_two.epochs": 1})
+    assert (s1["warmup_epochs"], s1["milestones"], s2["epochs"]) == (0, [1], 1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warmup_epochs 5 -> 0" in err and "milestones [160, 180] -> [1]" in err
+    ldam = read_preset(ROOT / "notebooks/presets/ldam_drw_cifar10_if100.yaml", {"epochs": 20})[0]
+    assert ldam["drw_start"] == 16 and ldam["milestones"] == [16, 18]
+    # a value the user gives is kept, and an invalid one still fails
+    s1 = read_preset(GCL, {"epochs": 2, "warmup_epochs": 5})[0]
+    assert s1["warmup_epochs"] == 5
+    with pytest.raises(ValueError, match="warmup_epochs=5: must be smaller than epochs=2"):
+        RunConfig(**s1)
+    assert read_preset(GCL, {"epochs": 300})[0]["milestones"] == [160, 180]  # longer: unchanged
+
+
+@pytest.mark.slow
+def test_shortened_two_stage_preset_trains(tmp_path, monkeypatch, capsys):
+    """Row 1 end to end, and row 3: resuming a finished two-stage run trains nothing; the names are _stage1/_stage2."""
+    monkeypatch.setenv("LTLAB_HOME", str(tmp_path))
+    args = ["train", "--preset", str(GCL), "-p", "epochs", "2", "-p", "stage_two.epochs", "1"]
+    for k, v in DIGITS.items():
+        args += ["-p", k, json.dumps(v) if not isinstance(v, str) else v]
+    assert main(args) == 0
+    s1, s2 = sorted((tmp_path / "runs").iterdir())
+    assert s1.name.endswith("_stage1") and s2.name.endswith("_stage2")
+    assert load_run(s1).config["warmup_epochs"] == 0 and len(load_run(s2).metrics) == 1
+    stamp = (s1 / "metrics.csv").stat().st_mtime_ns, (s2 / "metrics.csv").stat().st_mtime_ns
+    assert main(args + ["-p", "run_dir", str(s1), "-p", "resume", "True"]) == 0
+    assert sorted((tmp_path / "runs").iterdir()) == [s1, s2]  # not ..._stage1_stage2
+    assert ((s1 / "metrics.csv").stat().st_mtime_ns, (s2 / "metrics.csv").stat().st_mtime_ns) == stamp
+
+
+@pytest.mark.slow
+def test_resume_two_stage_resumes_the_unfinished_stage(tmp_path, capsys):
+    """Rows 3 and 9: stage one stopped by epochs_per_call -> one `ltlab: error:` line, no stage two; resume with
+    -p run_dir <stage one> -p resume True finishes stage one and then trains stage two."""
+    d = tmp_path / "r"
+    base = ["train", "--preset", str(GCL), "-p", "epochs", "2", "-p", "stage_two.epochs", "1"]
+    for k, v in DIGITS.items():
+        base += ["-p", k, json.dumps(v) if not isinstance(v, str) else v]
+    assert main(base + ["-p", "run_dir", str(d), "-p", "epochs_per_call", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("ltlab: error:") == 1 and "unfinished (1 of 2 epochs done)" in err and "resume True" in err
+    assert "Traceback" not in err and not (tmp_path / "r_stage2").exists()
+    assert main(base + ["-p", "run_dir", str(d), "-p", "resume", "True"]) == 0
+    assert list(load_run(d).metrics.epoch) == [0, 1] and len(load_run(tmp_path / "r_stage2").metrics) == 1
+
+
+def test_init_from_unfinished_is_refused_before_training(tmp_path, capsys):
+    """Row 9: an explicit init_from that did not train all its epochs is refused up front, as one line."""
+    s1 = tmp_path / "s1"
+    s1.mkdir()
+    (s1 / "config.json").write_text(json.dumps({"epochs": 4}))
+    (s1 / "metrics.csv").write_text("epoch,acc\n0,0.5\n")
+    (s1 / "checkpoint.pt").write_bytes(b"x")
+    preset = tmp_path / "crt.yaml"
+    preset.write_text(yaml.safe_dump({"stage": "classifier", "epochs": 1, "init_from": str(s1)}))
+    assert main(["train", "--preset", str(preset), "-p", "progress", "False"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ltlab: error: init_from=") and "1 of 4 epochs done" in err and "\n" not in err
+
+
+def test_afg_stage_two_refused_under_torchrun_before_stage_one(monkeypatch, tmp_path, capsys):
+    """Row 2: a GLAG preset under torchrun fails before stage one trains, naming the stage."""
+    import ltlab.distributed as dist
+    monkeypatch.setattr(dist, "launched_distributed", lambda: True)
+    monkeypatch.setattr(dist, "setup", lambda device: None)
+    monkeypatch.setattr(dist, "all_gather_objects", lambda obj: [obj])
+    trained = []
+    monkeypatch.setattr("ltlab.engine.run", lambda params: trained.append(params))
+    over = {**DIGITS, "epochs": 2, "stage_two.epochs": 1, "val_per_class": 4, "run_dir": str(tmp_path / "g")}
+    with pytest.raises(ValueError, match="stage='afg'.*cannot run under torchrun.*nothing was trained"):
+        run_preset(ROOT / "notebooks/presets/glag_cifar100_if100.yaml", over)
+    assert not trained
+
+
+@pytest.mark.parametrize("raw,value", [("5e-4", 5e-4), ("1e-3", 1e-3), ("1E3", 1000.0), ("-2.5e+2", -250.0),
+                                       (".5", 0.5), ("3", 3), ("{s: 30, tau: 1e-2}", {"s": 30, "tau": 0.01}),
+                                       ("[1e-3, 2]", [0.001, 2]), ("None", None), ("abc", "abc")])
+def test_parse_value_reads_every_float_spelling(raw, value):
+    """Row 4: YAML 1.1 reads 5e-4 as text; -p and --grid read it as a float."""
+    got = parse_value(raw)
+    assert got == value and type(got) is type(value)
+
+
+def test_float_fields_and_dict_text_in_runconfig():
+    """Rows 4 and 7 (papermill -p / -y paths): numeric text in float fields, YAML/JSON text in dict fields."""
+    c = RunConfig(weight_decay="5e-4", lr="1e-3", loss="ldam", loss_params="{s: 30, max_m: 5e-1}")
+    assert c.weight_decay == 5e-4 and c.lr == 1e-3 and c.loss_params == {"s": 30, "max_m": 0.5}
+    assert RunConfig(loss_params='{"tau": 1}', loss="logit_adjusted").loss_params == {"tau": 1}
+    with pytest.raises(ValueError, match="loss_params=.*must be a dict"):
+        RunConfig(loss_params="[1, 2]")
+    from ltlab.sweeps.cli import split_options, split_values
+    assert split_values("1e-3,5e-4") == [1e-3, 5e-4] and split_options("lr=1e-3", "--grid") == {"lr": 1e-3}
+
+
+def test_download_parameter_and_offline_message(tmp_path, monkeypatch, capsys):
+    """Row 5: ``-p download True`` is a parameter; an offline download is one line naming dataset, URL, layout."""
+    assert RunConfig(download=True).dataset_params == {"download": True}
+    assert RunConfig(download=False, dataset_params={"n_max": 5}).dataset_params == {"n_max": 5}
+    import torchvision.datasets.utils as tvu
+
+    def offline(*a, **k):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+    monkeypatch.setattr(tvu, "download_and_extract_archive", offline)
+    assert main(["train", "-p", "dataset", "cifar10_lt", "-p", "root", str(tmp_path), "-p", "download", "True",
+                 "-p", "progress", "False"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ltlab: error:") and "\n" not in err
+    assert "CIFAR-10" in err and "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in err
+    assert str(tmp_path / "cifar-10-batches-py") in err and "data_batch_1" in err
