@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .presets import load_preset, parse_params, read_preset, resolve_paths  # noqa: F401 - also their old path
-from .runs import new_run_id, runs_root, timestamp
+from .runs import new_run_id, project_home, runs_root, timestamp
 
 
 def _check_stage(params: dict[str, Any], init_from: str | None, planned: bool = False) -> None:
@@ -144,26 +144,93 @@ def run_preset(presets: str | Path | list[str | Path], overrides: dict[str, Any]
     return dirs
 
 
-def run_notebook(notebook: str | Path, params: dict[str, Any], *, kernel: str | None = None,
-                 quiet: bool = False) -> Path:
-    """Execute a training notebook with papermill; the executed copy lands in the run directory."""
+class NotebookError(RuntimeError):
+    """A notebook that raised while papermill ran it; the message names the error and the executed copy."""
+
+
+def notebook_parameters(notebook: str | Path) -> list[str]:
+    """The names in a notebook's ``parameters`` cell (papermill's reading of it)."""
     import papermill as pm
 
+    nb = Path(notebook)
+    if not nb.is_file():
+        raise FileNotFoundError(f"notebook {notebook} does not exist; the notebooks are in {project_home() / 'notebooks'}")
+    return list(pm.inspect_notebook(str(nb)))
+
+
+def is_training_notebook(notebook: str | Path) -> bool:
+    """Whether the notebook trains a run (its parameters are RunConfig fields: 01_train)."""
     from .config import RunConfig
 
-    params = dict(params)
-    RunConfig(**params)  # validate before anything runs (run_dir too: resume=True needs it)
-    if not params.get("run_dir"):
-        params["run_dir"] = str(runs_root() / (params.get("run_id") or new_run_id(params)))
-    nb = Path(notebook).resolve()
+    names = set(notebook_parameters(notebook))
+    return {"loss", "epochs", "run_dir"} <= names <= set(RunConfig.parameter_names())
+
+
+def run_notebook(notebook: str | Path, params: dict[str, Any], *, kernel: str | None = None,
+                 quiet: bool = False) -> Path:
+    """Execute a notebook with papermill; returns the run directory (training notebook, 01_train: parameters
+    validated as a RunConfig, the executed copy in the run directory) or the executed notebook (any other:
+    parameters checked against that notebook's ``parameters`` cell, the copy under ``runs/notebooks/``).
+
+    A notebook that raises keeps its executed copy (in the run directory when there is one) and raises
+    :class:`NotebookError` naming the error and that copy."""
+    from .config import RunConfig
+
+    params, nb = dict(params), Path(notebook).resolve()
+    if is_training_notebook(nb):
+        RunConfig(**params)  # validate before anything runs (run_dir too: resume=True needs it)
+        if not params.get("run_dir"):
+            params["run_dir"] = str(runs_root() / (params.get("run_id") or new_run_id(params)))
+        run_dir = Path(params["run_dir"])
+    else:
+        names = notebook_parameters(nb)
+        unknown = sorted(set(params) - set(names))
+        if unknown:
+            raise ValueError(f"{nb.name} has no parameter(s) {unknown}; its parameters cell has: {', '.join(names)}")
+        run_dir = None
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / nb.name
+        try:
+            _execute(nb, out, params, kernel, quiet)
+        except Exception as exc:  # papermill's PapermillExecutionError carries the notebook's own error
+            if type(exc).__name__ != "PapermillExecutionError" or not out.exists():
+                raise
+            kept = _keep(out, run_dir, nb.name)
+            first = (str(exc.evalue).strip().splitlines() or [""])[0].rstrip(".")
+            raise NotebookError(f"notebook {nb.name} failed: {exc.ename}: {first}; the executed notebook, with the "
+                                f"traceback, is {kept}") from None
+        return _keep(out, run_dir, nb.name)
+
+
+def _keep(executed: Path, run_dir: Path | None, name: str) -> Path:
+    """Copy the executed notebook into ``run_dir`` (when it exists), else ``runs/notebooks/<time>_<name>``;
+    returns the run directory when it went there, else the copy."""
+    if run_dir is not None and run_dir.is_dir():
+        shutil.copy2(executed, run_dir / name)
+        return run_dir
+    dest = runs_root() / "notebooks" / f"{timestamp()}_{name}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(executed, dest)
+    return dest
+
+
+def _execute(nb: Path, out: Path, params: dict[str, Any], kernel: str | None, quiet: bool) -> None:
+    """papermill in the notebook's folder; ``quiet``: no cell output, no papermill warnings ("Passed unknown
+    parameter"), the kernel's own log (ipykernel's "TCP without encryption") off."""
+    import logging
+
+    import papermill as pm
+
+    log = logging.getLogger("papermill")
+    level = log.level
+    if quiet:
+        log.setLevel(logging.ERROR)
+    try:
         pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), kernel_name=kernel,
-                            progress_bar=False, log_output=not quiet)
-        run_dir = Path(params["run_dir"])
-        if run_dir.is_dir():
-            shutil.copy2(out, run_dir / nb.name)
-    return run_dir
+                            progress_bar=False, log_output=not quiet,
+                            **({"extra_arguments": ["--IPKernelApp.log_level=CRITICAL"]} if quiet else {}))
+    finally:
+        log.setLevel(level)
 
 
 def _print_summary(run_dir: Path) -> None:
@@ -174,6 +241,13 @@ def _print_summary(run_dir: Path) -> None:
     print(f"\nrun directory: {r.dir}")
     print(f"epoch {int(s['epoch']) + 1}: overall {s['acc']:.4f} | many {s['acc_many']:.4f} | "
           f"medium {s['acc_medium']:.4f} | few {s['acc_few']:.4f}  (balanced test split)")
+
+
+def _error(exc: BaseException, code: int) -> int:
+    """Print ``exc`` as one ``ltlab: error:`` line (its lines joined) and return ``code``."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    print(f"ltlab: error: {text}", file=sys.stderr)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "run" and distributed.launched_distributed():
             raise ValueError("`python -m ltlab run` executes a notebook in a Jupyter kernel and cannot run under "
                              "torchrun; use `torchrun --nproc_per_node=N -m ltlab train --preset ...`")
+        training = args.cmd == "train" or is_training_notebook(args.notebook)
+        if args.preset and not training:
+            raise ValueError(f"--preset trains a run: use it with notebooks/01_train.ipynb (or `python -m ltlab "
+                             f"train`), not {Path(args.notebook).name}, which takes its own -p parameters")
         if args.preset:
             notebook = args.notebook if args.cmd == "run" else None
             run_dirs = run_preset(args.preset, params, notebook=notebook, kernel=getattr(args, "kernel", None),
@@ -213,18 +291,14 @@ def main(argv: list[str] | None = None) -> int:
             from .engine import run as run_training
             run_dirs = [run_training(params).dir]
     except (ValueError, FileNotFoundError) as exc:
-        print(f"ltlab: error: {exc}", file=sys.stderr)
-        return 2
-    except (FloatingPointError, OSError) as exc:  # NaN/inf loss; disk full or permissions (the path is named)
-        print(f"ltlab: error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # papermill's PapermillExecutionError carries the notebook's own error
-        if type(exc).__name__ != "PapermillExecutionError":
-            raise
-        print(f"ltlab: the notebook failed: {exc.ename}: {exc.evalue}", file=sys.stderr)
-        return 1
+        return _error(exc, 2)
+    except (FloatingPointError, OSError, NotebookError) as exc:  # NaN/inf loss; disk full or permissions (the
+        return _error(exc, 1)                                    # path is named); a notebook that raised
     if not distributed.context().is_main:
         distributed.cleanup()
+        return 0
+    if not training:
+        print(f"executed notebook: {run_dirs[0]}")
         return 0
     for d in run_dirs:
         _print_summary(d)

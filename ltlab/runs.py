@@ -343,15 +343,25 @@ class Run:
         return f"{head}; test accuracy (balanced split; many > 100, medium 20-100, few < 20 images):{table}"
 
 
+def resolve_run_dir(path: str | os.PathLike) -> Path:
+    """A run directory: ``path`` relative to the cwd (or absolute), else a name under :func:`runs_root`
+    (``"<id>"``, or ``"runs/<id>"`` as the docs write it, from any folder); RunNotFoundError names every
+    place looked."""
+    given = Path(path).expanduser()
+    looked = [given.absolute()]
+    if not given.is_absolute():
+        rel = Path(*given.parts[1:]) if given.parts[:1] == ("runs",) and len(given.parts) > 1 else given
+        looked.append(runs_root() / rel)
+    for d in dict.fromkeys(looked):
+        if d.is_dir():
+            return d
+    places = " or ".join(str(d) for d in dict.fromkeys(looked))
+    raise RunNotFoundError(f"run directory {path} does not exist (looked in {places}).\n{runs_hint()}")
+
+
 def load_run(path: str | os.PathLike) -> Run:
     """Read a run directory written by :func:`ltlab.run`; fail clearly on a missing or corrupt file."""
-    d = Path(path).expanduser()
-    if not d.is_dir():
-        alt = runs_root() / str(path)
-        if alt.is_dir():
-            d = alt
-        else:
-            raise RunNotFoundError(f"run directory {d} does not exist (looked in {runs_root()} too).\n{runs_hint()}")
+    d = resolve_run_dir(path)
     config = read_config(d / "config.json")
     metrics = read_metrics(d / "metrics.csv")
     per_class = read_npz(d / "per_class.npz")

@@ -151,3 +151,55 @@ def test_download_parameter_and_offline_message(tmp_path, monkeypatch, capsys):
     assert err.startswith("ltlab: error:") and "\n" not in err
     assert "CIFAR-10" in err and "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in err
     assert str(tmp_path / "cifar-10-batches-py") in err and "data_batch_1" in err
+
+
+def test_load_run_accepts_runs_prefix_from_any_folder(tmp_path, monkeypatch):
+    """Row 6: load_run("runs/<id>") from another folder finds runs_root()/<id>; the error names both places."""
+    from ltlab.runs import RunNotFoundError, resolve_run_dir
+    monkeypatch.setenv("LTLAB_HOME", str(tmp_path / "home"))
+    (tmp_path / "home/runs/abc").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert resolve_run_dir("runs/abc") == tmp_path / "home/runs/abc"
+    assert resolve_run_dir("abc") == tmp_path / "home/runs/abc"
+    with pytest.raises(RunNotFoundError) as exc:
+        resolve_run_dir("runs/nope")
+    msg = str(exc.value).splitlines()[0]
+    assert str(tmp_path / "elsewhere/runs/nope") in msg and str(tmp_path / "home/runs/nope") in msg
+    assert "runs/runs" not in msg
+
+
+def test_sweep_finds_the_notebook_from_any_folder(tmp_path, monkeypatch):
+    """Row 10: 07_sweep's notebook = "01_train.ipynb" resolves under notebooks/ when not in the cwd."""
+    from ltlab.batch import find_notebook
+    monkeypatch.chdir(tmp_path)
+    assert find_notebook("01_train.ipynb") == ROOT / "notebooks/01_train.ipynb"
+    with pytest.raises(FileNotFoundError, match=r"looked in .*nope.ipynb and .*notebooks/nope.ipynb"):
+        find_notebook("nope.ipynb")
+
+
+def test_run_checks_parameters_against_that_notebook(capsys):
+    """Row 8: `python -m ltlab run` on 03 checks 03's parameters cell (not RunConfig's); --preset needs 01."""
+    nb = str(ROOT / "notebooks/03_per_class_accuracy.ipynb")
+    assert main(["run", nb, "-p", "run_dirz", "[]"]) == 2
+    err = capsys.readouterr().err
+    assert "03_per_class_accuracy.ipynb has no parameter(s) ['run_dirz']" in err and "run_dirs" in err
+    assert main(["run", nb, "--preset", str(GCL)]) == 2
+    assert "--preset trains a run: use it with notebooks/01_train.ipynb" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_failing_notebook_keeps_its_copy_and_prints_one_line(tmp_path, monkeypatch, capfd):
+    """Row 8 and 13: 05 raising inside the kernel -> exit 1, one `ltlab: error:` line naming the kept executed
+    notebook; --quiet hides papermill's and ipykernel's log lines."""
+    monkeypatch.setenv("LTLAB_HOME", str(tmp_path))
+    rc = main(["run", str(ROOT / "notebooks/05_schedules.ipynb"), "-p", "beta_run_dir", str(tmp_path / "nope"),
+               "--quiet"])
+    assert rc == 1
+    err = capfd.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ltlab: error: notebook 05_schedules.ipynb failed: "
+                                                   "RunNotFoundError"), err
+    kept = Path(lines[0].rsplit(" is ", 1)[1])
+    assert kept.is_file() and kept.parent == tmp_path / "runs/notebooks"
+    assert "RunNotFoundError" in kept.read_text()
