@@ -203,3 +203,31 @@ def test_failing_notebook_keeps_its_copy_and_prints_one_line(tmp_path, monkeypat
     kept = Path(lines[0].rsplit(" is ", 1)[1])
     assert kept.is_file() and kept.parent == tmp_path / "runs/notebooks"
     assert "RunNotFoundError" in kept.read_text()
+
+
+def _fake_python(tmp_path: Path, cuda: bool, bench_rc: int) -> Path:
+    """A stand-in interpreter for gpu_check.sh: `-c ...` answers the CUDA probe, a script exits ``bench_rc``."""
+    py = tmp_path / "fakepy"
+    py.write_text(f"#!/bin/sh\nif [ \"$1\" = -c ]; then exit {0 if cuda else 1}; fi\necho ran \"$@\"\nexit {bench_rc}\n")
+    py.chmod(0o755)
+    return py
+
+
+@pytest.mark.parametrize("cuda,bench_rc,want", [(False, 0, 3), (True, 1, 1), (True, 0, 0)])
+def test_gpu_check_exit_status(tmp_path, cuda, bench_rc, want):
+    """Row 11: no CUDA -> exit 3 with one line; any failing part -> exit 1 naming it; all passing -> 0."""
+    import os
+    import subprocess
+    env = {**os.environ, "PY": str(_fake_python(tmp_path, cuda, bench_rc)), "OUT": str(tmp_path / "logs")}
+    p = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_check.sh"), "parity"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == want, p.stderr
+    if want == 3:
+        assert p.stderr.strip().count("\n") == 0 and "no CUDA device" in p.stderr and "ran" not in p.stdout
+    if want == 1:
+        assert "gpu_check: error: 1 part(s) failed: parity_fmnist.log" in p.stderr
+
+
+def test_gpu_check_uses_the_project_venv():
+    text = (ROOT / "benchmarks/gpu_check.sh").read_text()
+    assert ".venv/bin/python" in text and "set -u -o pipefail" in text
