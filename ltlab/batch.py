@@ -211,7 +211,8 @@ def export_tables(summary: pd.DataFrame, stem: str | os.PathLike, caption: str |
     stem = Path(stem)
     csv = atomic_write_bytes(stem.with_suffix(".csv"), summary.to_csv(index=False).encode())
     table = format_table(summary)
-    table = table.map(lambda v: v.replace("±", "$\\pm$").replace("_", "\\_") if isinstance(v, str) else v)
+    table = table.map(lambda v: v.replace("±", "$\\pm$").replace("_", "\\_").replace("–", "--")
+                      if isinstance(v, str) else v)  # "--": a group no class falls in (no accuracy)
     table.columns = [str(c).replace("_", "\\_") for c in table.columns]
     tex = table.to_latex(index=False, escape=False, caption=caption, label=f"tab:{stem.name}")
     return {"csv": csv, "tex": atomic_write_bytes(stem.with_suffix(".tex"), tex.encode())}

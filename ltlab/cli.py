@@ -234,13 +234,19 @@ def _execute(nb: Path, out: Path, params: dict[str, Any], kernel: str | None, qu
 
 
 def _print_summary(run_dir: Path) -> None:
+    from .metrics import empty_group_note
     from .runs import load_run
 
     r = load_run(run_dir)
     s = r.summary()
+    shots = {g: s[f"acc_{g}"] for g in ("many", "medium", "few")}
     print(f"\nrun directory: {r.dir}")
-    print(f"epoch {int(s['epoch']) + 1}: overall {s['acc']:.4f} | many {s['acc_many']:.4f} | "
-          f"medium {s['acc_medium']:.4f} | few {s['acc_few']:.4f}  (balanced test split)")
+    print(f"epoch {int(s['epoch']) + 1}: overall {s['acc']:.4f} | "
+          + " | ".join(f"{g} {'--' if v != v else f'{v:.4f}'}" for g, v in shots.items())
+          + "  (balanced test split)")
+    for g, v in shots.items():
+        if v != v:  # NaN: an empty group
+            print(f"  {empty_group_note(g)}")
 
 
 def _error(exc: BaseException, code: int) -> int:
@@ -306,5 +312,5 @@ def main(argv: list[str] | None = None) -> int:
     if args.preset:
         from .runs import results_table
         with __import__("pandas").option_context("display.width", 200, "display.max_columns", 30):
-            print("\n" + results_table(run_dirs).round(2).to_string(index=False))
+            print("\n" + results_table(run_dirs).round(2).to_string(index=False, na_rep="--"))
     return 0

@@ -296,7 +296,12 @@ def read_config(path: Path) -> dict:
 
 @dataclass
 class Run:
-    """A loaded run directory: ``dir``, ``config`` (dict), ``metrics`` (DataFrame), ``per_class``, ``probes``."""
+    """A loaded run directory: ``dir``, ``config`` (dict), ``metrics`` (DataFrame), ``per_class``, ``probes``.
+
+    ``per_class["acc"]`` has one row per *evaluated* epoch (``eval_every``; the last always), shape
+    (evaluations, C), not (epochs, C): ``per_class["epochs"]`` gives the 0-based epoch of each row (the
+    ``epoch`` column of ``metrics``). :meth:`class_accuracy` returns both as one DataFrame.
+    """
 
     dir: Path
     config: dict
@@ -318,6 +323,14 @@ class Run:
             raise RunFileError(f"{self.dir / 'metrics.csv'} has no evaluated epoch yet")
         last = self.metrics.iloc[-1]
         return {k: float(last[k]) for k in ("epoch", "acc", "acc_many", "acc_medium", "acc_few")}
+
+    def class_accuracy(self) -> pd.DataFrame:
+        """Per-class test accuracy: one row per evaluated epoch (index ``epoch``, 0-based), one column per class."""
+        acc = np.asarray(self.per_class["acc"])
+        epochs = self.per_class.get("epochs")
+        epochs = np.asarray(epochs) if epochs is not None else self.metrics["epoch"].to_numpy()[-len(acc):]
+        return pd.DataFrame(acc, index=pd.Index(epochs.astype(int), name="epoch"),
+                            columns=pd.RangeIndex(acc.shape[1], name="class"))
 
     def features(self, split: str = "test") -> dict[str, np.ndarray]:
         return read_npz(self.dir / f"features_{split}.npz",

@@ -231,3 +231,71 @@ def test_gpu_check_exit_status(tmp_path, cuda, bench_rc, want):
 def test_gpu_check_uses_the_project_venv():
     text = (ROOT / "benchmarks/gpu_check.sh").read_text()
     assert ".venv/bin/python" in text and "set -u -o pipefail" in text
+
+
+def _parameters_cell() -> dict:
+    """The 01_train parameters cell's literals, as the notebook's globals."""
+    nb = json.loads((ROOT / "notebooks/01_train.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    namespace: dict = {}
+    exec("".join(cell["source"]), {}, namespace)
+    return namespace
+
+
+def test_one_set_of_defaults(monkeypatch, tmp_path):
+    """Row 12: RunConfig, the 01_train parameters cell, `ltlab train` and `ltlab run` train the same recipe."""
+    defaults, cell = RunConfig.defaults(), _parameters_cell()
+    assert {k: v for k, v in cell.items() if v != defaults[k]} == {}
+    assert (defaults["epochs"], defaults["batch_size"], defaults["lr"], defaults["weight_decay"],
+            defaults["lr_schedule"]) == (30, 64, 0.05, 5e-4, "cosine")  # the demo's recipe (README numbers)
+    assert "sampler_params" in cell
+    flags = ["-p", "loss", "ldam", "-p", "weight_decay", "1e-3", "-p", "run_dir", str(tmp_path / "r")]
+    seen = {}
+    monkeypatch.setattr("ltlab.engine.run", lambda params: seen.setdefault("train", RunConfig(**params)) and 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main(["train", *flags])
+    import ltlab.cli as cli
+
+    def fake_execute(nb, out, params, kernel, quiet):
+        seen["run"] = RunConfig.from_namespace({**_parameters_cell(), **params})
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "_execute", fake_execute)
+    with pytest.raises(KeyboardInterrupt):
+        main(["run", str(ROOT / "notebooks/01_train.ipynb"), *flags])
+    assert seen["train"].to_dict() == seen["run"].to_dict()
+    assert seen["train"].weight_decay == 1e-3 and seen["train"].epochs == defaults["epochs"]
+
+
+def test_per_class_accuracy_rows_are_evaluated_epochs():
+    """Row 13: per_class['acc'] is (evaluated epochs, C); Run.class_accuracy() labels the rows with their epochs."""
+    import numpy as np
+    import pandas as pd
+
+    from ltlab.runs import Run
+    run = Run(dir=ROOT, config={}, metrics=pd.DataFrame({"epoch": [4, 9]}),
+              per_class={"acc": np.array([[0.1, 0.2], [0.3, 0.4]]), "epochs": np.array([4, 9])})
+    table = run.class_accuracy()
+    assert list(table.index) == [4, 9] and table.shape == (2, 2) and table.loc[9, 1] == 0.4
+    assert "evaluated" in Run.__doc__
+
+
+def test_empty_shot_group_says_why(tmp_path, capsys):
+    """Row 13: an empty few group prints `--` and why, not `nan`; the LaTeX table writes `--`."""
+    import pandas as pd
+
+    from ltlab.batch import export_tables
+    summary = pd.DataFrame({"loss": ["ce"], "n": [1], "n_runs": [1], "overall_mean": [0.5], "overall_std": [0.0],
+                            "few_mean": [float("nan")], "few_std": [0.0]})
+    tex = export_tables(summary, tmp_path / "results")["tex"].read_text()
+    assert "nan" not in tex and "--" in tex and "–" not in tex
+    from ltlab.cli import _print_summary
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    (d / "metrics.csv").write_text("epoch,lr,train_loss,acc,acc_many,acc_medium,acc_few,seconds\n"
+                                   "0,0.1,1.0,0.5,0.6,0.4,,1.0\n")
+    import numpy as np
+    np.savez(d / "per_class.npz", acc=np.zeros((1, 2)), epochs=np.array([0]), class_counts=np.array([500, 50]))
+    _print_summary(d)
+    out = capsys.readouterr().out
+    assert "few --" in out and "nan" not in out and "few: no class has < 20 training images" in out

@@ -107,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ltlab sweep: error: {exc}", file=sys.stderr)
         return 2
     with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(df.drop(columns=["error", "run_dir"]).to_string(index=False))
+        print(df.drop(columns=["error", "run_dir"]).to_string(index=False, na_rep="--"))
+    from ..metrics import empty_group_note
+    for g in ("many", "medium", "few"):
+        if g in df and (df.status != "failed").any() and df.loc[df.status != "failed", g].isna().all():
+            print(empty_group_note(g))
     for _, r in df[df.status == "failed"].iterrows():
         print(f"FAILED {r.run_id}: {r.error}\n  executed notebook: {r.notebook}", file=sys.stderr)
     if (df.status == "submitted").any():
