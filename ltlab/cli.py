@@ -72,7 +72,13 @@ def _progress(run_dir: Path) -> str:
 
 def _stage_dirs(stages: list[dict[str, Any]], base: str) -> None:
     """Name each stage's run directory: ``runs/<base>_stage1`` / ``_stage2`` when auto-named; with one given
-    ``run_dir`` (every stage), stage two gets ``<run_dir>_stage2``, or ``<X>_stage2`` when it is ``<X>_stage1``."""
+    ``run_dir`` X (every stage), stage two gets ``X_stage2``, or ``<Y>_stage2`` when X is ``<Y>_stage1``; an X
+    that does not exist while ``X_stage1`` does (an auto-named pair given by its base name) means that pair."""
+    one = stages[0].get("run_dir")
+    if len(stages) > 1 and one and stages[1].get("run_dir") == one and not Path(one).exists() \
+            and Path(one.rstrip("/") + "_stage1").is_dir():
+        for stage in stages:
+            stage["run_dir"] = one.rstrip("/") + "_stage1"
     for i, stage in enumerate(stages):
         suffix = "" if len(stages) == 1 else f"_stage{i + 1}"
         if not stage.get("run_dir"):

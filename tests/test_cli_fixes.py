@@ -69,6 +69,9 @@ def test_shortened_two_stage_preset_trains(tmp_path, monkeypatch, capsys):
     stamp = (s1 / "metrics.csv").stat().st_mtime_ns, (s2 / "metrics.csv").stat().st_mtime_ns
     assert main(args + ["-p", "run_dir", str(s1), "-p", "resume", "True"]) == 0
     assert sorted((tmp_path / "runs").iterdir()) == [s1, s2]  # not ..._stage1_stage2
+    base = str(s1)[:-len("_stage1")]  # the pair's base name finds the pair too
+    assert main(args + ["-p", "run_dir", base, "-p", "resume", "True"]) == 0
+    assert sorted((tmp_path / "runs").iterdir()) == [s1, s2]
     assert ((s1 / "metrics.csv").stat().st_mtime_ns, (s2 / "metrics.csv").stat().st_mtime_ns) == stamp
 
 
