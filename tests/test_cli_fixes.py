@@ -257,12 +257,12 @@ def test_one_set_of_defaults(monkeypatch, tmp_path):
     monkeypatch.setattr("ltlab.engine.run", lambda params: seen.setdefault("train", RunConfig(**params)) and 1 / 0)
     with pytest.raises(ZeroDivisionError):
         main(["train", *flags])
-    import ltlab.cli as cli
+    import ltlab.notebook_runner as runner
 
     def fake_execute(nb, out, params, kernel, quiet):
         seen["run"] = RunConfig.from_namespace({**_parameters_cell(), **params})
         raise KeyboardInterrupt
-    monkeypatch.setattr(cli, "_execute", fake_execute)
+    monkeypatch.setattr(runner, "_execute", fake_execute)
     with pytest.raises(KeyboardInterrupt):
         main(["run", str(ROOT / "notebooks/01_train.ipynb"), *flags])
     assert seen["train"].to_dict() == seen["run"].to_dict()
