@@ -88,10 +88,13 @@ def _stage_dirs(stages: list[dict[str, Any]], base: str) -> None:
 
 
 def _resume_plan(stages: list[dict[str, Any]]) -> list[bool]:
-    """With ``resume=True``: which stages still train (a complete one is skipped) and, for each that does,
-    ``resume`` set to whether it has a checkpoint (an unstarted stage two starts fresh)."""
+    """With ``resume=True`` on a two-stage preset: which stages still train (a complete one is skipped) and,
+    for each that does, ``resume`` set to whether it has a checkpoint (an unstarted stage two starts fresh). A
+    one-stage run is left to the engine's resume (its checkpoint decides)."""
     from .sweeps.job import run_state
 
+    if len(stages) == 1:
+        return [True]
     todo = []
     for stage in stages:
         state = run_state(Path(stage["run_dir"])) if stage.get("resume") else "new"
