@@ -9,9 +9,10 @@ from typing import Any
 from .notebook_runner import NotebookError, is_training_notebook, run_notebook
 from .presets import load_preset, parse_params, read_preset, resolve_paths  # noqa: F401 - also their old path
 from .runs import runs_root, timestamp
+from .sweeps.plan import check_stages
 
 
-def _check_stage(params: dict[str, Any], init_from: str | None, planned: bool = False) -> None:
+def _check_stage(params: dict[str, Any], init_from: str | None, planned: bool = False) -> Any:
     """Validate a stage and its data before anything runs (clear errors, nothing written). ``planned``: its
     ``init_from`` is a stage one this command trains first (checked as finished only when it is not)."""
     from . import distributed
@@ -37,6 +38,7 @@ def _check_stage(params: dict[str, Any], init_from: str | None, planned: bool = 
     if run_dir and not config.resume and ((Path(run_dir) / "metrics.csv").exists()
                                           or (Path(run_dir) / "checkpoint.pt").exists()):
         raise ValueError(f"{run_dir} already holds a run; choose another run_dir (or resume=True)")
+    return config
 
 
 def check_finished(init_from: str | Path) -> None:
@@ -131,9 +133,10 @@ def run_preset(presets: str | Path | list[str | Path], overrides: dict[str, Any]
         base = distributed.all_gather_objects(base)[0]
     _stage_dirs(stages, base)
     todo = _resume_plan(stages)
-    for i, stage in enumerate(stages):
-        if todo[i]:
-            _check_stage(stage, stages[0]["run_dir"] if i else None, planned=bool(i and todo[0]))
+    configs = [_check_stage(stage, stages[0]["run_dir"] if i else None, planned=bool(i and todo[0]))
+               for i, stage in enumerate(stages) if todo[i]]
+    if all(todo):
+        check_stages(configs)  # stage two can start from stage one (same data and model, a head it takes over)
     dirs: list[Path] = []
     for i, stage in enumerate(stages):
         params = {**stage, **({"init_from": str(dirs[0])} if i else {})}

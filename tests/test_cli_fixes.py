@@ -37,7 +37,7 @@ def test_every_preset_validates_shortened(preset, capsys):
         RunConfig(**{**stage, **({"init_from": "stage-one"} if i else {})})
     assert stages[0]["epochs"] == 2
     for line in capsys.readouterr().err.splitlines():
-        assert line.startswith("ltlab: ") and "scaled" in line and "-> 2" in line or "-> 1" in line
+        assert line.startswith("ltlab: ") and "scaled" in line and ("-> 2:" in line or "-> 1:" in line)
 
 
 def test_shortening_scales_schedule_and_keeps_explicit_values(capsys):
@@ -302,3 +302,14 @@ def test_empty_shot_group_says_why(tmp_path, capsys):
     _print_summary(d)
     out = capsys.readouterr().out
     assert "few --" in out and "nan" not in out and "few: no class has < 20 training images" in out
+
+
+def test_stage_two_that_cannot_follow_stage_one_is_refused_before_training(monkeypatch, tmp_path):
+    """Row 2: a stage two on another model than stage one fails before stage one trains."""
+    trained = []
+    monkeypatch.setattr("ltlab.engine.run", lambda params: trained.append(params))
+    over = {**DIGITS, "epochs": 2, "stage_two.epochs": 1, "stage_two.model": "resnet20",
+            "run_dir": str(tmp_path / "g")}
+    with pytest.raises(ValueError, match="stage two has model='resnet20' but stage one model='convnet_small'"):
+        run_preset(GCL, over)
+    assert not trained
