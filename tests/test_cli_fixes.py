@@ -113,7 +113,8 @@ def test_afg_stage_two_refused_under_torchrun_before_stage_one(monkeypatch, tmp_
     monkeypatch.setattr(dist, "all_gather_objects", lambda obj: [obj])
     trained = []
     monkeypatch.setattr("ltlab.engine.run", lambda params: trained.append(params))
-    over = {**DIGITS, "epochs": 2, "stage_two.epochs": 1, "val_per_class": 4, "run_dir": str(tmp_path / "g")}
+    over = {**DIGITS, "epochs": 2, "stage_two.epochs": 1, "val_per_class": 4, "run_dir": str(tmp_path / "g"),
+            "warmup_epochs": 0, "milestones": []}
     with pytest.raises(ValueError, match="stage='afg'.*cannot run under torchrun.*nothing was trained"):
         run_preset(ROOT / "notebooks/presets/glag_cifar100_if100.yaml", over)
     assert not trained
