@@ -48,9 +48,11 @@ def run_one(args: argparse.Namespace, key: str, loss: str, params: dict, drw: bo
     cfg = dict(dataset=args.dataset, imbalance_factor=args.imbalance_factor, model=args.model, loss=loss,
                dataset_params={"n_max": args.n_max} if args.n_max else {},
                loss_params=params, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-               lr_schedule="cosine", warmup_epochs=1, weight_decay=5e-4, seed=seed, progress=False,
+               lr_schedule="cosine", warmup_epochs=min(1, args.epochs - 1), weight_decay=5e-4, seed=seed, progress=False,
                eval_every=10, run_dir=str(run_dir), drw_start=int(0.8 * args.epochs) if drw else None)
     t0 = time.perf_counter()
+    if args.epochs < 1:
+        raise ValueError(f"--epochs {args.epochs}: give at least 1")
     if (run_dir / "metrics.csv").exists():
         run = ltlab.load_run(run_dir)
         old = {k: run.config.get(k) for k in ("loss", "loss_params", "epochs", "seed")}
@@ -80,6 +82,14 @@ def markdown(df: pd.DataFrame) -> str:
 
 
 def main() -> None:
+    """Run the table; a bad option or missing data ends in one ``compare_methods: error:`` line (exit 2)."""
+    try:
+        compare()
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"compare_methods: error: {' '.join(str(exc).split())}") from None
+
+
+def compare() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="fashion_mnist_lt")
     ap.add_argument("--imbalance-factor", type=float, default=100)

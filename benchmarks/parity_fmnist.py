@@ -93,6 +93,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--methods", nargs="*", default=[], help="extra ltlab runs, e.g. gcl ala_drw gala ghm_cwap")
     p.add_argument("--skip-reference", action="store_true")
     args = p.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("parity_fmnist: error: --device cuda but torch sees no CUDA device; run it on a GPU machine "
+                         "(bash benchmarks/gpu_check.sh parity) or pass --device cpu (slow)")
+    if not any((Path(args.root) / f"train-images-idx3-ubyte{ext}").exists() for ext in (".gz", "")):
+        raise SystemExit(f"parity_fmnist: error: no Fashion-MNIST IDX files in {args.root}; install the Debian package "
+                         "dataset-fashion-mnist or pass --root <folder with the four IDX .gz files>")
     if args.device == "cuda":
         torch.backends.cudnn.benchmark = True
     rows = []

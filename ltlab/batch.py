@@ -50,6 +50,18 @@ def validate(combos: list[dict]) -> list:
     return [cfgs[0] for cfgs in validate_stages([[c] for c in combos])]
 
 
+def find_notebook(notebook: str | os.PathLike) -> Path:
+    """``notebook`` relative to the cwd (or absolute), else under the project's ``notebooks/`` (so ``"01_train.ipynb"``
+    works from any folder, e.g. the 07_sweep notebook under plain papermill from the project root)."""
+    from .runs import project_home
+    given = Path(notebook).expanduser()
+    looked = [given.resolve()] + ([] if given.is_absolute() else [project_home() / "notebooks" / given])
+    for nb in looked:
+        if nb.is_file():
+            return nb
+    raise FileNotFoundError(f"sweep: notebook {notebook} does not exist (looked in {' and '.join(map(str, looked))})")
+
+
 def sweep(notebook: str | os.PathLike, presets: Sequence[str | os.PathLike | dict] | None = None,
           grid: dict[str, Sequence] | None = None, base_params: dict | None = None, parallel: int | None = None,
           out_root: str | os.PathLike | None = None, seeds: Sequence[int] | None = None,
@@ -81,9 +93,7 @@ def sweep(notebook: str | os.PathLike, presets: Sequence[str | os.PathLike | dic
     from .runs import runs_root
     from .sweeps import executors, plan
     from .sweeps.job import run_numbers
-    nb = Path(notebook).expanduser().resolve()
-    if not nb.exists():
-        raise FileNotFoundError(f"sweep: notebook {nb} does not exist")
+    nb = find_notebook(notebook)
     backend = executors.make_executor(executor, parallel=parallel, per_gpu=per_gpu, gpus=gpus, slurm=slurm,
                                       timeout=timeout, wait=wait)
     try:
@@ -201,7 +211,8 @@ def export_tables(summary: pd.DataFrame, stem: str | os.PathLike, caption: str |
     stem = Path(stem)
     csv = atomic_write_bytes(stem.with_suffix(".csv"), summary.to_csv(index=False).encode())
     table = format_table(summary)
-    table = table.map(lambda v: v.replace("±", "$\\pm$").replace("_", "\\_") if isinstance(v, str) else v)
+    table = table.map(lambda v: v.replace("±", "$\\pm$").replace("_", "\\_").replace("–", "--")
+                      if isinstance(v, str) else v)  # "--": a group no class falls in (no accuracy)
     table.columns = [str(c).replace("_", "\\_") for c in table.columns]
     tex = table.to_latex(index=False, escape=False, caption=caption, label=f"tab:{stem.name}")
     return {"csv": csv, "tex": atomic_write_bytes(stem.with_suffix(".tex"), tex.encode())}

@@ -9,6 +9,7 @@ import dataclasses
 import importlib.util
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,67 @@ COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max
 # fields that may change between an interrupted run and its resumption
 RESUME_FREE_FIELDS = ("resume", "device", "progress", "run_dir", "run_id", "epochs_per_call", "num_workers",
                       "compile", "method", "preset", "reported", "posthoc", "checkpoint_every_steps", "tensorboard")
+
+
+# a YAML 1.2 / Python float spelling (YAML 1.1, which PyYAML reads, takes ``5e-4`` and ``1e3`` as text)
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+FLOAT_FIELDS = ("imbalance_factor", "lr", "momentum", "weight_decay", "lr_gamma", "mixup_alpha")
+DICT_FIELDS = ("loss_params", "sampler_params", "dataset_params", "model_params", "stage_params", "reported",
+               "posthoc")
+
+
+def as_float(value: Any) -> Any:
+    """``value`` with every string spelling a number (``"5e-4"``, ``"1e3"``, ``".5"``) made a float, inside dicts
+    and lists too; anything else unchanged."""
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: as_float(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_float(v) for v in value]
+    return value
+
+
+def parse_value(raw: str) -> Any:
+    """A command-line value read as YAML (numbers, lists, dicts, None/null, True/False), with every YAML 1.2 /
+    Python float spelling a float: ``5e-4``, ``1e-3``, ``1E3``, ``.5``."""
+    import yaml
+
+    if raw.strip() in ("None", "none"):
+        return None
+    return as_float(yaml.safe_load(raw))
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """A field's value as given by papermill or a YAML file: numeric text made a number in number fields, and a
+    dict field given as YAML / JSON text (plain papermill ``-p loss_params "{s: 30}"``) read into a dict."""
+    if name in FLOAT_FIELDS:
+        return as_float(value)
+    if name in DICT_FIELDS and isinstance(value, str):
+        import yaml
+
+        try:
+            parsed = as_float(yaml.safe_load(value))
+        except yaml.YAMLError:
+            return value
+        return {} if parsed is None else parsed
+    if name in DICT_FIELDS:
+        return as_float(value)
+    return value
+
+
+def _fold_download(params: dict[str, Any]) -> dict[str, Any]:
+    """``download=True`` (``-p download True``) is ``dataset_params={'download': True}``: fetch a missing dataset."""
+    if "download" not in params:
+        return params
+    out = dict(params)
+    download = out.pop("download")
+    if download not in (None, True, False):
+        raise ValueError(f"RunConfig.download={download!r}: must be True or False")
+    dataset_params = _coerce("dataset_params", out.get("dataset_params") or {})
+    if download and isinstance(dataset_params, dict):
+        out["dataset_params"] = {**dataset_params, "download": True}
+    return out
 
 
 def _non_finite(value: Any, where: str = "") -> str | None:
@@ -72,14 +134,15 @@ class RunConfig:
     sampler: str = "instance"             # a name in ltlab.data.SAMPLERS
     sampler_params: dict = field(default_factory=dict)
     # optimisation
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 0.1
+    # (the defaults are the demo's recipe: `make demo`, the 01_train parameters cell and the CLI share them)
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 0.05
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 2e-4
+    weight_decay: float = 5e-4
     warmup_epochs: int = 0
-    lr_schedule: str = "step"             # step | cosine | constant | balms_cosine (BALMS/GALA code)
+    lr_schedule: str = "cosine"           # step | cosine | constant | balms_cosine (BALMS/GALA code)
     milestones: list = field(default_factory=list)      # 0-based epochs where the step schedule decays
     lr_gamma: float = 0.1                 # step decay factor per milestone
     # execution
@@ -115,10 +178,10 @@ class RunConfig:
         unknown = sorted(set(params) - set(names))
         if unknown:
             raise ValueError(f"RunConfig: unknown parameter(s) {unknown}; valid parameters: {', '.join(names)}")
-        params = fold_aliases(params)  # flat stage keywords -> stage_params
+        params = fold_aliases(_fold_download(params))  # flat stage keywords -> stage_params
         for f in dataclasses.fields(self):
             if f.name in params:
-                value = params[f.name]
+                value = _coerce(f.name, params[f.name])
             elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
                 value = f.default_factory()  # type: ignore[misc]
             else:
@@ -142,7 +205,7 @@ class RunConfig:
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 self._fail(name, f"must be one of {', '.join(allowed)}")
-        for name in ("imbalance_factor", "lr", "momentum", "weight_decay", "lr_gamma", "mixup_alpha"):
+        for name in FLOAT_FIELDS:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 self._fail(name, "must be a finite number")
@@ -169,10 +232,9 @@ class RunConfig:
                 isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in self.milestones):
             self._fail("milestones", "must be a list of non-negative integer epochs, e.g. [160, 180]")
         self.milestones = list(self.milestones)
-        for name in ("loss_params", "sampler_params", "dataset_params", "model_params", "stage_params", "reported",
-                     "posthoc"):
+        for name in DICT_FIELDS:
             if not isinstance(getattr(self, name), dict):
-                self._fail(name, "must be a dict, e.g. {} or {'s': 30}")
+                self._fail(name, "must be a dict, e.g. {} or {'s': 30} (or its YAML text: \"{s: 30}\")")
         valid = loss_hparams(self.loss)
         bad = sorted(set(self.loss_params) - set(valid))
         if bad:
@@ -254,10 +316,10 @@ class RunConfig:
     @classmethod
     def parameter_names(cls) -> list[str]:
         """Every keyword RunConfig takes: its fields and the flat stage keywords that set ``stage_params``
-        (``ltlab.stages.alias_names``)."""
+        (``ltlab.stages.alias_names``), and ``download`` (sets ``dataset_params['download']``)."""
         from .stages import alias_names
 
-        return cls.field_names() + alias_names()
+        return cls.field_names() + alias_names() + ["download"]
 
     @classmethod
     def from_namespace(cls, namespace: dict) -> "RunConfig":

@@ -39,3 +39,12 @@ def shot_accuracy(per_class_acc, class_counts: Sequence[int], many: int = 100,
     acc = _np(per_class_acc).astype(np.float64)
     groups = shot_split(class_counts, many, few)
     return {k: (float(np.nanmean(acc[idx])) if len(idx) else float("nan")) for k, idx in groups.items()}
+
+
+SHOT_RULES = {"many": "> 100", "medium": "20-100", "few": "< 20"}  # training images per class in each group
+
+
+def empty_group_note(group: str) -> str:
+    """Why a shot group has no accuracy (NaN): no class of the training split falls in it."""
+    return (f"{group}: no class has {SHOT_RULES[group]} training images at this imbalance_factor / n_max, so the "
+            f"group has no accuracy (shown as --)")

@@ -9,12 +9,13 @@ second stage on a finished run the same way.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .config import RunConfig
+from .config import RunConfig, as_float, parse_value
 from .runs import as_run, project_home
 
 if TYPE_CHECKING:
@@ -29,12 +30,9 @@ STAGE_TWO = "classifier"  # the stage a second stage is unless it says otherwise
 
 
 def parse_params(pairs: list[list[str]] | None) -> dict[str, Any]:
-    """``-p key value`` pairs; each value is read as YAML (numbers, lists, dicts, None/null, True/False)."""
-    out: dict[str, Any] = {}
-    for key, raw in pairs or []:
-        value = yaml.safe_load(raw) if raw not in ("None", "none") else None
-        out[key] = value
-    return out
+    """``-p key value`` pairs; each value is read as YAML (numbers, lists, dicts, None/null, True/False), every
+    float spelling a float (``5e-4``; :func:`ltlab.config.parse_value`)."""
+    return {key: parse_value(raw) for key, raw in pairs or []}
 
 
 # keys a preset file may hold besides RunConfig fields (documentation and the second stage)
@@ -51,7 +49,7 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"preset {p} does not exist")
-    data = yaml.safe_load(p.read_text()) or {}
+    data = as_float(yaml.safe_load(p.read_text()) or {})
     if not isinstance(data, dict):
         raise ValueError(f"preset {p} must be a YAML mapping of parameter: value")
     valid = preset_keys()
@@ -87,7 +85,8 @@ def resolve_paths(params: dict[str, Any], base: str | Path) -> dict[str, Any]:
     return out
 
 
-def read_preset(paths: str | Path | list[str | Path], overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def read_preset(paths: str | Path | list[str | Path], overrides: dict[str, Any] | None = None, *,
+                announce: bool = True) -> list[dict[str, Any]]:
     """The stages of one or more presets (later files win) as RunConfig parameter dicts, overrides applied.
 
     A preset holds the parameters of its (first) stage, documentation keys and optionally
@@ -95,7 +94,9 @@ def read_preset(paths: str | Path | list[str | Path], overrides: dict[str, Any] 
     model, execution), starts as ``stage: classifier`` (``STAGE_TWO``) and gets ``init_from`` when stage one
     has run. Top-level ``reported``/``posthoc`` belong to the final stage; ``stage_one_reported`` to
     stage one. Relative data paths are relative to the project folder. ``overrides``: a plain key
-    applies to every stage, ``stage_one.KEY`` / ``stage_two.KEY`` to one.
+    applies to every stage, ``stage_one.KEY`` / ``stage_two.KEY`` to one. An ``epochs`` override below the
+    preset's scales the stage's warm-up, milestones and DRW start (:func:`shorten_schedule`), printing one
+    line per stage to stderr when ``announce``.
     """
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not paths:
@@ -117,13 +118,14 @@ def read_preset(paths: str | Path | list[str | Path], overrides: dict[str, Any] 
                      **resolve_paths(two, project_home()), "reported": data.get("reported", {}),
                      "posthoc": data.get("posthoc", {})}
         stages = [{**data, "reported": s1_reported or {}, "posthoc": {}}, stage_two]
-    return _apply_overrides(stages, overrides or {})
+    return _apply_overrides(stages, overrides or {}, announce)
 
 
-def _apply_overrides(stages: list[dict[str, Any]], overrides: dict[str, Any]) -> list[dict[str, Any]]:
+def _apply_overrides(stages: list[dict[str, Any]], overrides: dict[str, Any], announce: bool) -> list[dict[str, Any]]:
     fields = RunConfig.parameter_names()
     names = ["stage_one", "stage_two"][:len(stages)]
     out = [dict(s) for s in stages]
+    given: list[set[str]] = [set() for _ in out]
     for key, value in overrides.items():
         prefix, _, name = key.rpartition(".")
         if name not in fields or (prefix and prefix not in names):
@@ -133,7 +135,48 @@ def _apply_overrides(stages: list[dict[str, Any]], overrides: dict[str, Any]) ->
         for i, stage in enumerate(out):
             if not prefix or names[i] == prefix:
                 stage[name] = value
+                given[i].add(name)
+    for i, (old, stage) in enumerate(zip(stages, out)):
+        note = shorten_schedule(stage, old.get("epochs", RunConfig.defaults()["epochs"]), given[i])
+        if note and announce:
+            where = f"{names[i]}: " if len(out) > 1 else ""
+            print(f"ltlab: {where}{note}", file=sys.stderr)
     return out
+
+
+# epoch-valued schedule fields a shortened run scales with its epochs (loss_params['drw_start'] too)
+EPOCH_FIELDS = ("warmup_epochs", "milestones", "drw_start")
+
+
+def shorten_schedule(stage: dict[str, Any], preset_epochs: Any, given: set[str]) -> str:
+    """Scale the epoch-valued schedule fields of ``stage`` (``EPOCH_FIELDS``, ``loss_params['drw_start']``) by
+    ``epochs / preset_epochs`` when ``epochs`` was given (``-p epochs 2``) below the preset's and the field was
+    not: ``floor(v * epochs / preset_epochs)``, warm-up kept below ``epochs``, milestones deduplicated. Changes
+    ``stage`` in place; returns the line saying what changed ("" when nothing did). A value given with ``-p``
+    is kept as given (RunConfig refuses it when invalid)."""
+    new = stage.get("epochs")
+    if "epochs" not in given or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 1
+                                        for e in (new, preset_epochs)) or new >= preset_epochs:
+        return ""
+
+    def scale(v: Any) -> Any:
+        return min(v * new // preset_epochs, new - 1) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    changes = []
+    for key in EPOCH_FIELDS:
+        v = stage.get(key)
+        if key in given or v in (None, 0, []):
+            continue
+        stage[key] = sorted({scale(m) for m in v}) if isinstance(v, list) else scale(v)
+        changes.append(f"{key} {v} -> {stage[key]}")
+    lp = stage.get("loss_params")
+    if "loss_params" not in given and isinstance(lp, dict) and isinstance(lp.get("drw_start"), int):
+        stage["loss_params"] = {**lp, "drw_start": scale(lp["drw_start"])}
+        changes.append(f"loss_params['drw_start'] {lp['drw_start']} -> {stage['loss_params']['drw_start']}")
+    if not changes:
+        return ""
+    return (f"epochs {preset_epochs} -> {new}: scaled {', '.join(changes)} (x {new}/{preset_epochs}; "
+            "give them with -p to choose)")
 
 
 def load_preset(path: str | Path) -> dict[str, Any]:

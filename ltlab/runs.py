@@ -296,7 +296,12 @@ def read_config(path: Path) -> dict:
 
 @dataclass
 class Run:
-    """A loaded run directory: ``dir``, ``config`` (dict), ``metrics`` (DataFrame), ``per_class``, ``probes``."""
+    """A loaded run directory: ``dir``, ``config`` (dict), ``metrics`` (DataFrame), ``per_class``, ``probes``.
+
+    ``per_class["acc"]`` has one row per *evaluated* epoch (``eval_every``; the last always), shape
+    (evaluations, C), not (epochs, C): ``per_class["epochs"]`` gives the 0-based epoch of each row (the
+    ``epoch`` column of ``metrics``). :meth:`class_accuracy` returns both as one DataFrame.
+    """
 
     dir: Path
     config: dict
@@ -318,6 +323,14 @@ class Run:
             raise RunFileError(f"{self.dir / 'metrics.csv'} has no evaluated epoch yet")
         last = self.metrics.iloc[-1]
         return {k: float(last[k]) for k in ("epoch", "acc", "acc_many", "acc_medium", "acc_few")}
+
+    def class_accuracy(self) -> pd.DataFrame:
+        """Per-class test accuracy: one row per evaluated epoch (index ``epoch``, 0-based), one column per class."""
+        acc = np.asarray(self.per_class["acc"])
+        epochs = self.per_class.get("epochs")
+        epochs = np.asarray(epochs) if epochs is not None else self.metrics["epoch"].to_numpy()[-len(acc):]
+        return pd.DataFrame(acc, index=pd.Index(epochs.astype(int), name="epoch"),
+                            columns=pd.RangeIndex(acc.shape[1], name="class"))
 
     def features(self, split: str = "test") -> dict[str, np.ndarray]:
         return read_npz(self.dir / f"features_{split}.npz",
@@ -343,15 +356,25 @@ class Run:
         return f"{head}; test accuracy (balanced split; many > 100, medium 20-100, few < 20 images):{table}"
 
 
+def resolve_run_dir(path: str | os.PathLike) -> Path:
+    """A run directory: ``path`` relative to the cwd (or absolute), else a name under :func:`runs_root`
+    (``"<id>"``, or ``"runs/<id>"`` as the docs write it, from any folder); RunNotFoundError names every
+    place looked."""
+    given = Path(path).expanduser()
+    looked = [given.absolute()]
+    if not given.is_absolute():
+        rel = Path(*given.parts[1:]) if given.parts[:1] == ("runs",) and len(given.parts) > 1 else given
+        looked.append(runs_root() / rel)
+    for d in dict.fromkeys(looked):
+        if d.is_dir():
+            return d
+    places = " or ".join(str(d) for d in dict.fromkeys(looked))
+    raise RunNotFoundError(f"run directory {path} does not exist (looked in {places}).\n{runs_hint()}")
+
+
 def load_run(path: str | os.PathLike) -> Run:
     """Read a run directory written by :func:`ltlab.run`; fail clearly on a missing or corrupt file."""
-    d = Path(path).expanduser()
-    if not d.is_dir():
-        alt = runs_root() / str(path)
-        if alt.is_dir():
-            d = alt
-        else:
-            raise RunNotFoundError(f"run directory {d} does not exist (looked in {runs_root()} too).\n{runs_hint()}")
+    d = resolve_run_dir(path)
     config = read_config(d / "config.json")
     metrics = read_metrics(d / "metrics.csv")
     per_class = read_npz(d / "per_class.npz")

@@ -24,14 +24,14 @@ def _rows(markup: str) -> list[list[str]]:
 
 
 def test_runconfig_repr_and_html_show_only_what_differs():
-    c = ltlab.RunConfig(loss="ldam", epochs=30, lr=0.05, loss_params={"s": 30.0})
-    assert repr(c) == "RunConfig(loss='ldam', loss_params={'s': 30.0}, epochs=30, lr=0.05)"
+    c = ltlab.RunConfig(loss="ldam", epochs=12, lr=0.1, loss_params={"s": 30.0})
+    assert repr(c) == "RunConfig(loss='ldam', loss_params={'s': 30.0}, epochs=12, lr=0.1)"
     assert eval(repr(c), {"RunConfig": ltlab.RunConfig}) == c  # the short repr still rebuilds the config
     assert repr(ltlab.RunConfig()) == "RunConfig()"
     rows = _rows(c._repr_html_())
     assert rows[0] == ["", "value", "default"]
-    assert rows[1:] == [["loss", "'ldam'", "'ce'"], ["loss_params", "{'s': 30.0}", "{}"], ["epochs", "30", "10"],
-                        ["lr", "0.05", "0.1"]]
+    assert rows[1:] == [["loss", "'ldam'", "'ce'"], ["loss_params", "{'s': 30.0}", "{}"], ["epochs", "12", "30"],
+                        ["lr", "0.1", "0.05"]]
     assert "4 of" in c._repr_html_() and "<table" in ltlab.RunConfig()._repr_html_()
 
 

@@ -1,7 +1,11 @@
 """Write the committed notebooks (no outputs, a tagged `parameters` cell). Run: python tools/make_notebooks.py"""
+import sys
 from pathlib import Path
 
 import nbformat as nbf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's ltlab
+from ltlab.config import RunConfig  # noqa: E402
 
 HERE = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -21,44 +25,61 @@ def notebook(cells, stem="nb"):
     return nb
 
 
+PARAMETERS = [  # (RunConfig field, comment): the values come from RunConfig's defaults (one set of defaults)
+    ('dataset', 'digits_lt | fashion_mnist_lt | cifar10_lt | cifar100_lt | synthetic_lt | file_list'),
+    ('root', "data folder (None: the dataset's default)"),
+    ('dataset_params', 'extra dataset options, e.g. {"n_max": 500} or {"download": True}'),
+    ('imbalance_factor', 'n_max / n_min of the training split'),
+    ('model', 'convnet_small | resnet20 | resnet32 | resnet56 | resnet18 | ...'),
+    ('model_params', 'extra create_model options (e.g. {"width": 16})'),
+    ('head', 'auto | linear | cosine | lws (auto: cosine for cosine-input losses)'),
+    ('loss', 'any name in ltlab.losses.LOSSES'),
+    ('loss_params', 'loss hyper-parameters (None: method default)'),
+    ('drw_start', 'epoch where deferred re-weighting starts (None: off)'),
+    ('sampler', 'instance | class_balanced | sqrt | progressive | effective_number | cben | class_aware'),
+    ('sampler_params', 'sampler options (e.g. {"beta": 0.999} for effective_number)'),
+    ('epochs', 'training epochs'),
+    ('batch_size', 'mini-batch size'),
+    ('lr', 'peak learning rate (SGD)'),
+    ('momentum', 'SGD momentum'),
+    ('nesterov', 'Nesterov momentum'),
+    ('weight_decay', 'L2 weight decay'),
+    ('warmup_epochs', 'linear warm-up epochs'),
+    ('lr_schedule', 'step | cosine | constant'),
+    ('milestones', 'step schedule: epochs where lr is multiplied by lr_gamma'),
+    ('lr_gamma', 'step schedule: factor per milestone'),
+    ('augment', "random crop + flip (batched on the device; the dataset's recipe)"),
+    ('mixup_alpha', 'mixup Beta(a, a); 0 turns it off'),
+    ('val_per_class', 'balanced validation images per class from unused train images (0: none)'),
+    ('seed', 'training seed'),
+    ('device', 'auto | cpu | cuda'),
+    ('precision', 'fp32 | bf16 | fp16'),
+    ('channels_last', 'channels-last memory format (faster convolutions, most of all with bf16)'),
+    ('compile', 'torch.compile: False | True | "reduce-overhead" (CUDA graphs) | "max-autotune"'),
+    ('eval_every', 'evaluate every k epochs'),
+    ('progress', 'tqdm progress bar'),
+    ('tensorboard', 'TensorBoard event files in the run directory (tensorboard --logdir runs/)'),
+    ('run_dir', 'output directory (None: runs/<time>_<dataset>_<loss>_...)'),
+    ('checkpoint_every_steps', 'also checkpoint every k steps inside an epoch (None: once per epoch)'),
+    ('init_from', 'stage-one run directory for a second stage'),
+    ('stage', 'joint | classifier (backbone frozen) | afg (GLAG stage two)'),
+    ('stage_params', "the stage's options (None: its default); see ltlab.stages"),
+    ('resume', 'continue an interrupted run in run_dir'),
+    ('epochs_per_call', 'stop after this many epochs in this call (resumable; None: all)'),
+]
+
+
+def parameters_cell() -> str:
+    """The 01_train ``parameters`` cell: every ``PARAMETERS`` field at RunConfig's default, one literal a line."""
+    defaults = RunConfig.defaults()
+    return "\n".join(f"{f'{name} = {defaults[name]!r}':<30} # {comment}" for name, comment in PARAMETERS)
+
+
 TRAIN = [
     ("md", "# Train a long-tailed classifier\n\nAny method on any long-tailed dataset. Edit the `parameters` "
            "cell (or pass `-p key value` to `python -m ltlab run notebooks/01_train.ipynb`). The run is written "
            "to `runs/<run_id>/`, the only thing the analysis notebooks read."),
-    ("code", '''dataset = "digits_lt"          # digits_lt | fashion_mnist_lt | cifar10_lt | cifar100_lt | synthetic_lt | file_list
-root = None                    # data folder (None: the dataset's default)
-imbalance_factor = 100         # n_max / n_min of the training split
-model = "convnet_small"        # convnet_small | resnet20 | resnet32 | resnet56 | resnet18 | ...
-head = "auto"                  # auto | linear | cosine | lws (auto: cosine for cosine-input losses)
-loss = "ce"                    # any name in ltlab.losses.LOSSES
-loss_params = {}               # loss hyper-parameters (None: method default)
-drw_start = None               # epoch where deferred re-weighting starts (None: off)
-sampler = "instance"           # instance | class_balanced | sqrt | progressive | effective_number | cben | class_aware
-epochs = 30                    # training epochs
-batch_size = 64                # mini-batch size
-lr = 0.05                      # peak learning rate (SGD)
-momentum = 0.9                 # SGD momentum
-nesterov = False               # Nesterov momentum
-weight_decay = 5e-4            # L2 weight decay
-warmup_epochs = 0              # linear warm-up epochs
-lr_schedule = "cosine"         # step | cosine | constant
-milestones = []                # step schedule: epochs where lr is multiplied by lr_gamma
-lr_gamma = 0.1                 # step schedule: factor per milestone
-augment = True                 # random crop + flip (batched on the device; the dataset's recipe)
-mixup_alpha = 0.0              # mixup Beta(a, a); 0 turns it off
-seed = 0                       # training seed
-device = "auto"                # auto | cpu | cuda
-precision = "fp32"             # fp32 | bf16 | fp16
-channels_last = False          # channels-last memory format (faster convolutions, most of all with bf16)
-compile = False                # torch.compile: False | True | "reduce-overhead" (CUDA graphs) | "max-autotune"
-eval_every = 1                 # evaluate every k epochs
-progress = True                # tqdm progress bar
-tensorboard = False            # TensorBoard event files in the run directory (tensorboard --logdir runs/)
-run_dir = None                 # output directory (None: runs/<time>_<dataset>_<loss>_...)
-checkpoint_every_steps = None  # also checkpoint every k steps inside an epoch (None: once per epoch)
-init_from = None               # stage-one run directory for a second stage
-stage = "joint"                # joint | classifier (backbone frozen) | afg (GLAG stage two)
-resume = False                 # continue an interrupted run in run_dir''', "parameters"),
+    ("code", parameters_cell(), "parameters"),
     ("code", '''import ltlab
 from ltlab import plotting
 

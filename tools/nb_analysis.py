@@ -36,7 +36,7 @@ max_points = 5000               # embed a seeded random subset of at most this m
 perplexity = 30.0               # t-SNE perplexity (both libraries' default)
 method = "auto"                 # auto | opentsne | sklearn
 seed = 0                        # t-SNE and subset seed
-output_dir = "figures/tsne"     # relative to the project root
+output_dir = "exports/tsne"     # relative to the project root (exports/ is git-ignored)
 ''' + _EXPORT, "parameters"),
     ("code", _LOAD + '''
 plotting.check_same_classes(runs, "02_tsne", same_counts=False)
@@ -76,7 +76,7 @@ PER_CLASS = [
     ("code", _RUNS + '''
 epoch = -1                      # evaluated epoch for the per-class curve (-1: the last)
 pn_tau = 1.0                    # also draw predictions after GALA's PN re-balancing with this tau (None: off)
-output_dir = "figures/per_class"  # relative to the project root
+output_dir = "exports/per_class"  # relative to the project root (exports/ is git-ignored)
 ''' + _EXPORT, "parameters"),
     ("code", _LOAD),
     ("code", '''import pandas as pd
@@ -118,7 +118,7 @@ epoch = -1                      # epoch for the per-class figures (-1: the last;
 statistic = None                # epoch | first_epoch | cumulative | gala_code, or a list; None means all recorded
 classes = None                  # class indices or names for the curves over training; None means all (up to 10)
 classifier = None               # classifier whose negative-gradient sources are drawn; None means the rarest class
-output_dir = "figures/gradients"  # relative to the project root
+output_dir = "exports/gradients"  # relative to the project root (exports/ is git-ignored)
 ''' + _EXPORT, "parameters"),
     ("code", _LOAD),
     ("md", "## What to look for\n\nWith a softmax loss and a classifier bias, the bias gradient of class c is "
@@ -187,7 +187,7 @@ ghm_gamma = 0.8                 # GHM-CWAP margin scale
 ghm_run_dir = None              # a ghm_cwap run for recorded bins; None: synthetic histogram
 drw_start = 160                 # DRW switch epoch (None: off)
 seed = 0                        # synthetic illustrations
-output_dir = "figures/schedules"  # relative to the project root
+output_dir = "exports/schedules"  # relative to the project root (exports/ is git-ignored)
 ''' + _EXPORT, "parameters"),
     ("code", '''import ltlab
 from ltlab import plotting

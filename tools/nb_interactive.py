@@ -52,7 +52,7 @@ SWEEP = [
            "preset.yaml --grid loss=ce,balanced_softmax --seeds 0,1,2 --parallel 2`. On a Slurm cluster set "
            "`executor = \"slurm\"` and `slurm` options (README, \"Run a grid on a cluster\"); with GPUs here, "
            "`per_gpu` runs share each GPU."),
-    ("code", '''notebook = "01_train.ipynb"     # the notebook each run executes (relative to this folder)
+    ("code", '''notebook = "01_train.ipynb"     # the notebook each run executes (relative to the cwd, else to notebooks/)
 grid = {"loss": ["ce", "balanced_softmax", "logit_adjusted"]}  # name -> values (product)
 seeds = [0, 1, 2]               # every grid point runs once per seed
 base_params = {"dataset": "digits_lt", "epochs": 10, "batch_size": 64, "lr": 0.05, "progress": False}

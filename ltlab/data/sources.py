@@ -85,6 +85,19 @@ def _default_root() -> Path:
     return Path(os.environ.get("LTLAB_DATA", Path.home() / ".cache" / "ltlab" / "data")).expanduser()
 
 
+class DownloadError(FileNotFoundError):
+    """A dataset download that failed (offline, blocked, bad checksum): names the dataset, the URL, the files."""
+
+
+def _download(title: str, url: str, by_hand: str, fetch: Any) -> None:
+    """Call ``fetch()``; a failure raises one DownloadError saying what failed and where to put the files."""
+    try:
+        fetch()
+    except (OSError, RuntimeError, ValueError) as exc:  # URLError/HTTPError are OSErrors; md5 -> RuntimeError
+        raise DownloadError(f"downloading {title} from {url} failed ({type(exc).__name__}: {exc}); without "
+                            f"internet, fetch it on another machine and {by_hand}") from exc
+
+
 # ----------------------------------------------------------------------------------------- CIFAR
 _CIFAR = {
     "cifar10": dict(folder="cifar-10-batches-py", title="CIFAR-10", tar="cifar-10-python.tar.gz",
@@ -121,13 +134,17 @@ def _read_cifar(which: str, root: str | Path | None, split: str, download: bool)
     spec = _CIFAR[which]
     root = Path(root).expanduser() if root is not None else _default_root()
     folder = root / spec["folder"]
+    files = ", ".join([*spec["train"], *spec["test"], spec["meta"]])
     if not folder.is_dir() and download:
         import torchvision.datasets as tvd  # the official archive, md5-checked; read below like any folder
         cls = tvd.CIFAR10 if which == "cifar10" else tvd.CIFAR100  # (building cls would unpickle it with pickle)
-        tvd.utils.download_and_extract_archive(cls.url, str(root), filename=cls.filename, md5=cls.tgz_md5)
+        _download(spec["title"], cls.url, f"extract it so that {folder} holds {files}",
+                  lambda: tvd.utils.download_and_extract_archive(cls.url, str(root), filename=cls.filename,
+                                                                 md5=cls.tgz_md5))
     if not folder.is_dir():
-        raise FileNotFoundError(f"{spec['title']} not found: expected folder {folder}; pass download=True "
-                                f"or put the extracted {spec['tar']} there")
+        raise FileNotFoundError(f"{spec['title']} not found: expected folder {folder} with {files}; pass "
+                                f"download=True (command line: -p download True) or put the extracted {spec['tar']} "
+                                f"there (root=<folder>, $LTLAB_DATA or ~/.cache/ltlab/data)")
     images, labels = [], []
     for fname in spec[split]:
         d = _unpickle(folder / fname)
@@ -180,14 +197,17 @@ def _fashion_mnist(root, split, download):
     img_p, lab_p = (_idx_path(folder, f"{prefix}-{k}") for k in ("images-idx3-ubyte", "labels-idx1-ubyte"))
     if not (img_p.is_file() and lab_p.is_file()) and download:
         import torchvision.datasets as tvd
-        tvd.FashionMNIST(str(folder), train=split == "train", download=True)
+        url = tvd.FashionMNIST.mirrors[0]
+        _download("Fashion-MNIST", url, f"put {prefix}-images-idx3-ubyte.gz and {prefix}-labels-idx1-ubyte.gz "
+                  f"(from {url}) in {folder}, or pass root=<that folder>",
+                  lambda: tvd.FashionMNIST(str(folder), train=split == "train", download=True))
         folder = folder / "FashionMNIST" / "raw"
         img_p, lab_p = (_idx_path(folder, f"{prefix}-{k}") for k in ("images-idx3-ubyte", "labels-idx1-ubyte"))
     for p in (img_p, lab_p):
         if not p.is_file():
             raise FileNotFoundError(f"Fashion-MNIST file {p} not found; install the Debian package "
                                     f"(apt-get install dataset-fashion-mnist, files in {FASHION_ROOT}), "
-                                    f"pass root=<folder with the IDX .gz files> or download=True")
+                                    f"pass root=<folder with the IDX .gz files> or download=True (-p download True)")
     x, y = _read_idx(img_p, 3), _read_idx(lab_p, 1)
     if len(x) != len(y):
         raise ValueError(f"Fashion-MNIST {img_p} has {len(x)} images but {lab_p} has {len(y)} labels")

@@ -84,7 +84,8 @@ def _check_distributed(config: RunConfig, ctx: distributed.DistContext, device: 
 def _run_dir(config: RunConfig) -> Path:
     """The run directory (``runs/<new_run_id>`` when not given; one name on every rank), refused when it already
     holds a run that is not being resumed."""
-    run_dir = Path(config.run_dir) if config.run_dir else runs_root() / (config.run_id or new_run_id(config.to_dict()))
+    run_dir = (Path(config.run_dir).expanduser().absolute() if config.run_dir  # relative: to the cwd
+               else runs_root() / (config.run_id or new_run_id(config.to_dict())))
     run_dir = Path(distributed.all_gather_objects(str(run_dir))[0])  # ranks may straddle a second in the name
     held = [n for n in (*CHECKPOINTS, "metrics.csv") if (run_dir / n).exists()]
     if not config.resume and held:

@@ -25,19 +25,19 @@ def _split_commas(text: str) -> list[str]:
 
 def split_values(text: str) -> list:
     """``v1,v2,[1,2]`` -> YAML-parsed values, commas inside brackets/braces kept."""
-    import yaml
-    return [None if p.strip() in ("None", "none") else yaml.safe_load(p) for p in _split_commas(text)]
+    from ..config import parse_value
+    return [parse_value(p) for p in _split_commas(text)]
 
 
 def split_options(text: str | None, flag: str) -> dict[str, Any]:
     """``k1=v1,k2=v2`` -> ``{k1: v1, k2: v2}`` with YAML-parsed values."""
-    import yaml
+    from ..config import parse_value
     out = {}
     for part in _split_commas(text) if text else []:
         key, sep, value = part.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"{flag} expects key=value pairs separated by commas, got {part!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = parse_value(value)
     return out
 
 
@@ -107,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ltlab sweep: error: {exc}", file=sys.stderr)
         return 2
     with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(df.drop(columns=["error", "run_dir"]).to_string(index=False))
+        print(df.drop(columns=["error", "run_dir"]).to_string(index=False, na_rep="--"))
+    from ..metrics import empty_group_note
+    for g in ("many", "medium", "few"):
+        if g in df and (df.status != "failed").any() and df.loc[df.status != "failed", g].isna().all():
+            print(empty_group_note(g))
     for _, r in df[df.status == "failed"].iterrows():
         print(f"FAILED {r.run_id}: {r.error}\n  executed notebook: {r.notebook}", file=sys.stderr)
     if (df.status == "submitted").any():

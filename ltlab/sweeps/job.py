@@ -102,7 +102,11 @@ def execute(spec: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
 
 
 def _run_stages(spec: dict[str, Any]) -> dict[str, Any]:
+    import logging
+
     import papermill as pm
+
+    logging.getLogger("papermill").setLevel(logging.ERROR)  # no "Passed unknown parameter" lines per run
 
     nb, done = Path(spec["notebook"]), []
     for i, params in enumerate(spec["stages"]):
@@ -116,7 +120,7 @@ def _run_stages(spec: dict[str, Any]) -> dict[str, Any]:
         try:
             pm.execute_notebook(str(nb), str(out), parameters={**params, "resume": before == "partial"},
                                 cwd=str(nb.parent), kernel_name=spec.get("kernel"), progress_bar=False,
-                                log_output=False)
+                                log_output=False, extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
         except Exception as exc:  # noqa: BLE001 - any failure of this run is reported, the sweep goes on
             return {"status": "failed", "error": where + notebook_error(exc), "notebook": str(out), "stages": done}
         if run_state(run_dir) != "complete":

@@ -68,7 +68,7 @@ def expand_stages(presets: Sequence[str | os.PathLike | dict] | None = None, gri
                 for s in (list(seeds) if seeds is not None else [None]):
                     over = {**g, **({"seed": int(s)} if s is not None else {})}
                     try:
-                        stages = read_preset(path, over)
+                        stages = read_preset(path, over, announce=not out)
                     except ValueError as exc:
                         raise ValueError(f"preset {preset if isinstance(preset, dict) else path}: {exc}") from exc
                     if isinstance(preset, dict) and "preset" not in preset:
