@@ -118,7 +118,7 @@ TABLE: dict[str, Run | Fails | Skip] = {
     f"python -m ltlab run notebooks/01_train.ipynb --preset {GLAG} -p epochs 2 -p stage_two.epochs 1":
         Run("small Fashion-MNIST", cmd=f"python -m ltlab run notebooks/01_train.ipynb --preset {GLAG} -p epochs 2 "
                                        f"-p stage_two.epochs 1 -p root {FM} --quiet",
-            expect=(r"glag_fashion_mnist_if100_stage2", r"epoch 1: overall")),
+            expect=(r"epoch 1: overall",)),
     f"python -m ltlab train --preset {GLAG}":
         Run("2 + 1 epochs, small Fashion-MNIST",
             cmd=f"python -m ltlab train --preset {GLAG} -p epochs 2 -p stage_two.epochs 1 -p root {FM} -p progress False",
@@ -253,10 +253,10 @@ def preset_row(name: str) -> Run | Fails:
         return Fails("cifar")
     if preset["dataset"] == "file_list":
         return Fails("file_list")
-    two = " -p stage_two.epochs 1" if "stage_two" in preset else ""
-    return Run("1 epoch per stage, small Fashion-MNIST",
-               cmd=f"python -m ltlab run notebooks/01_train.ipynb --preset notebooks/presets/{name}.yaml "
-                   f"{TINY_FM}{two} --quiet", expect=(r"epoch 1: overall",))
+    epochs = "-p epochs 2 -p stage_two.epochs 1" if "stage_two" in preset else "-p epochs 1"
+    return Run("small Fashion-MNIST, 1 epoch (two stages: 2 + 1, as the README's GLAG command)",
+               cmd=f"python -m ltlab run notebooks/01_train.ipynb --preset notebooks/presets/{name}.yaml {epochs} "
+                   f"-p root {FM} --quiet", expect=(r"epoch 1: overall",))
 
 
 ITEMS = extract()
@@ -342,9 +342,20 @@ def results(request, tmp_path_factory) -> dict[tuple[str, str], Result]:
         res.missing = [f for f in e.files if not (copy / f).exists()]
         return (item.kind, item.text), res
 
-    jobs = [(n, i) for n, i in enumerate(wanted) if i not in batch_rows] + ([(-1, None)] if batch_rows else [])
+    def job_key(i: DocItem) -> tuple:
+        e = entry(i)
+        return shortened(i, e), e.setup, e.cwd
+
+    first: dict[tuple, DocItem] = {}
+    for i in wanted:
+        if i not in batch_rows:
+            first.setdefault(job_key(i), i)  # the same shortened command runs once
+    jobs = list(enumerate(first.values())) + ([(-1, None)] if batch_rows else [])
     with ThreadPoolExecutor(2) as pool:
         done = dict(pool.map(one, jobs))
+    for i in wanted:
+        if i not in batch_rows:
+            done[(i.kind, i.text)] = done[(first[job_key(i)].kind, first[job_key(i)].text)]
     timings = sorted(((r.seconds, r.command[:100]) for r in done.values()), reverse=True)
     (base / "timings.txt").write_text("\n".join(f"{s:7.1f} s  {c}" for s, c in timings))
     if batch_rows:
