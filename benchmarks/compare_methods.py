@@ -7,7 +7,7 @@ lr 0.05 cosine with 1 warm-up epoch, wd 5e-4. Every method gets the same model, 
 and learning-rate schedule; only the loss (and its DRW switch where the method uses one) changes. Prints
 a markdown table of overall and many/medium/few accuracy at the last epoch, mean ± sample std over the
 seeds, the overall accuracy of every seed and the training minutes, and writes it as CSV beside the
-runs. A finished run with the same settings is reused (its minutes show as nan).
+runs. A finished run with the same settings is reused (its minutes show as reused).
 """
 from __future__ import annotations
 
@@ -65,11 +65,12 @@ def run_one(args: argparse.Namespace, key: str, loss: str, params: dict, drw: bo
 def tables(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean ± sample std over seeds per method, and the overall accuracy per seed."""
     g = rows.groupby("method", sort=False)
-    summary = pd.DataFrame({c: [f"{m:.3f} ± {s:.3f}" if n > 1 else f"{m:.3f}"
+    # "--": an empty shot group (no class in it at this imbalance factor / n_max), as the CLI and sweep tables say
+    summary = pd.DataFrame({c: ["--" if n == 0 else f"{m:.3f} ± {s:.3f}" if n > 1 else f"{m:.3f}"
                                 for m, s, n in zip(g[c].mean(), g[c].std(ddof=1), g[c].count())] for c in ACC},
                            index=g[list(ACC)].mean().index)
     summary["min overall"] = g["overall"].min().map("{:.3f}".format)
-    summary["minutes"] = g["minutes"].sum(min_count=1).map("{:.1f}".format)  # nan: reused runs
+    summary["minutes"] = g["minutes"].sum(min_count=1).map(lambda v: "reused" if v != v else f"{v:.1f}")
     per_seed = rows.pivot(index="method", columns="seed", values="overall").loc[summary.index]
     per_seed.columns = [f"overall s{s}" for s in per_seed.columns]
     return summary, per_seed.round(3)

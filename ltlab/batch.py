@@ -100,7 +100,9 @@ def sweep(notebook: str | os.PathLike, presets: Sequence[str | os.PathLike | dic
         combos = plan.expand_stages(presets, grid, base_params, seeds)
     except ValueError as exc:
         raise ValueError(f"sweep: invalid parameters, nothing was run:\n  {exc}") from exc
-    plan.validate_stages(combos)
+    configs = plan.validate_stages(combos)
+    if executor != "slurm":
+        plan.check_data(configs)
     root = Path(out_root).expanduser().resolve() if out_root else runs_root()
     specs = plan.plan_runs(combos, root, nb, kernel)
     results = executors.dispatch(backend, specs, root, wait)

@@ -219,9 +219,11 @@ def main(argv: list[str] | None = None) -> int:
             from .engine import run as run_training
             run_dirs = [run_training(params).dir]
     except (ValueError, FileNotFoundError) as exc:
+        distributed.cleanup()  # under torchrun: a live process group at exit aborts the rank (SIGABRT)
         return _error(exc, 2)
     except (FloatingPointError, OSError, NotebookError) as exc:  # NaN/inf loss; disk full or permissions (the
-        return _error(exc, 1)                                    # path is named); a notebook that raised
+        distributed.cleanup()                                    # path is named); a notebook that raised
+        return _error(exc, 1)
     if not distributed.context().is_main:
         distributed.cleanup()
         return 0

@@ -105,6 +105,11 @@ def _non_finite(value: Any, where: str = "") -> str | None:
     return None
 
 
+# the fields a notebook shows for every config (RunConfig._repr_html_), whether or not they differ from the defaults
+RECIPE_FIELDS = ("dataset", "imbalance_factor", "model", "loss", "sampler", "epochs", "batch_size", "lr",
+                 "lr_schedule", "weight_decay", "seed")
+
+
 @dataclass(init=False)
 class RunConfig:
     """All parameters of one training run (docs/architecture.md, "Public API").
@@ -357,15 +362,19 @@ class RunConfig:
         return "RunConfig({})".format(", ".join(f"{k}={v!r}" for k, v in self.changed().items()))
 
     def _repr_html_(self) -> str:
-        """Notebook display: the fields that differ from the defaults, with those defaults."""
+        """Notebook display: the recipe (``RECIPE_FIELDS``) and every other field that differs from the defaults;
+        the ``default`` column is filled where a value differs (the notebook's own defaults are RunConfig's, so a
+        table of differences alone would be empty for a first run)."""
         import pandas as pd
 
         defaults, changed = self.defaults(), self.changed()
-        rows = {k: {"value": repr(v), "default": repr(defaults[k])} for k, v in changed.items()}
-        table = pd.DataFrame.from_dict(rows, orient="index") if rows else pd.DataFrame(columns=["value", "default"])
+        names = [*RECIPE_FIELDS, *(k for k in changed if k not in RECIPE_FIELDS)]
+        rows = {k: {"value": repr(getattr(self, k)), "default": repr(defaults[k]) if k in changed else ""}
+                for k in names}
+        table = pd.DataFrame.from_dict(rows, orient="index")
         return (f"<b>RunConfig</b>: {self.loss} on {self.dataset} (IF {self.imbalance_factor:g}), {self.model}, "
-                f"{self.epochs} epochs; {len(changed)} of {len(defaults)} fields differ from the defaults "
-                f"(<code>config.to_dict()</code> has all):{table.to_html()}")
+                f"{self.epochs} epochs; {len(changed)} of {len(defaults)} fields differ from the defaults (their "
+                f"default is shown; <code>config.to_dict()</code> has all):{table.to_html()}")
 
     def replace(self, **changes: Any) -> "RunConfig":
         d = self.to_dict()

@@ -12,6 +12,7 @@ import pytest
 
 import ltlab
 from ltlab import progress
+from ltlab.config import RECIPE_FIELDS
 from ltlab.runs import Run, RunNotFoundError, load_run, load_runs
 
 NB = Path(__file__).resolve().parent.parent / "notebooks"
@@ -23,16 +24,20 @@ def _rows(markup: str) -> list[list[str]]:
             for row in re.findall(r"<tr[^>]*>(.*?)</tr>", markup, re.S)]
 
 
-def test_runconfig_repr_and_html_show_only_what_differs():
+def test_runconfig_repr_shows_what_differs_and_html_the_recipe_too():
     c = ltlab.RunConfig(loss="ldam", epochs=12, lr=0.1, loss_params={"s": 30.0})
     assert repr(c) == "RunConfig(loss='ldam', loss_params={'s': 30.0}, epochs=12, lr=0.1)"
     assert eval(repr(c), {"RunConfig": ltlab.RunConfig}) == c  # the short repr still rebuilds the config
     assert repr(ltlab.RunConfig()) == "RunConfig()"
     rows = _rows(c._repr_html_())
     assert rows[0] == ["", "value", "default"]
-    assert rows[1:] == [["loss", "'ldam'", "'ce'"], ["loss_params", "{'s': 30.0}", "{}"], ["epochs", "12", "30"],
-                        ["lr", "0.1", "0.05"]]
-    assert "4 of" in c._repr_html_() and "<table" in ltlab.RunConfig()._repr_html_()
+    recipe = {r[0]: r[1:] for r in rows[1:]}
+    assert [r[0] for r in rows[1:]] == [*RECIPE_FIELDS, "loss_params"]  # the recipe always, then other changes
+    assert recipe["loss"] == ["'ldam'", "'ce'"] and recipe["epochs"] == ["12", "30"] and recipe["lr"] == ["0.1", "0.05"]
+    assert recipe["loss_params"] == ["{'s': 30.0}", "{}"] and recipe["batch_size"] == ["64", ""]  # default: blank
+    assert "4 of" in c._repr_html_()
+    first = _rows(ltlab.RunConfig()._repr_html_())  # the 01 notebook's own defaults: the recipe, nothing marked
+    assert [r[0] for r in first[1:]] == list(RECIPE_FIELDS) and all(r[2] == "" for r in first[1:])
 
 
 def _fake_run(tmp_path: Path, rows: list[dict]) -> Run:

@@ -65,6 +65,17 @@ def test_incompatible_stage_two_settings_refused_before_anything_runs(tmp_path, 
     assert "nothing was run" in str(err.value) and not out.exists()
 
 
+def test_missing_data_stops_a_local_sweep_before_any_run(tmp_path, monkeypatch):
+    """Without CIFAR on disk the sweep stops once, naming the folder, instead of starting every run to fail
+    alike (before: 6 notebooks started for the documented two-preset command)."""
+    monkeypatch.setenv("LTLAB_DATA", str(tmp_path / "data"))
+    out = tmp_path / "runs"
+    with pytest.raises(FileNotFoundError, match=r"dataset='cifar10_lt' is not on disk, nothing was run: "
+                                                r"CIFAR-10 not found: expected folder \S+cifar-10-batches-py"):
+        batch.sweep(TRAIN_NB, [{"dataset": "cifar10_lt", "loss": "ce"}], {"seed": [0, 1]}, BASE, out_root=out)
+    assert not out.exists()
+
+
 def test_gpu_packing_assigns_devices_and_threads():
     slots = local.worker_slots(["0", "1"], per_gpu=2, cores=8)
     assert [s["CUDA_VISIBLE_DEVICES"] for s in slots] == ["0", "1", "0", "1"]  # every GPU before any doubles up

@@ -50,7 +50,7 @@ SWEEP = [
            "holding the executed notebook. Start it again and complete runs are skipped, interrupted ones resumed; "
            "a two-stage preset runs both stages in one job. Same thing from a shell: `python -m ltlab sweep "
            "preset.yaml --grid loss=ce,balanced_softmax --seeds 0,1,2 --parallel 2`. On a Slurm cluster set "
-           "`executor = \"slurm\"` and `slurm` options (README, \"Run a grid on a cluster\"); with GPUs here, "
+           "`executor = \"slurm\"` and `slurm` options (`docs/sweeps.md`); with GPUs here, "
            "`per_gpu` runs share each GPU."),
     ("code", '''notebook = "01_train.ipynb"     # the notebook each run executes (relative to the cwd, else to notebooks/)
 grid = {"loss": ["ce", "balanced_softmax", "logit_adjusted"]}  # name -> values (product)

@@ -111,6 +111,25 @@ def validate_stages(combos: list[list[dict]]) -> list[list]:
     return configs
 
 
+def check_data(configs: list[list]) -> None:
+    """Load the data of every distinct (dataset, root, dataset_params) of the runs' first stages once, so a
+    sweep whose data is missing stops here (FileNotFoundError naming the dataset and where to put it) instead
+    of starting every run to fail alike. For executors that run here; a cluster job checks on its node."""
+    from ..build import load_datasets
+    seen = set()
+    for cfgs in configs:
+        first = cfgs[0]
+        key = json.dumps([first.dataset, first.root, first.dataset_params], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            load_datasets(first)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"data for dataset={first.dataset!r} is not on disk, nothing was run: {exc}") \
+                from exc
+
+
 def table_row(stages: list[dict]) -> dict[str, Any]:
     """The parameter columns of a run: stage one's parameters, then ``stage_two.KEY`` for stage two's own
     (those it does not inherit from stage one, ``ltlab.presets.INHERITED``); ``reported`` / ``posthoc`` are
