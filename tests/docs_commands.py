@@ -126,7 +126,9 @@ def user_env(copy: Path, home: Path) -> dict[str, str]:
     """A new user's shell after ``make install``: the venv first on PATH, ltlab importable from the copy,
     a fresh home (no ~/data, no ~/.cache/ltlab/data), no GPU, no LTLAB_* settings of ours."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LTLAB_", "PYTEST", "COV_", "JUPYTER", "VIRTUAL_ENV", "SLURM"))}
+           if not k.startswith(("LTLAB_", "PYTEST", "COV_", "JUPYTER", "VIRTUAL_ENV", "SLURM",
+                                "MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"))}  # under `make test`: a
+    # nested make would print "make[1]: Entering directory" lines into `make -n`'s recipe
     env.update(HOME=str(home), PYTHONPATH=str(copy), VIRTUAL_ENV=str(copy / ".venv"), CUDA_VISIBLE_DEVICES="",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}",
                OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")

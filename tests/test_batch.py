@@ -89,8 +89,9 @@ def test_interrupted_sweep_completes_only_missing_runs_and_reports_failures(tmp_
     stamp = {p: p.stat().st_mtime_ns for p in (done_dir / "01_train.ipynb", done_dir / "checkpoint.pt")}
     epoch0 = pd.read_csv(cut_dir / "metrics.csv").iloc[0]
 
-    # second attempt: same runs plus one that fails (missing data folder)
-    bad = {"dataset": "cifar10_lt", "root": str(tmp_path / "no_cifar")}
+    # second attempt: same runs plus one that fails while it trains (missing data stops a sweep before any run
+    # starts, tests/test_sweeps.py): an lr that sends the loss to inf in the first steps
+    bad = {"seed": 2, "lr": 1e30}
     second = batch.sweep(TRAIN_NB, presets=[{"seed": 0}, {"seed": 1}, bad], base_params=BASE, parallel=2, out_root=out)
     assert list(second.run_id[:2]) == list(first.run_id)  # the same directories are found again
     assert list(second.status) == ["skipped", "resumed", "failed"]
@@ -99,6 +100,6 @@ def test_interrupted_sweep_completes_only_missing_runs_and_reports_failures(tmp_
     assert list(resumed.epoch) == [0, 1] and resumed.iloc[0]["seconds"] == epoch0["seconds"]  # epoch 0 kept
     assert second.overall[:2].notna().all() and list(second.epochs_done[:2]) == [2, 2]
     fail = second.iloc[2]
-    assert "CIFAR-10 not found" in fail.error and Path(fail.notebook).exists()
-    assert "FileNotFoundError" in Path(fail.notebook).read_text()  # the executed notebook shows the traceback
+    assert "loss became NaN/inf" in fail.error and Path(fail.notebook).exists()
+    assert "FloatingPointError" in Path(fail.notebook).read_text()  # the executed notebook shows the traceback
     assert np.isnan(fail.overall)
