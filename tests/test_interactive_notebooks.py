@@ -85,3 +85,29 @@ def test_paper_figures_notebook(tmp_path, tiny_runs):
 def paper_figures_stems() -> list[str]:
     from ltlab.paper_numbers import FIGURES
     return list(FIGURES)
+
+
+def test_paper_figure_runs_are_reused_only_with_the_same_full_config(tiny_runs, tmp_path):
+    """A figure run is reused only when every result-relevant field matches, defaults included: a config that
+    leaves lr to the default must not reuse a run trained at another lr (the GLAG stage-two run relied on
+    RunConfig's old defaults and would have been passed off as the same run after they changed)."""
+    from ltlab import paper_figures
+    from ltlab.runs import load_run
+
+    ce = load_run(tiny_runs["CE"])
+    cfg = {k: v for k, v in ce.config.items() if k in ("dataset", "imbalance_factor", "dataset_params", "batch_size",
+                                                        "epochs", "loss", "warmup_epochs", "eval_every", "seed",
+                                                        "model", "lr_schedule", "weight_decay", "device")}
+    same = paper_figures._train_one("CE", {**cfg, "lr": ce.config["lr"], "run_dir": str(ce.dir)}, lambda _: None)
+    assert same.dir == ce.dir
+    with pytest.raises(ValueError, match=r"holds a run with other parameters \(lr\)"):
+        paper_figures._train_one("CE", {**cfg, "lr": ce.config["lr"] * 2, "run_dir": str(ce.dir)}, lambda _: None)
+    # a run trained with a value the new config leaves to the default (before: only the given keys were compared)
+    import shutil
+    other = tmp_path / "ce_momentum"
+    shutil.copytree(ce.dir, other)
+    held = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**held, "momentum": 0.5}))
+    assert "momentum" not in cfg
+    with pytest.raises(ValueError, match=r"holds a run with other parameters \(momentum\)"):
+        paper_figures._train_one("CE", {**cfg, "lr": ce.config["lr"], "run_dir": str(other)}, lambda _: None)
