@@ -76,6 +76,18 @@ def load_val_dataset(config: RunConfig | Mapping[str, Any], val_per_class: int |
     return get_dataset(p["dataset"], p.get("root"), split="val", val_per_class=k, **_split_kwargs(p))
 
 
+def check_data(config: RunConfig, *, train: bool = True, note: str = "") -> None:
+    """Load the data ``config`` trains and validates on (the training/test splits only when ``train``), so a
+    missing data set stops a command before anything runs: FileNotFoundError "data for dataset=... is not on
+    disk<note>: <what is missing and where to put it>"."""
+    try:
+        if train:
+            load_datasets(config)
+        load_val_dataset(config)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"data for dataset={config.dataset!r} is not on disk{note}: {exc}") from exc
+
+
 def check_image_files(ds) -> None:
     """Fail before training when a lazy (file-list) split names images that are not on disk.
 

@@ -16,7 +16,7 @@ def _check_stage(params: dict[str, Any], init_from: str | None, planned: bool = 
     """Validate a stage and its data before anything runs (clear errors, nothing written). ``planned``: its
     ``init_from`` is a stage one this command trains first (checked as finished only when it is not)."""
     from . import distributed
-    from .build import load_datasets, load_val_dataset
+    from .build import check_data
     from .config import RunConfig
     from .stages import get_stage
 
@@ -28,12 +28,7 @@ def _check_stage(params: dict[str, Any], init_from: str | None, planned: bool = 
                          "and then this stage without it, with -p init_from <stage-one run directory>")
     if config.init_from and not planned:
         check_finished(config.init_from)
-    try:
-        if not init_from:
-            load_datasets(config)
-        load_val_dataset(config)
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"data for dataset={config.dataset!r} is not on disk: {exc}") from exc
+    check_data(config, train=not init_from)
     run_dir = params.get("run_dir")
     if run_dir and not config.resume and ((Path(run_dir) / "metrics.csv").exists()
                                           or (Path(run_dir) / "checkpoint.pt").exists()):
@@ -172,7 +167,11 @@ def _print_summary(run_dir: Path) -> None:
 
 
 def _error(exc: BaseException, code: int) -> int:
-    """Print ``exc`` as one ``ltlab: error:`` line (its lines joined) and return ``code``."""
+    """Print ``exc`` as one ``ltlab: error:`` line (its lines joined), end the process group (under torchrun a
+    live one at exit aborts the rank with SIGABRT) and return ``code``."""
+    from . import distributed
+
+    distributed.cleanup()
     text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     print(f"ltlab: error: {text}", file=sys.stderr)
     return code
@@ -219,11 +218,9 @@ def main(argv: list[str] | None = None) -> int:
             from .engine import run as run_training
             run_dirs = [run_training(params).dir]
     except (ValueError, FileNotFoundError) as exc:
-        distributed.cleanup()  # under torchrun: a live process group at exit aborts the rank (SIGABRT)
         return _error(exc, 2)
     except (FloatingPointError, OSError, NotebookError) as exc:  # NaN/inf loss; disk full or permissions (the
-        distributed.cleanup()                                    # path is named); a notebook that raised
-        return _error(exc, 1)
+        return _error(exc, 1)                                    # path is named); a notebook that raised
     if not distributed.context().is_main:
         distributed.cleanup()
         return 0

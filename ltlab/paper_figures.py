@@ -67,7 +67,7 @@ def _train_one(label: str, cfg: dict, log: Callable[[str], None]) -> Run:
         # every result-relevant field of the full config, defaults included: a default that changed since the
         # run was trained (RunConfig's defaults became the demo recipe) must not pass as "the same run"
         want = RunConfig(**cfg).to_dict()
-        diff = [k for k in want if k not in RESUME_FREE_FIELDS and held and k in old and old[k] != want[k]]
+        diff = [k for k in want if k not in RESUME_FREE_FIELDS and k in old and old[k] != want[k]]
         if diff:
             raise ValueError(f"{d} holds a run with other parameters ({', '.join(diff)}); delete it or pass "
                              "another root")

@@ -112,22 +112,17 @@ def validate_stages(combos: list[list[dict]]) -> list[list]:
 
 
 def check_data(configs: list[list]) -> None:
-    """Load the data of every distinct (dataset, root, dataset_params) of the runs' first stages once, so a
-    sweep whose data is missing stops here (FileNotFoundError naming the dataset and where to put it) instead
-    of starting every run to fail alike. For executors that run here; a cluster job checks on its node."""
-    from ..build import load_datasets
+    """:func:`ltlab.build.check_data` once per distinct (dataset, root, dataset_params) of the runs' first stages,
+    so a sweep whose data is missing stops here instead of starting every run to fail alike. For executors
+    that run here; a cluster job checks on its node."""
+    from ..build import check_data as check_stage_data
     seen = set()
     for cfgs in configs:
         first = cfgs[0]
         key = json.dumps([first.dataset, first.root, first.dataset_params], sort_keys=True, default=str)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            load_datasets(first)
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(f"data for dataset={first.dataset!r} is not on disk, nothing was run: {exc}") \
-                from exc
+        if key not in seen:
+            seen.add(key)
+            check_stage_data(first, note=", nothing was run")
 
 
 def table_row(stages: list[dict]) -> dict[str, Any]:
