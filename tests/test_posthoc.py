@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ltlab.posthoc import logit_adjust, pn_rebalance, tau_normalize
+from ltlab.posthoc import TauNormalizer, logit_adjust, pn_rebalance, tau_norm_logits, tau_normalize
 
 TOL = dict(rtol=1e-12, atol=1e-12)
 COUNTS = [400, 120, 30, 6]
@@ -78,3 +78,27 @@ def test_tau_normalize_zero_row_and_shape_check():
     assert np.all(out[0] == 0) and np.allclose(out[1], 0.5)
     with pytest.raises(ValueError, match="2-d"):
         tau_normalize(np.ones(4), 1.0)
+
+
+@pytest.mark.parametrize("tau", [0.0, 1.0, 1.5])
+def test_tau_norm_logits_with_and_without_bias(tau):
+    """Kang et al.: f @ (W_c / ||W_c||^tau).T, bias dropped; BagofTricks-LT (network.py load_model): the same
+    rows plus the trained bias, unchanged."""
+    rng = np.random.default_rng(3)
+    f, w, b = rng.normal(size=(12, 5)), rng.normal(size=(4, 5)) * [[3.0], [1.0], [0.5], [0.1]], rng.normal(size=4)
+    rows = np.stack([w[c] / np.sqrt(np.sum(w[c] ** 2)) ** tau for c in range(4)])
+    want_kang = np.array([[f[i] @ rows[c] for c in range(4)] for i in range(12)])
+    want_bot = want_kang + b[None, :]
+    np.testing.assert_allclose(tau_norm_logits(f, w, tau), want_kang, **TOL)
+    np.testing.assert_allclose(tau_norm_logits(f, w, tau, bias=b), want_bot, **TOL)
+    got = tau_norm_logits(torch.tensor(f), torch.tensor(w), tau, bias=torch.tensor(b))
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), want_bot, **TOL)
+    assert (want_bot.argmax(1) != want_kang.argmax(1)).any()  # the bias changes predictions on these numbers
+    # the estimator: a fixed tau, bias kept
+    y = want_bot.argmax(1)
+    est = TauNormalizer(w, tau=tau, bias=b).fit(f)
+    assert est.tau_ == tau and est.sweep_ is None
+    np.testing.assert_allclose(est.decision_function(f), want_bot, **TOL)
+    assert est.score(f, y) == 1.0
+    np.testing.assert_allclose(TauNormalizer(w, tau=tau).fit(f).decision_function(f), want_kang, **TOL)

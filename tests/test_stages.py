@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -247,6 +248,41 @@ def test_tau_normalization_chooses_on_validation(stage_one):
     assert res["overall"] == pytest.approx(np.mean((f @ w.T).argmax(1) == test_ds.targets), abs=1e-9)
     on_test = stages.tau_normalization(run, taus=[0.0, 1.0], select_on="test", save=False)
     assert on_test["selection_acc"] == max(r["test_acc"] for r in on_test["sweep"])
+
+
+def test_tau_normalization_fixed_tau_keeps_bias_as_bag_of_tricks(stage_one, tmp_path):
+    """BagofTricks-LT's tau-norm (TAU 1.0, only classifier.weight rescaled): f @ (W_c / ||W_c||).T + b, scored on
+    the test split without a sweep; the same through a run's posthoc config (apply_posthoc)."""
+    run = stage_one["ce"]
+    res = stages.tau_normalization(run, tau=1.0, keep_bias=True, save=False)
+    assert res["tau"] == 1.0 and res["keep_bias"] is True and "sweep" not in res
+    cfg = run_config(run)
+    train_ds, test_ds = load_datasets(cfg)
+    model = build_model(cfg, train_ds)
+    model.load_state_dict(_ckpt(run))
+    model.eval()
+    x = torch.stack([test_ds[i][0] for i in range(len(test_ds))]).float()
+    with torch.no_grad():
+        f = model.forward_features((x / 255.0 - test_ds.mean[0]) / test_ds.std[0]).double().numpy()
+    w = model.head.weight.detach().double().numpy()
+    b = model.head.bias.detach().double().numpy()
+    want = (f @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T + b).argmax(1)
+    assert res["overall"] == pytest.approx(np.mean(want == test_ds.targets), abs=1e-9)
+    dropped = stages.tau_normalization(run, tau=1.0, save=False)
+    assert dropped["overall"] == pytest.approx(np.mean((f @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T)
+                                                       .argmax(1) == test_ds.targets), abs=1e-9)
+    with pytest.raises(ValueError, match="either tau .* or taus"):
+        stages.tau_normalization(run, tau=1.0, taus=[0.0, 1.0])
+    # the preset form: {method: tau_norm, tau: 1.0, keep_bias: true} validates and runs with the fixed tau
+    spec = {"method": "tau_norm", "tau": 1.0, "keep_bias": True}
+    RunConfig(**{**cfg.to_dict(), "posthoc": spec})
+    copy = tmp_path / "ce"
+    shutil.copytree(run.dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "run_dir": str(copy), "posthoc": spec}))
+    applied = ltlab.posthoc.apply_posthoc(copy)
+    assert applied["overall"] == pytest.approx(res["overall"]) and "sweep" not in applied
+    assert json.loads((copy / "posthoc_tau_norm.json").read_text())["keep_bias"] is True
 
 
 def test_results_table_puts_reported_beside_ours(stage_one, tmp_path):

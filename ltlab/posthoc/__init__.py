@@ -10,11 +10,11 @@ The stages' post-hoc steps, the post-hoc panel of :mod:`ltlab.widgets` and the n
 these, so they give the same numbers for the same run and tau.
 """
 from .estimators import POSTHOC, LogitAdjuster, PNRebalancer, PosthocEstimator, TauNormalizer
-from .functional import logit_adjust, pn_rebalance, tau_normalize
-from .steps import (apply_posthoc, classifier_weight, logit_adjust_accuracy, pn_accuracy, posthoc_on_run,
-                    scaled_test_logits, shot_scores, split_inputs, tau_normalization)
+from .functional import logit_adjust, pn_rebalance, tau_norm_logits, tau_normalize
+from .steps import (apply_posthoc, classifier_bias, classifier_weight, logit_adjust_accuracy, pn_accuracy,
+                    posthoc_on_run, scaled_test_logits, shot_scores, split_inputs, tau_normalization)
 
-__all__ = ["logit_adjust", "pn_rebalance", "tau_normalize", "POSTHOC", "PosthocEstimator", "LogitAdjuster",
-           "PNRebalancer", "TauNormalizer", "posthoc_on_run", "pn_accuracy", "logit_adjust_accuracy",
+__all__ = ["logit_adjust", "pn_rebalance", "tau_normalize", "tau_norm_logits", "POSTHOC", "PosthocEstimator",
+           "LogitAdjuster", "PNRebalancer", "TauNormalizer", "posthoc_on_run", "pn_accuracy", "logit_adjust_accuracy",
            "tau_normalization", "apply_posthoc", "scaled_test_logits", "shot_scores", "classifier_weight",
-           "split_inputs"]
+           "classifier_bias", "split_inputs"]

@@ -15,7 +15,7 @@ from typing import ClassVar, Literal, Sequence
 import numpy as np
 import torch
 
-from .functional import logit_adjust, pn_rebalance, tau_normalize
+from .functional import logit_adjust, pn_rebalance, tau_norm_logits, tau_normalize
 
 DECOUPLING_TAUS = tuple(round(0.1 * i, 10) for i in range(21))  # 0, 0.1, ..., 2: the decoupling script's sweep
 
@@ -117,20 +117,22 @@ class TauNormalizer(PosthocEstimator):
     bias dropped (Kang et al. 2020, Eq. 4; as the official code).
 
     weight (C, D): the classifier rows (a linear head's W; LWS: ``scale * W``); X: features (M, D) in the
-    same dtype for torch. The official script sweeps tau over 0, 0.1, ..., 2 (``taus``). Fitted: ``tau_``,
-    ``weight_`` (C, D), the normalised rows.
+    same dtype for torch. The official script sweeps tau over 0, 0.1, ..., 2 (``taus``). ``bias`` (C,), when
+    given, is added to the scores unchanged (BagofTricks-LT's tau-norm keeps the bias; RunConfig.posthoc
+    ``keep_bias: true``). Fitted: ``tau_``, ``weight_`` (C, D), the normalised rows.
     """
 
     method, inputs, requires = "tau_norm", "features", ("weight",)
-    options = ("select_on", "taus")
+    options = ("select_on", "taus", "tau", "keep_bias")
     run_defaults = {"taus": DECOUPLING_TAUS, "select_on": "val"}  # the paper chooses tau on validation
 
-    def __init__(self, weight, tau: float = 1.0, taus: Sequence[float] | None = None) -> None:
+    def __init__(self, weight, tau: float = 1.0, taus: Sequence[float] | None = None, bias=None) -> None:
         super().__init__(tau, taus)
         self.weight = weight
+        self.bias = bias
 
     def _scores(self, X, tau: float):
-        return X @ tau_normalize(self.weight, tau).T
+        return tau_norm_logits(X, self.weight, tau, self.bias)
 
     def fit(self, X, y=None) -> TauNormalizer:
         super().fit(X, y)

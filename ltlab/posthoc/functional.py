@@ -71,3 +71,25 @@ def tau_normalize(weight: Array, p: float) -> Array:
         return w / w.norm(dim=1, keepdim=True).clamp(min=1e-12) ** p
     norms = np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
     return (w / norms ** p).astype(w.dtype, copy=False)
+
+
+def tau_norm_logits(features: Array, weight: Array, tau: float, bias: Array | None = None) -> Array:
+    """Scores of the tau-normalised classifier ``f @ tau_normalize(W, tau).T (+ b)``; features (M, D), weight (C, D).
+
+    ``bias=None`` drops the classifier's bias, as Kang et al. 2020 (Eq. 4; their ``tau_norm.py``); a bias (C,)
+    is added unchanged, as BagofTricks-LT's tau-norm does (``lib/net/network.py`` ``load_model``: only
+    ``classifier.weight`` is divided by its row norms ** tau, ``classifier.bias`` is loaded as trained).
+    Returns (M, C) in the type of ``features``.
+    """
+    x = _as_float(features, "tau_norm_logits", 2)
+    if isinstance(x, torch.Tensor):
+        w = torch.as_tensor(weight, dtype=x.dtype, device=x.device)
+        z = x @ tau_normalize(w, tau).T
+        return z if bias is None else z + torch.as_tensor(bias, dtype=x.dtype, device=x.device)[None, :]
+    w = np.asarray(_numpy_of(weight), dtype=x.dtype)
+    z = x @ tau_normalize(w, tau).T
+    return z if bias is None else z + np.asarray(_numpy_of(bias), dtype=x.dtype)[None, :]
+
+
+def _numpy_of(a) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)

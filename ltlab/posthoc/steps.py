@@ -58,6 +58,17 @@ def classifier_weight(model: torch.nn.Module) -> np.ndarray:
     return model.head.weight_matrix().detach().double().cpu().numpy()
 
 
+def classifier_bias(model: torch.nn.Module) -> np.ndarray:
+    """The additive term (C,) float64 of a linear head's logits ``f W^T + b``: ``b``, or ``scale * b`` for an
+    LWS head (whose logits are ``scale * (f W^T + b)``); what tau-normalisation with ``keep_bias`` adds back."""
+    if not isinstance(model.head, LinearHead):
+        raise ValueError(f"keep_bias needs a linear or LWS head (logits f W^T + b); the model has a "
+                         f"{model.head_kind!r} head")
+    b = model.head.bias.detach()
+    scale = getattr(model.head, "scale", None)
+    return (b * scale.detach() if scale is not None else b).double().cpu().numpy()
+
+
 def split_inputs(run: Run, kind: Literal["logits", "features"], split: Literal["test", "val"], *,
                  model: torch.nn.Module | None = None, val_per_class: int | None = None,
                  device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
@@ -81,25 +92,30 @@ def split_inputs(run: Run, kind: Literal["logits", "features"], split: Literal["
 
 def posthoc_on_run(run: Run | str | os.PathLike, method: str, *, tau: float = 1.0, taus: Sequence[float] | None = None,
                    select_on: Literal["val", "test"] = "test", val_per_class: int | None = None,
-                   device: str | torch.device = "cpu", save: bool = False) -> dict[str, Any]:
+                   keep_bias: bool = False, device: str | torch.device = "cpu", save: bool = False) -> dict[str, Any]:
     """The post-hoc ``method`` (a name in ``POSTHOC``) on a run: fitted on the ``select_on`` split (choosing
     tau among ``taus`` when given), scored on the test split. Returns ``method``, ``tau``, ``select_on``,
     ``overall``/``many``/``medium``/``few`` in [0, 1] and, with ``taus``, ``selection_acc`` and ``sweep``
-    (``tau``, ``selection_acc``, ``test_acc`` per tau); ``save`` writes ``posthoc_<method>.json`` (atomic)."""
+    (``tau``, ``selection_acc``, ``test_acc`` per tau); ``save`` writes ``posthoc_<method>.json`` (atomic).
+    ``keep_bias`` (tau_norm only) adds the head's bias to the tau-normalised scores, as BagofTricks-LT's
+    tau-norm does (the result then records ``keep_bias: true``); by default it is dropped, as Kang et al."""
     if method not in POSTHOC:
         raise ValueError(f"unknown post-hoc method {method!r}; valid: {', '.join(POSTHOC)}")
     if select_on not in ("val", "test"):
         raise ValueError(f"select_on must be 'val' or 'test', got {select_on!r}")
+    if keep_bias and method != "tau_norm":
+        raise ValueError(f"keep_bias applies to tau_norm only (the classifier's bias), not to {method!r}")
     r, cls = as_run(run), POSTHOC[method]
     model = rebuild_model(r) if cls.inputs == "features" or (taus is not None and select_on == "val") else None
     given = {"class_counts": lambda: r.class_counts, "weight": lambda: classifier_weight(model)}
-    est = cls(*[given[k]() for k in cls.requires], tau=tau, taus=taus)
+    extra = {"bias": classifier_bias(model)} if keep_bias else {}
+    est = cls(*[given[k]() for k in cls.requires], tau=tau, taus=taus, **extra)
     x_test, y_test = split_inputs(r, cls.inputs, "test", model=model, device=device)
     x_sel, y_sel = x_test, y_test
     if taus is not None and select_on == "val":
         x_sel, y_sel = split_inputs(r, cls.inputs, "val", model=model, val_per_class=val_per_class, device=device)
     est.fit(x_sel, y_sel)
-    result = {"method": method, "tau": est.tau_, "select_on": select_on,
+    result = {"method": method, "tau": est.tau_, "select_on": select_on, **({"keep_bias": True} if keep_bias else {}),
               **shot_scores(est.predict(x_test), y_test, r.class_counts)}
     if est.sweep_ is not None:
         result["selection_acc"] = dict(est.sweep_)[est.tau_]
@@ -123,7 +139,8 @@ def logit_adjust_accuracy(run: Run | str | os.PathLike, tau: float = 1.0, save: 
 
 def tau_normalization(run: Run | str | os.PathLike, taus: Sequence[float] | None = None,
                       select_on: Literal["val", "test"] = "val", val_per_class: int | None = None,
-                      device: str | torch.device = "cpu", save: bool = True) -> dict[str, Any]:
+                      device: str | torch.device = "cpu", save: bool = True, *, tau: float | None = None,
+                      keep_bias: bool = False) -> dict[str, Any]:
     """Decoupling's tau-normalised classifier on a (stage-one) run, tau chosen on a split (Kang et al. 2020, Eq. 4).
 
     Logits ``f @ tau_normalize(W, tau).T`` with the bias dropped (official code), W (C, D) the run's
@@ -131,18 +148,33 @@ def tau_normalization(run: Run | str | os.PathLike, taus: Sequence[float] | None
     (default, the paper's protocol) picks tau on the balanced validation split of ``val_per_class``
     images per class (default: the run's ``val_per_class``, else 20 as ImageNet-LT's val, LIB);
     ``"test"`` is the official script's test-set sweep, an explicit option. Saves ``posthoc_tau_norm.json``.
+
+    ``tau`` fixes tau (no sweep, no selection split; not with ``taus``) and ``keep_bias`` adds the head's
+    bias back: ``tau=1.0, keep_bias=True`` is BagofTricks-LT's tau-norm (``TEST.TAU_NORM.TAU: 1.0``, only
+    ``classifier.weight`` rescaled), the procedure behind its CIFAR-LT tau-norm numbers.
     """
+    if tau is not None:
+        if taus is not None:
+            raise ValueError("give either tau (a fixed value) or taus (a sweep), not both")
+        return posthoc_on_run(run, "tau_norm", tau=tau, select_on=select_on, keep_bias=keep_bias, device=device,
+                              save=save)
     taus = TauNormalizer.run_defaults["taus"] if taus is None else taus
-    return posthoc_on_run(run, "tau_norm", taus=taus, select_on=select_on,
+    return posthoc_on_run(run, "tau_norm", taus=taus, select_on=select_on, keep_bias=keep_bias,
                           val_per_class=val_per_class, device=device, save=save)
 
 
 def apply_posthoc(run: Run | str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Any] | None:
-    """Run the post-hoc step named in the run's ``posthoc`` config and save ``posthoc_<method>.json``."""
+    """Run the post-hoc step named in the run's ``posthoc`` config and save ``posthoc_<method>.json``.
+
+    The method's ``run_defaults`` fill in what the config leaves out, except that a config giving ``tau``
+    without ``taus`` uses that tau (e.g. ``{method: tau_norm, tau: 1.0, keep_bias: true}``, BagofTricks-LT's
+    fixed-tau tau-norm) instead of the default sweep."""
     r = as_run(run)
     spec = dict(r.config.get("posthoc") or {})
     if not spec:
         return None
     method = spec.pop("method")
-    defaults = POSTHOC[method].run_defaults if method in POSTHOC else {}
+    defaults = dict(POSTHOC[method].run_defaults) if method in POSTHOC else {}
+    if "tau" in spec and "taus" not in spec:
+        defaults.pop("taus", None)  # a tau given in the config is the value used, not the start of a sweep
     return posthoc_on_run(r, method, device=device, save=True, **{**defaults, **spec})
