@@ -57,7 +57,9 @@ def _lines(params: dict, indent: int = 0) -> list[str]:
 
 def render(header: list[str], params: dict) -> str:
     """The preset file: ``header`` as wrapped ``#`` lines, then one line per value with its note."""
-    head = [f"# {w}" for line in header for w in textwrap.wrap(line, 108)]
+    # never split a word (a pinned citation owner/repo@commit:path, e.g. BagofTricks-LT@...) across lines
+    head = [f"# {w}" for line in header
+            for w in textwrap.wrap(line, 108, break_on_hyphens=False, break_long_words=False)]
     text = "\n".join(head + _lines(params)) + "\n"
     if yaml.safe_load(text) != plain(params):
         raise AssertionError("rendered YAML does not load back to the preset's values")
