@@ -12,6 +12,7 @@ import yaml
 
 from ltlab.cli import main, read_preset, run_preset
 from ltlab.config import REPORTED_KEYS, RunConfig
+from ltlab.posthoc import tau_normalization
 from ltlab.runs import load_run, results_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,8 +27,12 @@ DOC_ONLY = ("run_dir", "preset", "method", "reported", "posthoc")
 NOT_RECIPE = {"method", "dataset", "root", "dataset_params", "imbalance_factor", "loss", "stage", "eval_every",
               "description"}
 LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_]\w*):(?P<value>.*?)(?:  # (?P<kind>src|ours): (?P<note>.+))?$")
-# a source names a paper table/section/equation, or a repository and a file in it
-SOURCE = re.compile(r"\b(?:Tab|Sec|Eq|Alg|Fig|App)\. ?\d|[\w.-]+/[\w.-]+ \S+\.(?:py|ya?ml|md)\b")
+# a source names a paper table/section/equation, or a file of a repository at a commit: owner/repo@<sha>:path
+SOURCE = re.compile(r"\b(?:Tab|Sec|Eq|Alg|Fig|App)\. ?\d|[\w.-]+/[\w.-]+@[0-9a-f]{7,40}:\S+\.(?:py|ya?ml|md)\b")
+# a repository citation: owner/repo, an optional @commit, then ':' or ' ' and a file path in it
+REPO_CITE = re.compile(r"(?<![\w./@:-])(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+?)(?P<commit>@[^\s:]*)?(?P<sep>[: ])"
+                       r"(?P<path>[\w./*{}<>-]+\.(?:py|ya?ml|md|ipynb))\b")
+PINNED = re.compile(r"@[0-9a-f]{7,40}")
 
 
 def _generator():
@@ -38,7 +43,8 @@ def _generator():
 
 
 def unsourced(text: str) -> list[str]:
-    """Recipe values of a preset file without a ``# src: <paper Tab./Sec. or repo file>`` / ``# ours: <why>`` note."""
+    """Recipe values of a preset file without a ``# src: <paper Tab./Sec. or owner/repo@commit:file>`` /
+    ``# ours: <why>`` note."""
     bad, path = [], []
     for line in text.splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
@@ -54,10 +60,28 @@ def unsourced(text: str) -> list[str]:
         if m["kind"] is None:
             bad.append(f"{where}: no '# src:' or '# ours:' note")
         elif m["kind"] == "src" and not SOURCE.search(m["note"]):
-            bad.append(f"{where}: source {m['note']!r} names no paper Tab./Sec./Eq. or repository file")
+            bad.append(f"{where}: source {m['note']!r} names no paper Tab./Sec./Eq. or repository file "
+                       "at a commit (owner/repo@<commit>:path)")
         elif m["kind"] == "ours" and len(m["note"].split()) < 3:
             bad.append(f"{where}: our choice needs a reason, got {m['note']!r}")
     return bad
+
+
+def unpinned(text: str, repos: frozenset[str] = frozenset()) -> list[str]:
+    """Repository citations in a preset file (header or note) that do not name the commit they were read at:
+    each must read ``owner/repo@<7-40 hex>:path``. ``repos`` (owner/repo names cited pinned elsewhere) are
+    also caught bare, without a file."""
+    bad = []
+    for m in REPO_CITE.finditer(text):
+        if not (m["commit"] and PINNED.fullmatch(m["commit"]) and m["sep"] == ":"):
+            bad.append(f"{m.group(0)!r}: cite a repository file as owner/repo@<commit>:path")
+    for repo in repos:
+        for m in re.finditer(rf"(?<![\w./-]){re.escape(repo)}(?![\w./-])(?!@[0-9a-f]{{7,40}}:)", text):
+            bad.append(f"{repo!r} without a commit at offset {m.start()}: cite owner/repo@<commit>:path")
+    return bad
+
+
+CITED_REPOS = frozenset(m["repo"] for p in PRESETS for m in REPO_CITE.finditer(p.read_text()))
 
 
 def test_there_is_a_preset_for_every_paper_setting():
@@ -82,18 +106,41 @@ def test_committed_presets_are_the_generator_output():
 def test_every_recipe_value_names_its_source(path):
     text = path.read_text()
     assert unsourced(text) == []
+    assert unpinned(text, CITED_REPOS) == []
     assert not re.search(r"methods\.md|baselines\.md|reference/|\.\./shared|\bLIB\b", text), \
         "presets cite papers and released code, not our internal reference pages"
 
 
 def test_unsourced_finds_missing_and_vague_notes():
     text = ("# header\nmethod: X\nlr: 0.1  # src: GCL Sec. 4.2\nepochs: 5\nbatch_size: 64  # src: the paper\n"
-            "loss_params:\n  s: 30.0  # ours: why\n  m: 0.1  # src: kaidic/LDAM-DRW losses.py\n"
+            "loss_params:\n  s: 30.0  # ours: why\n  m: 0.1  # src: kaidic/LDAM-DRW@2536330:losses.py\n"
+            "  max_m: 0.5  # src: kaidic/LDAM-DRW losses.py\n"
             "stage_two:\n  loss: ce\n  lr: 0.01\n  epochs: 3  # ours: a CPU-sized demo\n")
     assert unsourced(text) == ["epochs: no '# src:' or '# ours:' note",
-                               "batch_size: source 'the paper' names no paper Tab./Sec./Eq. or repository file",
+                               "batch_size: source 'the paper' names no paper Tab./Sec./Eq. or repository file at a "
+                               "commit (owner/repo@<commit>:path)",
                                "loss_params.s: our choice needs a reason, got 'why'",
+                               "loss_params.max_m: source 'kaidic/LDAM-DRW losses.py' names no paper Tab./Sec./Eq. "
+                               "or repository file at a commit (owner/repo@<commit>:path)",
                                "stage_two.lr: no '# src:' or '# ours:' note"]
+
+
+def test_unpinned_finds_repository_citations_without_a_commit():
+    good = ("# Reported: 40.26 (zhangyongshun/BagofTricks-LT@ce7859a:documents/trick_gallery.md, cRT); see\n"
+            "# docs/ghm_cwap.md and benchmarks/compare_methods.py (ours), data/TinyImageNet/train_if100.txt.\n"
+            "lr: 0.1  # src: GCL Sec. 4.2; Keke921/GCLLoss@c2a6233:Places-LT/pla_train_classifier.py (lr)\n")
+    assert unpinned(good, frozenset({"Keke921/GCLLoss"})) == []
+    bad = ("# data: (kaidic/LDAM-DRW imbalance_cifar.py)\n"
+           "lr: 0.1  # src: GCL Sec. 4.2; Keke921/GCLLoss Places-LT/pla_train_classifier.py\n"
+           "epochs: 30  # src: GCL Sec. 4.2 (Kang: facebookresearch/classifier-balancing:config/x/cls_crt.yaml)\n"
+           "wd: 5e-4  # src: Tab. 1; dvlab-research/MiSLAS@main:config/places/a.yaml\n"
+           "bs: 64  # src: Tab. 1 (as in Keke921/GCLLoss)\n")
+    found = unpinned(bad, frozenset({"Keke921/GCLLoss"}))
+    assert [f.split(":")[0] for f in found[:4]] == ["'kaidic/LDAM-DRW imbalance_cifar.py'",
+                                                    "'Keke921/GCLLoss Places-LT/pla_train_classifier.py'",
+                                                    "'facebookresearch/classifier-balancing",
+                                                    "'dvlab-research/MiSLAS@main"]
+    assert len(found) == 6  # + the two bare mentions of Keke921/GCLLoss (the unpinned file and '(as in ...)')
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=[p.stem for p in PRESETS])
@@ -145,6 +192,19 @@ def test_cli_train_runs_a_preset_and_prints_the_table(tmp_path, monkeypatch, cap
     assert "reported_overall" in out and "52.3" in out
     (run_dir,) = list((tmp_path / "runs").iterdir())
     assert json.loads((run_dir / "posthoc_pn.json").read_text())["tau"] == 1.0
+
+
+def test_tau_norm_preset_runs_the_procedure_of_its_reported_number(tmp_path, monkeypatch):
+    """The tau-norm presets' numbers come from BagofTricks-LT (tau fixed at 1, bias kept): the preset's post-hoc
+    step runs exactly that, no sweep."""
+    monkeypatch.setenv("LTLAB_HOME", str(tmp_path))
+    path = ROOT / "notebooks/presets/tau_norm_cifar100_if100.yaml"
+    assert read_preset(path)[0]["posthoc"] == {"method": "tau_norm", "tau": 1.0, "keep_bias": True}
+    (run_dir,) = run_preset(path, DIGITS)
+    saved = json.loads((run_dir / "posthoc_tau_norm.json").read_text())
+    assert saved["tau"] == 1.0 and saved["keep_bias"] is True and "sweep" not in saved
+    direct = tau_normalization(run_dir, tau=1.0, keep_bias=True, save=False)
+    assert saved["overall"] == direct["overall"]
 
 
 def test_preset_errors_are_clear_and_write_nothing(tmp_path, monkeypatch, capsys):
