@@ -375,8 +375,8 @@ def gcl_large_scale(key):
     two = dict(GCL_S2, loss_params=s2({"s": 15.0, "m": 0.1, "noise_mul": 1.0, "gamma": 1.0},
                                       "CE, SoftmaxLoss; the GCL loss is GCL's own"),
                classifier_init=s2("stage_one", "stage1_weights: false, a re-initialised classifier"),
-               backbone_mode=s2("eval", f"feat_model fix: true, but {KANG}run_networks.py train() puts every model in train(), so BN "
-                                   "statistics update"),
+               backbone_mode=s2("eval", f"feat_model fix: true, but {KANG}run_networks.py train() puts every "
+                                        "model in train(), so BN statistics update"),
                mixup_alpha=s2(1.0, "no mixup"), epochs=epochs, lr=s2(0.002, "classifier lr: 0.2, cosine"), **two)
     return one, two
 
@@ -387,7 +387,8 @@ for key, (arch, acc, s1acc) in GCL_LS.items():
     label, imf, dparams, root = LS_DATA[key]
     one, two = gcl_large_scale(key)
     p = dict(method="GCL", dataset="file_list", root=root, dataset_params=dparams, imbalance_factor=imf, **one,
-             reported=src(R(acc), "GCL Tab. 2"), stage_one_reported=src(R(s1acc), at("Keke921/GCLLoss", "README.md") + " Stage-1"),
+             reported=src(R(acc), "GCL Tab. 2"),
+             stage_one_reported=src(R(s1acc), at("Keke921/GCLLoss", "README.md") + " Stage-1"),
              stage_two=two)
     places = ("Places-LT follows the released scripts: a frozen ImageNet-pretrained ResNet-152 trunk (weights_path: a "
               "local torchvision state_dict) with a new last block and classifier; stage two trains the classifier "
@@ -515,8 +516,8 @@ GALA_REPO = "lt-project-repository/lt-peoject"
 GALA_CFG = at(GALA_REPO, "config/CIFAR100_LT/gala_imba100.yaml")
 GALA_PN_CFG = at(GALA_REPO, "config/CIFAR100_LT/gala_pn_imba100.yaml")
 GALA_LR = at(GALA_REPO, "utils.py") + " CosineAnnealingLRWarmup (stepped before each epoch)"
-GALA_W = (at(GALA_REPO, "run_networks.py") + " (warm-up epochs = ceil(200 warm-up iterations / iterations per epoch) = 2 "
-          "at bs 64)")
+GALA_W = (at(GALA_REPO, "run_networks.py") + " (warm-up epochs = ceil(200 warm-up iterations / iterations per "
+          "epoch) = 2 at bs 64)")
 GALA_S1 = dict(model=src("resnet32", GALA_CFG + " (ResNet32Feature)"),
                head=src("linear", GALA_CFG + " (DotProductClassifier)"),
                epochs=src(200, GALA_CFG), batch_size=src(64, GALA_CFG),
@@ -547,7 +548,8 @@ MISLAS = {"imagenet_lt": at("dvlab-research/MiSLAS", "config/imagenet/imagenet_r
           "inat18": at("dvlab-research/MiSLAS", "config/ina2018/ina2018_resnet50_stage1_mixup.yaml"),
           "places_lt": at("dvlab-research/MiSLAS", "config/places/places_resnet152_stage1_mixup.yaml")}
 AS_MISLAS = "GALA Sec. 3.1 ('All settings not mentioned are the same as MisLAS'); "
-MISLAS_PLACES = at("dvlab-research/MiSLAS", "train_stage1.py") + " (Places: frozen resnet152_fe trunk, new Bottleneck + classifier)"
+MISLAS_PLACES = (at("dvlab-research/MiSLAS", "train_stage1.py")
+                 + " (Places: frozen resnet152_fe trunk, new Bottleneck + classifier)")
 GALA_PN_LS = f"the CIFAR PN config's ({GALA_PN_CFG}); no large-scale config was released"
 GALA_EQ6 = "GALA Sec. 2.1 Eq. 6 (lambda1 = lambda2 = 1 is the paper's adjustment)"
 # GALA Sec. 3.1 gives bs for ImageNet-LT (64) and iNat (256) and no lr: by its rule ('all settings not mentioned are
@@ -564,7 +566,9 @@ for key, (arch, bs, lr, wd, acc, acc_pn, tau) in GALA_LS.items():
              if places else src(bs, "GALA Sec. 3.1"))
     rate = src(lr, AS_MISLAS + MISLAS[key] + " (GALA gives no lr; MiSLAS' lr: 0.1" +
                (" at its bs 256, kept at GALA's bs 64 as the rule says)" if key == "imagenet_lt" else ")"))
-    warm = "the CIFAR config's warm-up + cosine (GALA code); no large-scale config was released (MiSLAS: none)"
+    warm = (f"the GALA code's warm-up + cosine of its CIFAR config ({GALA_CFG}: coslrwarmup); no large-scale "
+            "config was released. By GALA Sec. 3.1's rule MiSLAS' schedule (cos: True, no warm-up) would apply; we "
+            "keep the schedule GALA's own code implements")
     for pn in (False, True):
         p = dict(method="GALA+PN" if pn else "GALA", dataset="file_list", root=root, dataset_params=dparams,
                  imbalance_factor=imf, model=mislas(arch),
@@ -596,8 +600,8 @@ GHM_RECIPE = ldam_ours("GHM-CWAP gives no training recipe (DRW off)")
 GHM_SRC = "GHM-CWAP Sec. 4 (N = 30, alpha = 0.9, gamma = 0.8)"
 GHM_PARAMS = {"bins": 30, "alpha": 0.9, "gamma": 0.8}
 GHM_MARGINS_PARAMS = ours({**GHM_PARAMS, "use_weights": False},
-                          "margins only: Eq. 2/3 without the Eq. 1 weights W (inter-category balance 'A' alone), S from "
-                          "the adaptive bins (AURA, Sec. 3.3 Alg. 1); GHM-CWAP Tab. 3 reports A alone only with "
+                          "margins only: Eq. 2/3 without the Eq. 1 weights W (inter-category balance 'A' alone), "
+                          "S from the adaptive bins (AURA, Sec. 3.3 Alg. 1); GHM-CWAP Tab. 3 reports A alone only with "
                           "equal-width bins (row A^URA) and A^AURA only with R (row R+A^AURA), so this combination "
                           "is ours; N, alpha, gamma from GHM-CWAP Sec. 4")
 GHM_RULES = ("The paper has no code: an empty frozen bin gets W = 1, a class absent from the previous epoch is "
@@ -671,8 +675,8 @@ for key, label, imf, acc, note, lists in (
              dict(method="GHM-CWAP margins only", dataset="file_list", root=root, dataset_params=lists,
                   imbalance_factor=imf, model=src("resnet50", "GHM-CWAP Tab. 2"), loss="ghm_cwap",
                   loss_params=GHM_MARGINS_PARAMS, **each(by_ours(GHM_LS), **GHM_LS_VALUES),
-                  reported=src(R(37.07), "GHM-CWAP Tab. 3 (row A^URA: equal-width bins, not the adaptive bins used here; "
-                                        "the closest paper row, not the same procedure)")),
+                  reported=src(R(37.07), "GHM-CWAP Tab. 3 (row A^URA: equal-width bins, not the adaptive bins "
+                                        "used here; the closest paper row, not the same procedure)")),
              "GHM-CWAP margins only", label, imf)
 
 # ----------------------------------------------------------------------------------------------- CPU demos
@@ -705,8 +709,8 @@ for name, label, params in (("ghm_cwap_fashion_mnist_if100", "GHM-CWAP", src(GHM
     dump(name,
          [f"{label} CPU demo on Fashion-MNIST-LT IF 100 (ours).", GHM_MARGINS if "margins" in name else GHM_RULES,
           "Data: Fashion-MNIST (Debian package dataset-fashion-mnist), IF 100 with the head capped at n_max = 500 "
-          "(ours): counts 500 ... 5, many/medium/few = 4/3/3 classes. Recipe (ours, as benchmarks/compare_methods.py): convnet_small, 30 epochs, bs 128, lr 0.05 cosine, "
-          "1 warm-up epoch, wd 5e-4.", NOTES],
+          "(ours): counts 500 ... 5, many/medium/few = 4/3/3 classes. Recipe (ours, as benchmarks/compare_methods.py): "
+          "convnet_small, 30 epochs, bs 128, lr 0.05 cosine, 1 warm-up epoch, wd 5e-4.", NOTES],
          dict(method=label, dataset="fashion_mnist_lt", imbalance_factor=100, dataset_params={"n_max": 500},
               model=DEMO("convnet_small"), loss="ghm_cwap", loss_params=params,
               **each(by_ours("the recipe of benchmarks/compare_methods.py (docs/ghm_cwap.md)"), epochs=30,
