@@ -42,7 +42,7 @@ class GHMCWAPLoss(LossBase):
             sets the margins of an absent class). None = "unit".
         reduction: "weighted" (ours, default: ``sum W CE / sum W``; the weights average to one over the
             batch, as GHM-C's sum to the batch size) or "mean" (``mean W CE``, our first rule). None = "weighted".
-        use_weights: False sets W = 1 everywhere: the margins only (paper Table 3, row "A").
+        use_weights: False sets W = 1 everywhere: the margins only (closest paper row: Table 3 "A^URA", whose bins are equal-width, not adaptive).
             ``weight_norm``, ``empty_bin`` and ``reduction`` must then be left unset.
 
     Input logits (B, C); returns a scalar.
