@@ -82,40 +82,75 @@ def split_inputs(run: Run, kind: Literal["logits", "features"], split: Literal["
         k = val_per_class or run.config.get("val_per_class") or 20  # 20 per class: ImageNet-LT's val, LIB
         try:
             ds = load_val_dataset(run.config, k)
-        except ValueError as exc:
-            raise ValueError(f"{exc}; or choose tau on the test set with select_on='test' (the paper's sweep)") from exc
+        except ValueError as exc:  # val_policy is a dataset option, not one of this function's
+            why = str(exc).replace(" or pass val_policy='available'", " or pass a smaller val_per_class here")
+            raise ValueError(f"{why}; or leave select_on=None (a fixed tau when there is no validation split), or "
+                             "select on the test split with select_on='test' (test-set tuning)") from exc
     model = rebuild_model(run) if model is None else model
     f, z, y = forward_split(model, ds, device)
     x = f if kind == "features" else z.double() * logit_scale(run)
     return x.double().cpu().numpy(), y.cpu().numpy()
 
 
-def posthoc_on_run(run: Run | str | os.PathLike, method: str, *, tau: float = 1.0, taus: Sequence[float] | None = None,
-                   select_on: Literal["val", "test"] = "test", val_per_class: int | None = None,
-                   keep_bias: bool = False, device: str | torch.device = "cpu", save: bool = False) -> dict[str, Any]:
-    """The post-hoc ``method`` (a name in ``POSTHOC``) on a run: fitted on the ``select_on`` split (choosing
-    tau among ``taus`` when given), scored on the test split. Returns ``method``, ``tau``, ``select_on``,
-    ``overall``/``many``/``medium``/``few`` in [0, 1] and, with ``taus``, ``selection_acc`` and ``sweep``
-    (``tau``, ``selection_acc``, ``test_acc`` per tau); ``save`` writes ``posthoc_<method>.json`` (atomic).
-    ``keep_bias`` (tau_norm only) adds the head's bias to the tau-normalised scores, as BagofTricks-LT's
-    tau-norm does (the result then records ``keep_bias: true``); by default it is dropped, as Kang et al."""
-    if method not in POSTHOC:
+# other spellings users reach for (the functions' names); POSTHOC holds the one set of method names
+METHOD_ALIASES = {"tau_normalize": "tau_norm", "tau_normalization": "tau_norm", "pn_rebalance": "pn",
+                  "logit_adjustment": "logit_adjust", "logit_adjusted": "logit_adjust"}
+
+
+def posthoc_method(method: str) -> str:
+    """The ``POSTHOC`` name of ``method`` (function-name spellings such as ``tau_normalize`` accepted)."""
+    name = METHOD_ALIASES.get(method, method)
+    if name not in POSTHOC:
         raise ValueError(f"unknown post-hoc method {method!r}; valid: {', '.join(POSTHOC)}")
-    if select_on not in ("val", "test"):
-        raise ValueError(f"select_on must be 'val' or 'test', got {select_on!r}")
+    return name
+
+
+def _selection(run: Run, cls, taus, select_on, x_test, y_test, model, val_per_class, device):
+    """``(X, y, split, note)`` that fix tau: the validation split by default, the test split only when asked."""
+    if taus is None:
+        return x_test, y_test, "none", "fixed tau, no selection"
+    if select_on == "test":
+        return x_test, y_test, "test", "tau selected on the TEST split (test-set tuning: report it as such)"
+    try:
+        x, y = split_inputs(run, cls.inputs, "val", model=model, val_per_class=val_per_class, device=device)
+        return x, y, "val", "tau selected on the validation split"
+    except ValueError as exc:
+        if select_on == "val":
+            raise
+        return None, None, "none", f"no validation split ({exc}); fixed tau, no selection"
+
+
+def posthoc_on_run(run: Run | str | os.PathLike, method: str, *, tau: float = 1.0, taus: Sequence[float] | None = None,
+                   select_on: Literal["val", "test"] | None = None, val_per_class: int | None = None,
+                   keep_bias: bool = False, device: str | torch.device = "cpu", save: bool = False) -> dict[str, Any]:
+    """The post-hoc ``method`` (a name in ``POSTHOC``) on a run, scored on the test split.
+
+    With ``taus``, tau is chosen among them on a split: ``select_on=None`` (default) takes the run's
+    balanced validation split where its data has one (CIFAR-LT leaves unused training images; see
+    :func:`split_inputs`) and otherwise keeps the fixed ``tau`` with no selection; ``"val"`` requires the
+    validation split; ``"test"`` selects on the test split, only when asked (test-set tuning). Returns
+    ``method``, ``tau``, ``select_on`` (the split that chose tau: ``"val"``, ``"test"`` or ``"none"``),
+    ``selection`` (that in words), ``overall``/``many``/``medium``/``few`` in [0, 1] and, when tau was
+    selected, ``selection_acc`` and ``sweep`` (``tau``, ``selection_acc``, ``test_acc`` per tau); ``save``
+    writes ``posthoc_<method>.json`` (atomic). ``keep_bias`` (tau_norm only) adds the head's bias to the
+    tau-normalised scores, as BagofTricks-LT's tau-norm does (the result then records ``keep_bias: true``); by
+    default it is dropped, as Kang et al."""
+    method = posthoc_method(method)
+    if select_on not in (None, "val", "test"):
+        raise ValueError(f"select_on must be None (validation split where there is one), 'val' or 'test', "
+                         f"got {select_on!r}")
     if keep_bias and method != "tau_norm":
         raise ValueError(f"keep_bias applies to tau_norm only (the classifier's bias), not to {method!r}")
     r, cls = as_run(run), POSTHOC[method]
-    model = rebuild_model(r) if cls.inputs == "features" or (taus is not None and select_on == "val") else None
+    model = rebuild_model(r) if cls.inputs == "features" or (taus is not None and select_on != "test") else None
     given = {"class_counts": lambda: r.class_counts, "weight": lambda: classifier_weight(model)}
     extra = {"bias": classifier_bias(model)} if keep_bias else {}
-    est = cls(*[given[k]() for k in cls.requires], tau=tau, taus=taus, **extra)
     x_test, y_test = split_inputs(r, cls.inputs, "test", model=model, device=device)
-    x_sel, y_sel = x_test, y_test
-    if taus is not None and select_on == "val":
-        x_sel, y_sel = split_inputs(r, cls.inputs, "val", model=model, val_per_class=val_per_class, device=device)
-    est.fit(x_sel, y_sel)
-    result = {"method": method, "tau": est.tau_, "select_on": select_on, **({"keep_bias": True} if keep_bias else {}),
+    x_sel, y_sel, chosen_on, note = _selection(r, cls, taus, select_on, x_test, y_test, model, val_per_class, device)
+    est = cls(*[given[k]() for k in cls.requires], tau=tau, taus=taus if chosen_on != "none" else None, **extra)
+    est.fit(x_test if x_sel is None else x_sel, y_test if y_sel is None else y_sel)
+    result = {"method": method, "tau": est.tau_, "select_on": chosen_on, "selection": note,
+              **({"keep_bias": True} if keep_bias else {}),
               **shot_scores(est.predict(x_test), y_test, r.class_counts)}
     if est.sweep_ is not None:
         result["selection_acc"] = dict(est.sweep_)[est.tau_]
@@ -138,15 +173,16 @@ def logit_adjust_accuracy(run: Run | str | os.PathLike, tau: float = 1.0, save: 
 
 
 def tau_normalization(run: Run | str | os.PathLike, taus: Sequence[float] | None = None,
-                      select_on: Literal["val", "test"] = "val", val_per_class: int | None = None,
+                      select_on: Literal["val", "test"] | None = None, val_per_class: int | None = None,
                       device: str | torch.device = "cpu", save: bool = True, *, tau: float | None = None,
                       keep_bias: bool = False) -> dict[str, Any]:
     """Decoupling's tau-normalised classifier on a (stage-one) run, tau chosen on a split (Kang et al. 2020, Eq. 4).
 
     Logits ``f @ tau_normalize(W, tau).T`` with the bias dropped (official code), W (C, D) the run's
-    linear head, for tau in ``taus`` (default 0, 0.1, ..., 2 as the script). ``select_on="val"``
-    (default, the paper's protocol) picks tau on the balanced validation split of ``val_per_class``
-    images per class (default: the run's ``val_per_class``, else 20 as ImageNet-LT's val, LIB);
+    linear head, for tau in ``taus`` (default 0, 0.1, ..., 2 as the script). By default (``select_on=None``,
+    the paper's protocol where the data allow it) tau is picked on the balanced validation split of
+    ``val_per_class`` images per class (default: the run's ``val_per_class``, else 20 as ImageNet-LT's
+    val, LIB), and without one tau = 1 is kept with no selection; ``"val"`` requires the validation split;
     ``"test"`` is the official script's test-set sweep, an explicit option. Saves ``posthoc_tau_norm.json``.
 
     ``tau`` fixes tau (no sweep, no selection split; not with ``taus``) and ``keep_bias`` adds the head's
