@@ -77,9 +77,11 @@ _OPTION_TEXT = {
     "lws_freeze_linear": "LWS: keep the stage-one W, b frozen and train only the per-class scales",
     "backbone_mode": "'eval' keeps the frozen backbone's BatchNorm statistics fixed; 'train' updates them",
     "kd_c": "c of the distillation weight alpha(T) = kd_s (kd_c^(T/Tmax) - 1)",
+    "keep_bias": "tau_norm: add the classifier's bias back (BagofTricks-LT's tau-norm); dropped by default as Kang et al.",
     "tau": "the fixed tau used when `taus` is not given",
     "taus": "candidate taus; fit picks the best on the selection split (`select_on`)",
-    "select_on": "split that chooses tau among `taus`: 'val' (a validation split) or 'test' (explicit only)",
+    "select_on": ("split that chooses tau among `taus`: None (the validation split where the data have one, else the "
+                  "fixed tau), 'val' (required) or 'test' (test-set tuning, only when asked)"),
 }
 
 
@@ -141,9 +143,9 @@ def posthoc() -> dict[str, dict]:
     out = {}
     for method, cls in POSTHOC.items():
         run_defaults = getattr(cls, "run_defaults", {}) or {}
-        params = [(p, run_defaults.get(p, d), _OPTION_TEXT.get(p, "")) for p, d in _params(cls.__init__, tuple(cls.requires))]
-        params += [(k, v, _OPTION_TEXT.get(k, "")) for k, v in run_defaults.items()
-                   if k not in {p for p, _, _ in params}]
+        init = dict(_params(cls.__init__, tuple(cls.requires)))
+        names = list(dict.fromkeys(["tau", "taus", *getattr(cls, "options", ())]))
+        params = [(k, run_defaults.get(k, init.get(k, False)), _OPTION_TEXT.get(k, "")) for k in names]
         out[method] = {"summary": _summary(cls.__doc__), "params": params}
     return out
 
