@@ -64,6 +64,8 @@ def classifier_bias(model: torch.nn.Module) -> np.ndarray:
     if not isinstance(model.head, LinearHead):
         raise ValueError(f"keep_bias needs a linear or LWS head (logits f W^T + b); the model has a "
                          f"{model.head_kind!r} head")
+    if model.head.bias is None:  # head='linear_nobias': nothing to add back
+        return np.zeros(model.head.num_classes)
     b = model.head.bias.detach()
     scale = getattr(model.head, "scale", None)
     return (b * scale.detach() if scale is not None else b).double().cpu().numpy()
