@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 _CHOICES = {
     "imbalance_profile": ("exp", "step"),
-    "head": ("auto", "linear", "cosine", "lws"),
+    "head": ("auto", "linear", "linear_nobias", "cosine", "lws"),
     "lr_schedule": ("step", "cosine", "constant", "balms_cosine"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "bf16", "fp16"),
@@ -130,7 +130,7 @@ class RunConfig:
     mixup_alpha: float = 0.0              # Beta(a, a) mixup; 0 = off
     # model
     model: str = "convnet_small"          # resnet32 | resnet20 | resnet56 | convnet_small | resnet18 | ...
-    head: str = "auto"                    # auto (cosine for cosine-input losses) | linear | cosine | lws
+    head: str = "auto"                    # auto (cosine for cosine-input losses) | linear | linear_nobias | cosine | lws
     model_params: dict = field(default_factory=dict)    # extra create_model keywords (e.g. weights_path, width)
     # loss and sampler
     loss: str = "ce"                      # a name in ltlab.losses.LOSSES

@@ -16,7 +16,7 @@ FEATURE_DIM = {"convnet_small": 128, "resnet10": 512, "resnet18": 512}
 
 def test_registry_lists_every_model():
     assert set(MODELS) == set(LIGHT) | set(HEAVY)
-    assert set(HEADS) == {"linear", "cosine", "lws", "tukey_linear"}
+    assert set(HEADS) == {"linear", "linear_nobias", "cosine", "lws", "tukey_linear"}
 
 
 def _check_contract(model, x, num_classes, dtype):
@@ -335,3 +335,17 @@ def test_last_block_option_trains_only_the_block_and_head(tmp_path):
     assert not torch.equal(trained["backbone.layer4.0.conv1.weight"], ref["backbone.layer4.0.conv1.weight"])
     steps = -(-sum(run.config["class_counts"]) // 64)  # the new block trains in train mode: fresh count, every step
     assert int(trained["backbone.layer4.0.bn1.num_batches_tracked"]) == steps
+
+
+def test_bias_free_linear_head_is_f_times_w_transposed():
+    """``head='linear_nobias'``: logits = f W^T exactly, no bias parameter (issue 27: GALA Fig. 1(a) without a
+    bias to absorb a per-class shift)."""
+    torch.manual_seed(0)
+    model = create_model("convnet_small", 7, head="linear_nobias", in_channels=1)
+    assert model.head.bias is None and model.head_kind == "linear_nobias"
+    assert not any(n.startswith("head.") and n.endswith("bias") for n, _ in model.named_parameters())
+    f = torch.randn(5, model.feature_dim, dtype=torch.float64)
+    model.double()
+    assert torch.allclose(model.forward_head(f), f @ model.head.weight.T)
+    lws = LWSHead.from_linear(model.head)  # an LWS around it starts from a zero bias
+    assert torch.equal(lws.bias, torch.zeros(7, dtype=torch.float64))

@@ -6,12 +6,13 @@ Every model has ``forward_features(x) -> (B, D)``, ``forward_head(features, pre_
 """
 from __future__ import annotations
 
-from .heads import HEADS, CosineHead, HeadedModel, LinearHead, LWSHead, TukeyHead, create_head
+from .heads import HEADS, BiasFreeLinearHead, CosineHead, HeadedModel, LinearHead, LWSHead, TukeyHead, create_head
 from .registry import MODELS, create_model
 
 __all__ = [
     "MODELS",
     "HEADS",
+    "BiasFreeLinearHead",
     "create_model",
     "create_head",
     "HeadedModel",

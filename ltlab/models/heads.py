@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-HeadKind = Literal["linear", "cosine", "lws", "tukey_linear"]
+HeadKind = Literal["linear", "linear_nobias", "cosine", "lws", "tukey_linear"]
 
 
 def tukey(features, lam: float = 0.5):
@@ -55,6 +55,20 @@ class LinearHead(nn.Linear):
     def weight_matrix(self) -> torch.Tensor:
         """Classifier weights (C, D)."""
         return self.weight
+
+
+class BiasFreeLinearHead(LinearHead):
+    """Linear classifier without bias: ``logits = f W^T``; f (B, D) -> logits (B, C).
+
+    Several long-tailed methods train bias-free classifiers, and without a bias a per-class logit shift can
+    only show up in the weight norms (GALA 003, Fig. 1(a) compares the norms ``||W_c||``). Same init as
+    :class:`LinearHead`; ``bias`` is None.
+    """
+
+    kind = "linear_nobias"
+
+    def __init__(self, feature_dim: int, num_classes: int, device=None, dtype=None) -> None:
+        nn.Linear.__init__(self, feature_dim, num_classes, bias=False, device=device, dtype=dtype)
 
 
 class CosineHead(nn.Module):
@@ -175,8 +189,8 @@ class TukeyHead(nn.Module):
         return self.linear.weight
 
 
-HEADS: dict[str, type[nn.Module]] = {"linear": LinearHead, "cosine": CosineHead, "lws": LWSHead,
-                                     "tukey_linear": TukeyHead}
+HEADS: dict[str, type[nn.Module]] = {"linear": LinearHead, "linear_nobias": BiasFreeLinearHead, "cosine": CosineHead,
+                                     "lws": LWSHead, "tukey_linear": TukeyHead}
 
 
 def create_head(kind: HeadKind, feature_dim: int, num_classes: int, device=None, dtype=None) -> nn.Module:

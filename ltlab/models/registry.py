@@ -28,7 +28,7 @@ MODELS: dict[str, Callable[..., HeadedModel]] = {
 
 
 def create_model(name: str, num_classes: int, head: HeadKind = "linear", in_channels: int = 3, **kw) -> HeadedModel:
-    """Build model ``name`` with a fresh ``head`` ("linear" | "cosine" | "lws") for ``num_classes``.
+    """Build model ``name`` with a fresh ``head`` ("linear" | "linear_nobias" | "cosine" | "lws") for ``num_classes``.
 
     x (B, in_channels, H, W) -> ``forward_features`` (B, D) -> ``forward_head`` (B, C). Extra
     keywords go to the builder (``width`` for convnet_small, ``weights_path`` and ``trainable`` for the
