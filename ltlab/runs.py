@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ def runs_root() -> Path:
 
 # ---------------------------------------------------------------------- atomic writes
 TEMP_SUFFIX = ".tmp"
+TEMP_PREFIX = ".ltlab-"  # every temporary file ltlab writes is .ltlab-<name>.<random>.tmp: only these are removed
 
 
 def path_error(what: str, exc: OSError) -> OSError:
@@ -65,21 +67,38 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask (Linux: read from /proc, so no other thread sees a changed one; else set and restored)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, keep_previous: str | os.PathLike | None = None) -> Path:
     """Write ``data`` to ``path`` through a temporary file + fsync + rename + directory fsync.
 
     ``keep_previous``: first make the current ``path`` (if any) that file, so the last two versions
     survive (checkpoints). ``path`` exists at every moment once written (hard link, then rename; a
-    plain rename where hard links are not supported). OSErrors name the path that failed.
+    plain rename where hard links are not supported). The file gets the mode a plain ``open`` would give
+    (0666 less the umask, 0644 typically; ``mkstemp`` alone makes 0600, which collaborators on a shared file
+    system cannot read). OSErrors name the path that failed.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as exc:
         raise _write_error(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), 0o666 & ~_umask())
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -97,7 +116,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, keep_previous: s
 
 
 def _keep_previous(path: Path, previous: Path) -> None:
-    link = previous.with_name(f".{previous.name}.link{TEMP_SUFFIX}")
+    link = previous.with_name(f"{TEMP_PREFIX}{previous.name}.link{TEMP_SUFFIX}")
     link.unlink(missing_ok=True)
     try:
         os.link(path, link)          # previous := current, while current stays in place
@@ -107,10 +126,25 @@ def _keep_previous(path: Path, previous: Path) -> None:
         os.replace(path, previous)   # no hard links here: a short window with only the previous file
 
 
+def is_ltlab_temp(name: str) -> bool:
+    """Whether ``name`` is a temporary file ltlab writes (``.ltlab-*.tmp``), or one an ltlab before that prefix
+    wrote next to one of its run files (``.<run file>.<random>.tmp``)."""
+    if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+        return True
+    if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+        return False
+    inner = name[1:-len(TEMP_SUFFIX)]
+    base, _, rand = inner.rpartition(".")
+    return bool(base) and bool(rand) and (is_run_file(base) or base.endswith(".link") and is_run_file(base[:-5]))
+
+
 def remove_stale_temps(run_dir: str | os.PathLike) -> list[Path]:
-    """Delete temporary files a killed writer left in ``run_dir`` (``.<name>.*.tmp``); returns them."""
+    """Delete temporary files a killed ltlab writer left in ``run_dir`` (:func:`is_ltlab_temp`: never another
+    program's ``.*.tmp``); returns them. Call it only while holding the run directory's lock."""
     gone = []
     for p in Path(run_dir).glob(f".*{TEMP_SUFFIX}"):
+        if not is_ltlab_temp(p.name) or not p.is_file() or p.is_symlink():
+            continue
         try:
             p.unlink()
             gone.append(p)
@@ -225,6 +259,193 @@ class RunNotFoundError(RunFileError):
 
     def _render_traceback_(self) -> list[str]:
         return [f"\x1b[1;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+class RunDirRefusedError(RunFileError):
+    """A run directory this process may not write: it holds files that are not ltlab's, or a run that is not being
+    resumed, or another process is writing it (:class:`RunDirLockedError`)."""
+
+
+class RunDirLockedError(RunDirRefusedError):
+    """Another process holds the run directory's lock (it is training into it); the message names its host and PID.
+    A sweep skips such a run."""
+
+
+# ---------------------------------------------------------------------- one writer per run directory
+LOCK_FILE = ".ltlab.lock"
+# the names ltlab writes into a run directory (fnmatch patterns); anything else there is someone else's
+RUN_FILES = ("config.json", "metrics.csv", "per_class.npz", "probes.npz", "features_*.npz", "*.npz",
+             "checkpoint.pt", "checkpoint_prev.pt", "posthoc_*.json", "*.ipynb", "events.out.tfevents.*",
+             LOCK_FILE, ".sweep_job.json", ".sweep_result.json", ".sweep_running.json", ".ipynb_checkpoints")
+
+
+def is_run_file(name: str) -> bool:
+    """Whether ``name`` is a file ltlab writes into a run directory (``RUN_FILES``)."""
+    import fnmatch
+
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in RUN_FILES)
+
+
+def _is_ltlab_config(path: Path) -> bool:
+    """Whether ``path`` is a config.json ltlab wrote (a JSON object with ``ltlab_version``); read only as a regular
+    file of at most 16 MB."""
+    try:
+        st = path.lstat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 1 << 24:
+            return False
+        config = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "ltlab_version" in config
+
+
+def foreign_files(run_dir: str | os.PathLike) -> list[str]:
+    """The entries of ``run_dir`` that ltlab did not write (not ``RUN_FILES``, not an ltlab temp file; a
+    ``config.json`` that is not an ltlab config; a symlink or a folder where a run file belongs), sorted."""
+    d = Path(run_dir)
+    found = []
+    for p in sorted(d.iterdir()):
+        name = p.name
+        if is_ltlab_temp(name):
+            continue
+        if not is_run_file(name):
+            found.append(name)
+        elif name == ".ipynb_checkpoints":
+            if p.is_symlink() or not p.is_dir():
+                found.append(name)
+        elif p.is_symlink() or not p.is_file():
+            found.append(name)
+        elif name == "config.json" and not _is_ltlab_config(p):
+            found.append(name)
+    return found
+
+
+_HELD: dict[str, list] = {}  # resolved run directory -> [fd, how many claims of this process hold it]
+
+
+class RunDirLock:
+    """The lock of one run directory held by this process (:func:`lock_run_dir`); ``release()`` or ``with``."""
+
+    def __init__(self, run_dir: Path, key: str) -> None:
+        self.run_dir, self._key, self._held = run_dir, key, True
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        entry = _HELD.get(self._key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _HELD[self._key]
+            os.close(entry[0])  # closing the descriptor releases the flock
+
+    def __enter__(self) -> "RunDirLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096) or b"{}")
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info["started"])))
+        return f"host {info['host']}, PID {info['pid']}, since {since}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that has not yet written its host and PID"
+
+
+def lock_run_dir(run_dir: str | os.PathLike) -> RunDirLock:
+    """Take the OS lock (``flock``) on ``run_dir/.ltlab.lock``, creating the folder; the kernel releases it when
+    the process dies, however it dies, so a killed run never leaves a stale lock. The lock file then names this
+    host and PID. Another process holding it: :class:`RunDirLockedError` naming its host and PID. A second claim
+    by the same process shares the lock. Without ``fcntl`` (Windows) nothing is locked."""
+    import socket
+
+    d = Path(run_dir)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise path_error(f"cannot create the run directory {d}", exc) from exc
+    key = str(d.resolve())
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return RunDirLock(d, key)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return RunDirLock(d, key)
+    path = d / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+                     | getattr(os, "O_NONBLOCK", 0), 0o666 & ~_umask())
+    except OSError as exc:
+        raise RunDirRefusedError(f"cannot open the lock file {path} ({exc.strerror}); it must be a regular file "
+                                 "ltlab can write") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RunDirRefusedError(f"{path} is not a regular file; remove it")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirLockedError(f"{d} is being written by another process ({_holder(fd)}); wait for it to "
+                                    "finish (or stop it), or choose another run_dir") from None
+        info = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    _HELD[key] = [fd, 1]
+    return RunDirLock(d, key)
+
+
+def checkpoint_stamp(run_dir: str | os.PathLike) -> tuple | None:
+    """(inode, mtime, size) of ``run_dir/checkpoint.pt``, or None: whether another writer replaced it in between."""
+    try:
+        st = (Path(run_dir) / CHECKPOINTS[0]).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def claim_run_dir(run_dir: str | os.PathLike, *, resume: bool = False, stamp: tuple | None = None) -> RunDirLock:
+    """Make ``run_dir`` this process's to write, before anything is written into it; returns its lock (release
+    it, or use ``with``, when the run is done).
+
+    Refused with :class:`RunDirRefusedError` (nothing written) when it is not a folder or holds entries that are
+    not ltlab's (:func:`foreign_files`: a user's ``config.json`` is never overwritten); with
+    :class:`RunDirLockedError` when another process holds its lock; and, under the lock, when it already holds a
+    run that is not being resumed, or (``resume``) its ``checkpoint.pt`` changed since ``stamp``
+    (:func:`checkpoint_stamp` taken before it was read: another writer moved on). Then the temporary files of a
+    killed ltlab writer are removed (only ltlab's own, :func:`is_ltlab_temp`).
+    """
+    d = Path(run_dir)
+    if d.exists() or d.is_symlink():
+        if not d.is_dir():
+            raise RunDirRefusedError(f"run_dir {d} exists and is not a folder; choose another run_dir")
+        foreign = foreign_files(d)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise RunDirRefusedError(f"run_dir {d} holds files that are not ltlab's ({shown}); ltlab writes only into "
+                                     "a new or empty folder or its own run directory: choose another run_dir")
+    lock = lock_run_dir(d)
+    try:
+        held = [n for n in (*CHECKPOINTS, "metrics.csv") if (d / n).exists()]
+        if not resume and held:
+            raise RunDirRefusedError(f"{d} already holds a run ({', '.join(held)}); pass resume=True to continue "
+                                     "it, or choose another run_dir")
+        if resume and checkpoint_stamp(d) != stamp:
+            raise RunDirLockedError(f"{d}/checkpoint.pt was replaced by another process while this one read it; "
+                                    "resume again once that process has finished")
+        remove_stale_temps(d)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 MAKE_A_RUN = ("make one with `make demo`, the 01_train notebook, or "
