@@ -214,6 +214,28 @@ def convert_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> list[
 
 
 _CKPT_KEYS = ("epoch", "model", "optimizer", "loss", "history")
+CHECKPOINT_FILE_KEY = "_loaded_from"  # load_checkpoint records which file it read (for messages); never saved
+
+
+def _warn_older(run_dir: Path, path: Path, ckpt: dict, why: str) -> None:
+    """Warn that ``path`` (checkpoint_prev.pt) stands in for an unreadable checkpoint.pt, and how many epochs it is
+    behind metrics.csv (a model rebuilt from it, e.g. for features, is older than the metrics show)."""
+    import warnings
+
+    try:
+        epoch = int(ckpt["epoch"])
+    except (TypeError, ValueError):
+        epoch = None
+    behind = ""
+    try:
+        last = int(read_metrics(run_dir / "metrics.csv")["epoch"].iloc[-1])
+        if epoch is not None and last > epoch:
+            behind = (f"; metrics.csv ends at epoch {last}, so a model (features, post-hoc) rebuilt from it is "
+                      f"{last - epoch} epoch(s) older than the metrics")
+    except (RunFileError, IndexError, KeyError, ValueError):
+        pass
+    warnings.warn(f"{why.split(': ', 1)[0]} is unreadable ({why.split(': ', 1)[-1][:200]}); using {path.name} "
+                  f"(end of epoch {epoch}) instead{behind}", stacklevel=3)
 
 
 def load_checkpoint(run_dir: str | os.PathLike) -> dict:
@@ -239,6 +261,9 @@ def load_checkpoint(run_dir: str | os.PathLike) -> dict:
         if missing:
             errors.append(f"{path}: not an ltlab checkpoint (lacks {missing})")
             continue
+        if errors:  # the newest was unreadable: say so, with how far behind the metrics this one is
+            _warn_older(Path(run_dir), path, ckpt, errors[0])
+        ckpt[CHECKPOINT_FILE_KEY] = str(path)
         return ckpt
     if errors:
         raise ValueError("no readable checkpoint: " + "; ".join(errors) + ". Start a new run (resume=False, "
@@ -469,20 +494,245 @@ def _need(path: Path, producer: str) -> Path:
     return path
 
 
-def read_npz(path: Path, producer: str = "re-run training to produce it") -> dict[str, np.ndarray]:
-    _need(path, producer)
+MAX_NPZ_BYTES = 1 << 32    # one array of a run file (features of a large training split stay below)
+MAX_NPZ_MEMBERS = 10_000
+MAX_TEXT_BYTES = 1 << 28   # metrics.csv, config.json and other text run files
+MAX_TEST_ROWS = 1 << 24    # test images a run's logits may hold
+
+
+def open_regular(path: Path, max_bytes: int | None = None, producer: str = "") -> io.BufferedReader:
+    """``path`` opened for reading only if it is a regular file (after symlinks) of at most ``max_bytes``: a FIFO
+    would block the read forever and ``/dev/zero`` never ends. RunFileError naming the file otherwise."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except Exception as exc:  # noqa: BLE001 - a damaged zip raises BadZipFile, zlib.error, EOFError, ValueError, ...
-        raise RunFileError(f"{path} is corrupt, truncated or unreadable ({type(exc).__name__}: {exc}); "
-                           f"{producer}") from exc
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise RunFileError(f"{path} is missing" + (f"; {producer}" if producer else "")) from None
+    except OSError as exc:
+        raise RunFileError(f"{path} cannot be opened ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RunFileError(f"{path} is not a regular file (a FIFO, device or folder); ltlab reads only regular "
+                               "files from a run directory: remove or replace it")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise RunFileError(f"{path} is {st.st_size} bytes, more than the {max_bytes} a run file of this kind can "
+                               "be; it is not an ltlab file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def npz_headers(fh: Any, path: Path) -> dict[str, tuple[tuple, np.dtype]]:
+    """``{key: (shape, dtype)}`` of an open ``.npz`` from its members' ``.npy`` headers, without reading any data
+    (so sizes can be checked before an array is allocated)."""
+    import zipfile
+
+    out = {}
+    with zipfile.ZipFile(fh) as zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_NPZ_MEMBERS:
+            raise ValueError(f"{len(infos)} members, more than {MAX_NPZ_MEMBERS}")
+        for info in infos:
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            with zf.open(info) as m:
+                version = np.lib.format.read_magic(m)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(m)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(m)
+                else:
+                    raise ValueError(f"member {key!r}: unsupported .npy format version {version}")
+            out[key] = (tuple(shape), dtype)
+    fh.seek(0)
+    return out
+
+
+def _nbytes(shape: tuple, dtype: np.dtype) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n * max(dtype.itemsize, 1)
+
+
+def read_npz(path: Path, producer: str = "re-run training to produce it",
+             check: Any = None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` run file, read as plain data (``allow_pickle=False``) from a regular file only.
+
+    Before any array is read, its header's shape and dtype are checked: no object arrays, at most
+    ``MAX_NPZ_BYTES`` each, and ``check(headers)`` (e.g. :func:`validate_per_class` with the run's config: sizes
+    against its classes and epochs) when given. Every failure is a RunFileError naming the file (and the key)."""
+    fh = open_regular(path, None, producer)
+    try:
+        try:
+            headers = npz_headers(fh, path)
+        except RunFileError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - BadZipFile, zlib.error, EOFError, ValueError, ...
+            raise RunFileError(f"{path} is corrupt, truncated or unreadable ({type(exc).__name__}: {exc}); "
+                               f"{producer}") from exc
+        for key, (shape, dtype) in headers.items():
+            if dtype.hasobject:
+                raise RunFileError(f"{path}: {key!r} holds Python objects; run files hold numbers and text only")
+            if _nbytes(shape, dtype) > MAX_NPZ_BYTES:
+                raise RunFileError(f"{path}: {key!r} claims shape {shape} ({_nbytes(shape, dtype)} bytes), more "
+                                   f"than a run file holds; it is not an ltlab file")
+        if check is not None:
+            check(headers)
+        try:
+            with np.load(fh, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except Exception as exc:  # noqa: BLE001
+            raise RunFileError(f"{path} is corrupt, truncated or unreadable ({type(exc).__name__}: {exc}); "
+                               f"{producer}") from exc
+    finally:
+        fh.close()
+
+
+def _describe(x: Any) -> tuple[tuple, np.dtype, np.ndarray | None]:
+    """(shape, dtype, array or None) of an array or an npz header ``(shape, dtype)``."""
+    if isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], np.dtype):
+        return x[0], x[1], None
+    a = np.asarray(x)
+    return a.shape, a.dtype, a
+
+
+def _config_int(config: dict | None, key: str) -> int | None:
+    v = (config or {}).get(key)
+    return int(v) if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+
+def validate_per_class(arrays: dict[str, Any], config: dict | None, path: Path) -> None:
+    """Check ``per_class.npz`` (arrays, or their npz headers before reading) against the run's ``config``: ``acc``
+    (evaluations, C) float in [0, 1], ``epochs`` increasing 0-based epochs below ``config['epochs']``,
+    ``class_counts`` (C,) non-negative integers, ``test_logits`` (M, C) finite floats, ``test_labels`` (M,) in
+    [0, C). RunFileError naming file and key."""
+    def bad(key: str, why: str) -> RunFileError:
+        return RunFileError(f"{path}: {key!r} {why}; the file is corrupt or was not written by ltlab.run")
+
+    missing = [k for k in ("acc", "class_counts") if k not in arrays]
+    if missing:
+        raise bad(missing[0], "is missing")
+    num_classes, epochs = _config_int(config, "num_classes"), _config_int(config, "epochs")
+    shape, dtype, counts = _describe(arrays["class_counts"])
+    if len(shape) != 1 or dtype.kind not in "iu" or (num_classes and shape[0] != num_classes):
+        raise bad("class_counts", f"must be {num_classes or 'C'} integers, got shape {shape} of {dtype}")
+    c = shape[0]
+    if counts is not None and (counts < 0).any():
+        raise bad("class_counts", "holds a negative count")
+    shape, dtype, acc = _describe(arrays["acc"])
+    if len(shape) != 2 or shape[1] != c or dtype.kind != "f" or (epochs and shape[0] > epochs):
+        raise bad("acc", f"must be (evaluations <= {epochs or 'epochs'}, {c}) floats, got shape {shape} of {dtype}")
+    if acc is not None and not (np.isfinite(acc).all() and ((acc >= 0) & (acc <= 1)).all()):
+        raise bad("acc", "holds values outside [0, 1] or NaN/inf")
+    if "epochs" in arrays:
+        eshape, edtype, ep = _describe(arrays["epochs"])
+        if eshape != (shape[0],) or edtype.kind not in "iu":
+            raise bad("epochs", f"must be {shape[0]} integers (one per row of acc), got shape {eshape} of {edtype}")
+        if ep is not None and ((ep < 0).any() or (np.diff(ep) <= 0).any() or (epochs and (ep >= epochs).any())):
+            raise bad("epochs", f"must be increasing 0-based epochs below {epochs or 'the run epochs'}")
+    if "test_logits" in arrays:
+        lshape, ldtype, logits = _describe(arrays["test_logits"])
+        if len(lshape) != 2 or lshape[1] != c or ldtype.kind != "f" or lshape[0] > MAX_TEST_ROWS:
+            raise bad("test_logits", f"must be (test images, {c}) floats, got shape {lshape} of {ldtype}")
+        if logits is not None and not np.isfinite(logits).all():
+            raise bad("test_logits", "holds NaN/inf")
+        if "test_labels" not in arrays:
+            raise bad("test_labels", "is missing (test_logits has no labels)")
+        yshape, ydtype, labels = _describe(arrays["test_labels"])
+        if yshape != (lshape[0],) or ydtype.kind not in "iu":
+            raise bad("test_labels", f"must be {lshape[0]} integer labels, got shape {yshape} of {ydtype}")
+        if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= c):
+            raise bad("test_labels", f"holds labels outside 0..{c - 1}")
+    for key, x in arrays.items():
+        kshape, kdtype, _ = _describe(x)
+        if kdtype.kind not in "biufU":
+            raise bad(key, f"has dtype {kdtype}; run files hold numbers and text")
+
+
+def _probe_limit(config: dict | None) -> int | None:
+    """Most values one probes.npz array of this run can hold: (epochs + 1) x max(steps per epoch, C) x C, times 4
+    for slack (per epoch per class, class x class matrices, the first epoch at step grain); None without a config."""
+    c, epochs, batch = (_config_int(config, k) for k in ("num_classes", "epochs", "batch_size"))
+    counts = (config or {}).get("class_counts")
+    if not (c and epochs and batch and isinstance(counts, list)):
+        return None
+    try:
+        steps = int(sum(int(n) for n in counts)) // batch + 1
+    except (TypeError, ValueError):
+        return None
+    width = max(c, 3)
+    return 4 * (epochs + 1) * max(steps, width) * width
+
+
+def validate_probes(arrays: dict[str, Any], config: dict | None, path: Path) -> None:
+    """Check ``probes.npz`` (arrays or npz headers): numbers (or text scalars), at most 3 dimensions, each array
+    at most :func:`_probe_limit` values for the run's epochs, classes and steps; ``epochs`` increasing and
+    non-negative. RunFileError naming file and key."""
+    limit = _probe_limit(config)
+    for key, x in arrays.items():
+        shape, dtype, a = _describe(x)
+        if dtype.kind not in "biufU" or (dtype.kind == "U" and shape != ()):
+            raise RunFileError(f"{path}: {key!r} has dtype {dtype} and shape {shape}; probes are numbers")
+        size = _nbytes(shape, np.dtype(np.int8))
+        if len(shape) > 3 or (limit is not None and size > limit):
+            raise RunFileError(f"{path}: {key!r} has shape {shape}, more than a run of {config.get('epochs')} epochs "
+                               f"and {config.get('num_classes')} classes records; the file is corrupt or was not "
+                               "written by ltlab.run")
+    if "epochs" in arrays:
+        _, _, ep = _describe(arrays["epochs"])
+        if ep is not None and (ep.ndim != 1 or (ep < 0).any() or (np.diff(ep) <= 0).any()):
+            raise RunFileError(f"{path}: 'epochs' must be increasing non-negative epochs")
+
+
+def read_per_class(path: Path, config: dict | None) -> dict[str, np.ndarray]:
+    """``per_class.npz`` read with its sizes checked against ``config`` before reading and its values after."""
+    arrays = read_npz(path, check=lambda headers: validate_per_class(headers, config, path))
+    validate_per_class(arrays, config, path)
+    return arrays
+
+
+def read_probes(path: Path, config: dict | None) -> dict[str, np.ndarray]:
+    """``probes.npz`` read with :func:`validate_probes` on its headers (before reading) and its arrays."""
+    arrays = read_npz(path, check=lambda headers: validate_probes(headers, config, path))
+    validate_probes(arrays, config, path)
+    return arrays
+
+
+def validate_metrics(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Check ``metrics.csv`` values: ``epoch`` non-negative and strictly increasing (no duplicated rows), ``acc`` in
+    [0, 1], ``acc_many/medium/few`` in [0, 1] or NaN (an empty group), ``lr``, ``train_loss``, ``seconds`` finite
+    (``lr``, ``seconds`` >= 0). RunFileError naming the file, the column and the row."""
+    def bad(col: str, rows: Any, why: str) -> RunFileError:
+        row = int(np.flatnonzero(np.asarray(rows))[0]) + 2  # the line in the file (after the header)
+        return RunFileError(f"{path}: column {col!r} line {row} {why}; the file is corrupt or was edited")
+
+    epoch = df["epoch"].to_numpy()
+    if (epoch < 0).any():
+        raise bad("epoch", epoch < 0, "is negative")
+    if len(epoch) > 1 and (np.diff(epoch) <= 0).any():
+        raise bad("epoch", np.r_[False, np.diff(epoch) <= 0], "does not increase (a duplicated or reordered row)")
+    for col in ("acc", "acc_many", "acc_medium", "acc_few"):
+        v = df[col].to_numpy(dtype=float)
+        out = ~((v >= 0) & (v <= 1)) & ~(np.isnan(v) & (col != "acc"))
+        if out.any():
+            raise bad(col, out, "is not an accuracy in [0, 1]")
+    for col, low in (("lr", 0.0), ("train_loss", -np.inf), ("seconds", 0.0)):
+        v = df[col].to_numpy(dtype=float)
+        out = ~np.isfinite(v) | (v < low)
+        if out.any():
+            raise bad(col, out, "is not a finite number" + (" >= 0" if low == 0 else ""))
+    return df
 
 
 def read_metrics(path: Path) -> pd.DataFrame:
-    _need(path, "it is written by ltlab.run after every evaluated epoch")
+    producer = "it is written by ltlab.run after every evaluated epoch"
+    fh = open_regular(path, MAX_TEXT_BYTES, producer)
     try:
-        df = pd.read_csv(path)
+        with fh:
+            df = pd.read_csv(fh)
     except Exception as exc:  # noqa: BLE001 - ParserError, EmptyDataError, UnicodeDecodeError, OSError, ...
         raise RunFileError(f"{path} is corrupt, truncated or unreadable ({type(exc).__name__}: {exc}); "
                            "resume the run with resume=True to rewrite it") from exc
@@ -494,17 +744,20 @@ def read_metrics(path: Path) -> pd.DataFrame:
         gaps = df[["epoch", "lr", "train_loss", "acc", "seconds"]].isna().any(axis=1)  # never NaN when written
         if gaps.any():
             raise ValueError(f"row {int(np.flatnonzero(gaps.to_numpy())[0]) + 1} has missing fields")
+        if (df["epoch"] != df["epoch"].round()).any():
+            raise ValueError("an epoch is not a whole number")
         df = df.astype({"epoch": int})
     except (ValueError, TypeError, OverflowError) as exc:
         raise RunFileError(f"{path} holds missing or non-numeric values ({exc}); it is corrupt or truncated") from exc
-    return df
+    return validate_metrics(df, path)
 
 
 def read_json(path: Path, producer: str = "it is written by ltlab.run when the run starts") -> Any:
-    _need(path, producer)
+    fh = open_regular(path, MAX_TEXT_BYTES, producer)
     try:
-        return json.loads(path.read_bytes().decode())
-    except Exception as exc:  # noqa: BLE001 - JSONDecodeError, UnicodeDecodeError, OSError
+        with fh:
+            return json.loads(fh.read().decode())
+    except Exception as exc:  # noqa: BLE001 - JSONDecodeError, UnicodeDecodeError, OSError, RecursionError
         raise RunFileError(f"{path} is corrupt, truncated or unreadable ({type(exc).__name__}: {exc})") from exc
 
 
@@ -598,8 +851,8 @@ def load_run(path: str | os.PathLike) -> Run:
     d = resolve_run_dir(path)
     config = read_config(d / "config.json")
     metrics = read_metrics(d / "metrics.csv")
-    per_class = read_npz(d / "per_class.npz")
-    probes = read_npz(d / "probes.npz") if (d / "probes.npz").exists() else {}
+    per_class = read_per_class(d / "per_class.npz", config)
+    probes = read_probes(d / "probes.npz", config) if (d / "probes.npz").exists() else {}
     return Run(dir=d, config=config, metrics=metrics, per_class=per_class, probes=probes)
 
 

@@ -28,6 +28,7 @@ from ..runs import (CHECKPOINTS, Run, checkpoint_stamp, claim_run_dir, load_chec
 from ..stages import StageData, StageParts, get_stage
 from .checkpoint import check_resume, describe, position, restore, resume_position, save_checkpoint
 from .compile import model_calls
+from .divergence import check_divergence
 from .loop import EpochSums, TrainState, train_one_epoch, unwrap
 from .outputs import evaluate_gathered, non_finite_error, record_evaluation, write_outputs
 from .setup import image_loaders, make_sgd
@@ -233,6 +234,7 @@ class _Epochs:
                               call=self.train_call, start_step=start, carry=carry, on_step=hook)
         if out["first_bad_step"] >= 0 or not np.isfinite(out["train_loss"]):
             raise self._non_finite(epoch, out["first_bad_step"], lr)
+        check_divergence(epoch, out["train_loss"], len(self.counts), lr, self.run_dir / CHECKPOINTS[0], state.saved)
         state.epoch = epoch
         record = self._probe_record(probe)
         evaluated = (epoch + 1) % config.eval_every == 0 or epoch == config.epochs - 1
