@@ -351,6 +351,11 @@ FIELD_TYPES = {
     "bool | str": (lambda v: isinstance(v, (bool, str)), "True, False or text"),
     "dict": (lambda v: isinstance(v, dict), "a dict, e.g. {} or {'s': 30} (or its YAML text: \"{s: 30}\")"),
     "list": (lambda v: isinstance(v, (list, tuple)), "a list"),
+    "float | None": (lambda v: v is None or _number(v), "a number or None"),
+    "bool | None": (lambda v: v is None or isinstance(v, bool), "True, False or None"),
+    "str | bool": (lambda v: isinstance(v, (bool, str)), "True, False or text"),
+    "list | None": (lambda v: v is None or isinstance(v, (list, tuple)), "a list or None"),
+    "dict | None": (lambda v: v is None or isinstance(v, dict), "a dict or None"),
 }
 PATH_FIELDS = ("root", "run_dir", "init_from")  # may also be given as a pathlib.Path
 # get_dataset's own arguments: set by RunConfig fields, never through dataset_params
@@ -552,6 +557,8 @@ class RunConfig:
         (a number where text belongs, e.g. ``run_id=10``, would otherwise fail far away, or be written into a
         notebook as something else)."""
         for f in dataclasses.fields(self):
+            if f.type not in FIELD_TYPES:  # an annotation without an entry: checked by validate's own rules only
+                continue
             ok, what = FIELD_TYPES[f.type]
             v = getattr(self, f.name)
             if not ok(v) and not (f.name in PATH_FIELDS and isinstance(v, os.PathLike)):

@@ -296,7 +296,8 @@ def _lock_in_child(d: Path) -> None:
 @pytest.mark.timeout(120)
 def test_the_lock_dies_with_its_holder(tmp_path):
     d = tmp_path / "run"
-    code = f"from ltlab.runs import lock_run_dir; import time; lock_run_dir({str(d)!r}); print('held', flush=True); time.sleep(600)"
+    code = (f"from ltlab.runs import lock_run_dir; import time; lock_run_dir({str(d)!r}); "
+            "print('held', flush=True); time.sleep(600)")
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
