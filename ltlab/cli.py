@@ -198,9 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--preset", action="append", default=[])
     t.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
     args = ap.parse_args(argv)
-    params = resolve_paths(parse_params(args.param), Path.cwd())
     from . import distributed
     try:
+        params = resolve_paths(parse_params(args.param), Path.cwd())  # inside: a bad -p value is one error line
         if args.cmd == "run" and distributed.launched_distributed():
             raise ValueError("`python -m ltlab run` executes a notebook in a Jupyter kernel and cannot run under "
                              "torchrun; use `torchrun --nproc_per_node=N -m ltlab train --preset ...`")

@@ -8,9 +8,11 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import numbers
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -41,7 +43,7 @@ DICT_FIELDS = ("loss_params", "sampler_params", "dataset_params", "model_params"
 
 def as_float(value: Any) -> Any:
     """``value`` with every string spelling a number (``"5e-4"``, ``"1e3"``, ``".5"``) made a float, inside dicts
-    and lists too; anything else unchanged."""
+    and lists too; anything else unchanged. Run on plain data only (:func:`check_plain` first: it bounds the size)."""
     if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
         return float(value)
     if isinstance(value, dict):
@@ -51,14 +53,241 @@ def as_float(value: Any) -> Any:
     return value
 
 
-def parse_value(raw: str) -> Any:
-    """A command-line value read as YAML (numbers, lists, dicts, None/null, True/False), with every YAML 1.2 /
-    Python float spelling a float: ``5e-4``, ``1e-3``, ``1E3``, ``.5``."""
+# ---------------------------------------------------------------------- parameters are data
+MAX_VALUES = 100_000    # values in one parameter value / preset file (aliases could expand a small file)
+MAX_DEPTH = 32          # nesting of lists and dicts
+MAX_YAML_BYTES = 1 << 20  # a preset file; a parameter's text
+_INT64 = 1 << 63
+
+
+def _plain_error(where: str, why: str, plain: bool = True) -> ValueError:
+    return ValueError(f"{where}: {why}" + ("; parameters are plain data (None, True/False, numbers, text, lists "
+                                           "and dicts with text keys)" if plain else ""))
+
+
+def check_plain(value: Any, where: str = "parameters") -> Any:
+    """``value`` if it is built of None / bool / int / float / str / list / dict (text keys) only, else a ValueError
+    naming where (``where`` plus the key path) and what it found.
+
+    This is what makes a parameter data: papermill writes these types as Python literals with escaping and
+    anything else as unescaped text (``bytes`` from YAML's ``!!binary`` broke out of its string and ran).
+    Tuples become lists and numpy scalars Python numbers (the returned value is a plain copy where that
+    happened). Sizes are bounded (``MAX_VALUES`` values, ``MAX_DEPTH`` levels, integers within 64 bits) so a
+    value built with YAML aliases cannot take minutes to walk.
+    """
+    count = [0]
+
+    def name(path: tuple) -> str:
+        keys = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in path).lstrip(".")
+        if where == "parameters":
+            return keys or where
+        return f"{where} {keys}" if keys else where
+
+    def walk(v: Any, path: tuple) -> Any:
+        count[0] += 1
+        if count[0] > MAX_VALUES:
+            raise _plain_error(where, f"more than {MAX_VALUES} values (a YAML alias expanded?)")
+        if len(path) > MAX_DEPTH:
+            raise _plain_error(name(path), f"nested deeper than {MAX_DEPTH} levels")
+        kind = type(v)
+        if v is None or kind in (bool, float, str):
+            return v
+        if kind is int:
+            if not -_INT64 <= v < _INT64:
+                raise _plain_error(name(path), f"the integer {str(v)[:30]} is too large (more than 64 bits)", False)
+            return v
+        if kind is dict:
+            out = {}
+            for k, x in v.items():
+                if type(k) is not str:
+                    raise _plain_error(name(path), f"the key {k!r} is a {type(k).__name__}, not text")
+                out[k] = walk(x, (*path, k))
+            return out
+        if kind in (list, tuple):
+            return [walk(x, (*path, i)) for i, x in enumerate(v)]
+        if _is_numpy_scalar(v):
+            return walk(v.item(), path)
+        shown = repr(v)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        what = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        raise _plain_error(name(path), f"a {what} value ({shown}) is not allowed")
+
+    return walk(value, ())
+
+
+def _is_numpy_scalar(v: Any) -> bool:
+    np = __import__("sys").modules.get("numpy")
+    return np is not None and isinstance(v, np.generic) and v.dtype.kind in "biuf"
+
+
+def _yaml_loader():
+    """A PyYAML loader for the YAML 1.2 core schema: null (``~``, ``null``, empty), ``true``/``false`` (any case
+    form YAML 1.2 allows), decimal / ``0o`` / ``0x`` integers (``010`` is 10), floats (``1e-3``, ``.inf``); every
+    other plain scalar is text (``no``, ``on``, ``12:30``, ``2024-01-01``). Refused: aliases (``*name``: a small
+    file could expand to billions of values), duplicate keys, and every tag but the core ones (``!!binary``,
+    ``!!python/...``, ``!!set``, ``!!timestamp``, ...)."""
     import yaml
 
+    if _LOADER:
+        return _LOADER[0]
+
+    class CoreLoader(yaml.SafeLoader):
+        yaml_implicit_resolvers: dict = {}
+        yaml_constructors: dict = {}
+
+        def compose_node(self, parent, index):  # noqa: ANN001
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.MarkedYAMLError(problem=f"the alias *{event.anchor} is not allowed (aliases could expand "
+                                           "a small file to billions of values); write the value out",
+                                           problem_mark=event.start_mark)
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node, deep=False):  # noqa: ANN001
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:
+                    raise yaml.MarkedYAMLError(problem=f"a {type(key).__name__} cannot be a key",
+                                               problem_mark=key_node.start_mark) from None
+                if first is not key_node:
+                    raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r} (first at line "
+                                               f"{first.start_mark.line + 1}); give each key once",
+                                               problem_mark=key_node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    core = "tag:yaml.org,2002:"
+    resolvers = [
+        ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+        ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+        ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+        ("float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)"
+                  r"|\.(?:nan|NaN|NAN))$", list("-+0123456789.")),
+    ]
+    for tag, regex, first in resolvers:
+        CoreLoader.add_implicit_resolver(core + tag, re.compile(regex), first)
+
+    def scalar(kind):
+        def construct(loader, node):
+            text = loader.construct_scalar(node)
+            try:
+                return kind(text)
+            except ValueError:
+                raise yaml.MarkedYAMLError(problem=f"{text!r} is not a valid !!{kind.__name__[1:]}",
+                                           problem_mark=node.start_mark) from None
+        return construct
+
+    def _int(t: str) -> int:
+        return int(t[2:], 8) if t[:2] == "0o" else int(t[2:], 16) if t[:2] == "0x" else int(t, 10)
+
+    def _float(t: str) -> float:
+        low = t.lower().lstrip("+")
+        if low in (".inf", "-.inf", ".nan"):
+            return float(low.replace(".", ""))
+        if not _FLOAT.fullmatch(t):
+            raise ValueError(t)
+        return float(t)
+
+    def _bool(t: str) -> bool:
+        if t.lower() not in ("true", "false"):
+            raise ValueError(t)
+        return t.lower() == "true"
+
+    def _null(t: str) -> None:
+        if t not in ("~", "null", "Null", "NULL", ""):
+            raise ValueError(t)
+
+    _int.__name__, _float.__name__, _bool.__name__, _null.__name__ = "_int", "_float", "_bool", "_null"
+    for tag, fn in (("int", _int), ("float", _float), ("bool", _bool), ("null", _null)):
+        CoreLoader.add_constructor(core + tag, scalar(fn))
+    CoreLoader.add_constructor(core + "str", yaml.SafeLoader.construct_yaml_str)
+    CoreLoader.add_constructor(core + "seq", yaml.SafeLoader.construct_yaml_seq)
+    CoreLoader.add_constructor(core + "map", yaml.SafeLoader.construct_yaml_map)
+
+    def refuse(loader, node):
+        raise yaml.MarkedYAMLError(problem=f"the tag {node.tag.replace(core, '!!')} is not allowed (only plain "
+                                   "data: text, numbers, true/false, null, lists and mappings)",
+                                   problem_mark=node.start_mark)
+    CoreLoader.add_constructor(None, refuse)
+    _LOADER.append(CoreLoader)
+    return CoreLoader
+
+
+_LOADER: list = []
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """``text`` read as YAML 1.2 core-schema data (:func:`_yaml_loader`) and checked with :func:`check_plain`;
+    a ValueError of one line naming ``where`` (a file, or ``-p key``), the line and the problem otherwise."""
+    import yaml
+
+    if len(text) > MAX_YAML_BYTES:
+        raise ValueError(f"{where}: more than {MAX_YAML_BYTES} characters; a preset or a parameter is small")
+    try:
+        value = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a safe loader for the core schema
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context", None)
+        raise ValueError(f"{where}: invalid YAML{at}: {(context + ', ') if context else ''}{problem}") from None
+    except RecursionError:
+        raise ValueError(f"{where}: nested too deeply") from None
+    return check_plain(value, where)
+
+
+def load_yaml_file(path: str | os.PathLike) -> Any:
+    """A YAML file (preset, grid) read with :func:`load_yaml`: only a regular file of at most ``MAX_YAML_BYTES``
+    (a FIFO or a device would hang the read), decoded as UTF-8; every failure one line naming the file."""
+    import stat
+
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"preset {p} does not exist") from None
+    except OSError as exc:
+        raise ValueError(f"preset {p}: cannot open it ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"preset {p} is not a regular file; give a YAML file")
+        if st.st_size > MAX_YAML_BYTES:
+            raise ValueError(f"preset {p} is {st.st_size} bytes; a preset is at most {MAX_YAML_BYTES}")
+        data = os.read(fd, MAX_YAML_BYTES + 1)
+    finally:
+        os.close(fd)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"preset {p} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return load_yaml(text, f"preset {p}")
+
+
+def _text_field(name: str) -> bool:
+    """Whether field ``name`` takes text (``str`` or ``str | None``): its command-line value stays as typed."""
+    f = _FIELDS.get(name)
+    return f is not None and f.type in ("str", "str | None")
+
+
+def parse_value(raw: str, field: str | None = None) -> Any:
+    """The one text -> value parser of every command-line value (``-p``, ``--grid``, sweep ``-p``): YAML 1.2 core
+    schema (``010`` is 10, ``no`` and ``12:30`` are text, ``1e-3`` a float, quoted text stays text) plus ``None``
+    / ``none`` for None; no aliases or tags (:func:`load_yaml`). ``field``: the parameter (``stage_two.KEY``
+    names KEY): a text field (``run_id``, ``method``, ...) keeps what was typed unless it is quoted or null, so
+    ``-p run_id 010`` is the name ``"010"``. Errors name ``-p <field>``."""
+    name = (field or "").rpartition(".")[2]
+    where = f"-p {field}" if field else "value"
+    if not isinstance(raw, str):
+        raise ValueError(f"{where}: expected text, got {type(raw).__name__}")
     if raw.strip() in ("None", "none"):
         return None
-    return as_float(yaml.safe_load(raw))
+    value = load_yaml(raw, where)
+    if name and _text_field(name) and value is not None and not isinstance(value, str):
+        return raw.strip()
+    return value
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -67,11 +296,9 @@ def _coerce(name: str, value: Any) -> Any:
     if name in FLOAT_FIELDS:
         return as_float(value)
     if name in DICT_FIELDS and isinstance(value, str):
-        import yaml
-
         try:
-            parsed = as_float(yaml.safe_load(value))
-        except yaml.YAMLError:
+            parsed = as_float(load_yaml(value, f"RunConfig.{name}"))
+        except ValueError:
             return value
         return {} if parsed is None else parsed
     if name in DICT_FIELDS:
@@ -103,6 +330,51 @@ def _non_finite(value: Any, where: str = "") -> str | None:
         if found is not None:
             return found
     return None
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+# what each annotation of a RunConfig field accepts (checked before anything else: RunConfig._check_types)
+FIELD_TYPES = {
+    "str": (lambda v: isinstance(v, str), "text"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "text or None"),
+    "float": (_number, "a number"),
+    "int": (_integer, "an integer"),
+    "int | None": (lambda v: v is None or _integer(v), "an integer or None"),
+    "bool": (lambda v: isinstance(v, bool), "True or False"),
+    "bool | str": (lambda v: isinstance(v, (bool, str)), "True, False or text"),
+    "dict": (lambda v: isinstance(v, dict), "a dict, e.g. {} or {'s': 30} (or its YAML text: \"{s: 30}\")"),
+    "list": (lambda v: isinstance(v, (list, tuple)), "a list"),
+    "float | None": (lambda v: v is None or _number(v), "a number or None"),
+    "bool | None": (lambda v: v is None or isinstance(v, bool), "True, False or None"),
+    "str | bool": (lambda v: isinstance(v, (bool, str)), "True, False or text"),
+    "list | None": (lambda v: v is None or isinstance(v, (list, tuple)), "a list or None"),
+    "dict | None": (lambda v: v is None or isinstance(v, dict), "a dict or None"),
+}
+PATH_FIELDS = ("root", "run_dir", "init_from")  # may also be given as a pathlib.Path
+# get_dataset's own arguments: set by RunConfig fields, never through dataset_params
+DATASET_ARGUMENTS = ("name", "root", "split", "imbalance_factor", "seed")
+# upper bounds of numeric fields (lower bounds are in validate); a larger value is a typo or runs without end
+UPPER_BOUNDS = {"epochs": 100_000, "batch_size": 1 << 20, "imbalance_factor": 1e6, "warmup_epochs": 100_000,
+                "eval_every": 100_000, "milestones": 100_000, "drw_start": 100_000, "epochs_per_call": 100_000,
+                "seed": 2 ** 32 - 1, "data_seed": 2 ** 32 - 1, "num_workers": 1024, "val_per_class": 1_000_000,
+                "checkpoint_every_steps": 1 << 40, "momentum": 1.0, "mixup_alpha": 1000.0}
+UPPER_WHY = {"seed": " (numpy and torch seeds are 32-bit)", "data_seed": " (numpy seeds are 32-bit)",
+             "epochs": "; a longer run is a typo", "momentum": " (SGD momentum is a fraction)"}
+
+
+def _plain_field(name: str, value: Any) -> Any:
+    """A field's value checked to be plain data (:func:`check_plain`), named ``RunConfig.<name>``; a path stays a
+    path (root, run_dir, init_from may be a pathlib.Path)."""
+    if name in PATH_FIELDS and isinstance(value, os.PathLike):
+        return value
+    return check_plain(value, f"RunConfig.{name}")
 
 
 # the fields a notebook shows for every config (RunConfig._repr_html_), whether or not they differ from the defaults
@@ -186,7 +458,7 @@ class RunConfig:
         params = fold_aliases(_fold_download(params))  # flat stage keywords -> stage_params
         for f in dataclasses.fields(self):
             if f.name in params:
-                value = _coerce(f.name, params[f.name])
+                value = _coerce(f.name, _plain_field(f.name, params[f.name]))
             elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
                 value = f.default_factory()  # type: ignore[misc]
             else:
@@ -196,7 +468,8 @@ class RunConfig:
 
     # ------------------------------------------------------------------ validation
     def _fail(self, name: str, why: str) -> None:
-        raise ValueError(f"RunConfig.{name}={getattr(self, name)!r}: {why}")
+        shown = repr(getattr(self, name))
+        raise ValueError(f"RunConfig.{name}={shown if len(shown) <= 200 else shown[:197] + '...'}: {why}")
 
     def validate(self) -> "RunConfig":
         """Check every field; raise ValueError naming the field, the value and the allowed values."""
@@ -204,6 +477,7 @@ class RunConfig:
         from .losses import LOSSES, loss_hparams
         from .models import MODELS
 
+        self._check_types()
         for name, allowed in (("dataset", DATASETS), ("model", MODELS), ("loss", LOSSES), ("sampler", SAMPLERS)):
             if getattr(self, name) not in allowed:
                 self._fail(name, f"unknown {name}; valid: {', '.join(sorted(allowed))}")
@@ -231,6 +505,8 @@ class RunConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 self._fail(name, "must be None or an integer >= 1")
+        self._check_bounds()
+        self._check_places()
         if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
             self._fail("warmup_epochs", f"must be smaller than epochs={self.epochs}")
         if not isinstance(self.milestones, (list, tuple)) or any(
@@ -244,6 +520,11 @@ class RunConfig:
         bad = sorted(set(self.loss_params) - set(valid))
         if bad:
             self._fail("loss_params", f"loss {self.loss!r} has no hyper-parameter(s) {bad}; valid: {valid}")
+        self._check_loss_param_types()
+        reserved = sorted(set(self.dataset_params) & set(DATASET_ARGUMENTS))
+        if reserved:
+            self._fail("dataset_params", f"{reserved} are RunConfig fields of their own, not dataset_params keys: "
+                                         f"give them as parameters (e.g. root=...)")
         for name in ("loss_params", "sampler_params", "dataset_params", "model_params", "stage_params"):
             bad_key = _non_finite(getattr(self, name))
             if bad_key is not None:
@@ -270,6 +551,76 @@ class RunConfig:
         if self.resume and not self.run_dir:
             self._fail("resume", "resume=True needs run_dir=<the interrupted run's directory>")
         return self
+
+    def _check_types(self) -> None:
+        """Every field has a value of its annotated type (``FIELD_TYPES``): text fields text, numbers numbers, ...
+        (a number where text belongs, e.g. ``run_id=10``, would otherwise fail far away, or be written into a
+        notebook as something else)."""
+        for f in dataclasses.fields(self):
+            if f.type not in FIELD_TYPES:  # an annotation without an entry: checked by validate's own rules only
+                continue
+            ok, what = FIELD_TYPES[f.type]
+            v = getattr(self, f.name)
+            if not ok(v) and not (f.name in PATH_FIELDS and isinstance(v, os.PathLike)):
+                hint = " (quote it in YAML, e.g. '010', or give it as text)" if "text" in what and isinstance(
+                    v, (int, float, bool)) else ""
+                self._fail(f.name, f"must be {what}, not {type(v).__name__}{hint}")
+            if f.type in ("int", "int | None") and v is not None and type(v) is not int:
+                setattr(self, f.name, int(v))  # numpy integers: config.json and checkpoints hold plain numbers
+            if f.type == "float" and type(v) not in (int, float) and isinstance(v, numbers.Real):
+                setattr(self, f.name, float(v))
+
+    def _check_bounds(self) -> None:
+        """Upper bounds (``UPPER_BOUNDS``): a value past them is a typo or would train until killed
+        (``epochs=99999999999999999999999``), overflow a seed or allocate without end."""
+        for name, high in UPPER_BOUNDS.items():
+            v = getattr(self, name)
+            values = v if isinstance(v, list) else [v]
+            if any(_number(x) and x > high for x in values):
+                self._fail(name, f"must be at most {high}" + UPPER_WHY.get(name, ""))
+        for k in ("drw_start",):
+            v = self.loss_params.get(k)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not 0 <= v <= UPPER_BOUNDS["epochs"]:
+                self._fail("loss_params", f"{k}={v!r} must be an epoch between 0 and {UPPER_BOUNDS['epochs']}")
+
+    def _check_places(self) -> None:
+        """``run_id`` is one name under ``runs/`` and a relative ``run_dir`` stays below the folder it is relative
+        to: neither may climb out with ``..`` (an absolute ``run_dir`` is taken as given)."""
+        rid = self.run_id
+        if rid is not None and (rid in ("", ".", "..") or "/" in rid or "\\" in rid or "\0" in rid):
+            self._fail("run_id", "must be one folder name under runs/ (no '/', '..' or empty); give a path as run_dir")
+        for name in ("run_dir",):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            p = Path(os.fspath(v)).expanduser()
+            if "\0" in str(v) or not str(v).strip():
+                self._fail(name, "must be a folder path")
+            if not p.is_absolute() and ".." in p.parts:
+                self._fail(name, "a relative path may not climb out with '..'; give an absolute path to write there")
+
+    def _check_loss_param_types(self) -> None:
+        """Each ``loss_params`` value has the type of the loss's default (number, True/False, text) or is None."""
+        import inspect
+
+        from .losses import LOSSES
+
+        sig = inspect.signature(LOSSES[self.loss].__init__).parameters
+        for k, v in self.loss_params.items():
+            default = sig[k].default if k in sig else None
+            if v is None or default is None or default is inspect.Parameter.empty:
+                continue
+            if isinstance(default, bool):
+                ok, what = isinstance(v, bool), "True or False"
+            elif isinstance(default, (int, float)):
+                ok, what = isinstance(v, (int, float)) and not isinstance(v, bool), "a number"
+            elif isinstance(default, str):
+                ok, what = isinstance(v, str), "text"
+            else:
+                continue
+            if not ok:
+                self._fail("loss_params", f"{k}={v!r} must be {what} (the default of loss {self.loss!r} is "
+                                          f"{default!r}), or None for the default")
 
     def _validate_stages(self) -> None:
         from .stages import get_stage
@@ -383,6 +734,9 @@ class RunConfig:
 
 
 # ---------------------------------------------------------------------- configs from runs
+_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
 def run_config(run: Run | str | os.PathLike) -> RunConfig:
     """The RunConfig a run directory was trained with (``config.json``; keys RunConfig does not take dropped)."""
     from .runs import as_run

@@ -320,8 +320,16 @@ def run_features(run: Run | str | Path, split: Literal["train", "test"] = "test"
     Without ``extract`` a missing file raises :class:`~ltlab.runs.RunFileError` naming the producer
     (``extract_features`` or the 02_tsne notebook with ``extract=True``).
     """
+    from .config import DATASET_ARGUMENTS
+    from .runs import RunFileError
+
     run = as_run(run)
     if extract and not (run.dir / f"features_{split}.npz").exists():
+        params = run.config.get("dataset_params") or {}
+        clash = sorted(set(params) & set(DATASET_ARGUMENTS)) if isinstance(params, dict) else ["(not a dict)"]
+        if clash:  # get_dataset would raise "got multiple values for argument 'root'"
+            raise RunFileError(f"{run.dir / 'config.json'}: dataset_params holds {clash}, which are fields of their "
+                               f"own (e.g. root); move them out of dataset_params in config.json to extract features")
         return extract_features(None, run, split, device=device)
     return run.features(split)
 

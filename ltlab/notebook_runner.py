@@ -40,9 +40,10 @@ def run_notebook(notebook: str | Path, params: dict[str, Any], *, kernel: str | 
 
     A notebook that raises keeps its executed copy (in the run directory when there is one) and raises
     :class:`NotebookError` naming the error and that copy."""
-    from .config import RunConfig
+    from .config import RunConfig, check_plain
 
-    params, nb = dict(params), Path(notebook).resolve()
+    params, nb = check_plain(dict(params), "parameters"), Path(notebook).resolve()  # data only: papermill writes
+    # any other type into the notebook unescaped (issue 25)
     if is_training_notebook(nb):
         RunConfig(**params)  # validate before anything runs (run_dir too: resume=True needs it)
         if not params.get("run_dir"):
@@ -61,7 +62,7 @@ def run_notebook(notebook: str | Path, params: dict[str, Any], *, kernel: str | 
         except Exception as exc:  # papermill's PapermillExecutionError carries the notebook's own error
             if type(exc).__name__ != "PapermillExecutionError" or not out.exists():
                 raise
-            kept = _keep(out, run_dir, nb.name)
+            kept = _keep(out, None if exc.ename in ("RunDirRefusedError", "RunDirLockedError") else run_dir, nb.name)
             first = (str(exc.evalue).strip().splitlines() or [""])[0].rstrip(".")
             raise NotebookError(f"notebook {nb.name} failed: {exc.ename}: {first}; the executed notebook, with the "
                                 f"traceback, is {kept}") from None

@@ -13,9 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from .config import RunConfig, as_float, parse_value
+from .config import RunConfig, load_yaml_file, parse_value
 from .runs import as_run, project_home
 
 if TYPE_CHECKING:
@@ -32,7 +30,7 @@ STAGE_TWO = "classifier"  # the stage a second stage is unless it says otherwise
 def parse_params(pairs: list[list[str]] | None) -> dict[str, Any]:
     """``-p key value`` pairs; each value is read as YAML (numbers, lists, dicts, None/null, True/False), every
     float spelling a float (``5e-4``; :func:`ltlab.config.parse_value`)."""
-    return {key: parse_value(raw) for key, raw in pairs or []}
+    return {key: parse_value(raw, key) for key, raw in pairs or []}
 
 
 # keys a preset file may hold besides RunConfig fields (documentation and the second stage)
@@ -47,9 +45,8 @@ def preset_keys() -> list[str]:
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"preset {p} does not exist")
-    data = as_float(yaml.safe_load(p.read_text()) or {})
+    data = load_yaml_file(p)  # YAML 1.2 core schema; no aliases, duplicate keys or tags; a regular file only
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ValueError(f"preset {p} must be a YAML mapping of parameter: value")
     valid = preset_keys()
@@ -76,6 +73,10 @@ def resolve_paths(params: dict[str, Any], base: str | Path) -> dict[str, Any]:
         return str(Path(base) / Path(v).expanduser())
 
     out = dict(params)
+    climbs = out.get("run_dir")
+    if isinstance(climbs, str) and not Path(climbs).expanduser().is_absolute() and ".." in Path(climbs).parts:
+        raise ValueError(f"run_dir={climbs!r}: a relative run_dir may not climb out with '..'; give an absolute "
+                         "path to write there")
     for key in ("root", "run_dir", "init_from"):
         if out.get(key) is not None:
             out[key] = fix(out[key])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ def runs_root() -> Path:
 
 # ---------------------------------------------------------------------- atomic writes
 TEMP_SUFFIX = ".tmp"
+TEMP_PREFIX = ".ltlab-"  # every temporary file ltlab writes is .ltlab-<name>.<random>.tmp: only these are removed
 
 
 def path_error(what: str, exc: OSError) -> OSError:
@@ -65,21 +67,38 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask (Linux: read from /proc, so no other thread sees a changed one; else set and restored)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, keep_previous: str | os.PathLike | None = None) -> Path:
     """Write ``data`` to ``path`` through a temporary file + fsync + rename + directory fsync.
 
     ``keep_previous``: first make the current ``path`` (if any) that file, so the last two versions
     survive (checkpoints). ``path`` exists at every moment once written (hard link, then rename; a
-    plain rename where hard links are not supported). OSErrors name the path that failed.
+    plain rename where hard links are not supported). The file gets the mode a plain ``open`` would give
+    (0666 less the umask, 0644 typically; ``mkstemp`` alone makes 0600, which collaborators on a shared file
+    system cannot read). OSErrors name the path that failed.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as exc:
         raise _write_error(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), 0o666 & ~_umask())
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -97,7 +116,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, keep_previous: s
 
 
 def _keep_previous(path: Path, previous: Path) -> None:
-    link = previous.with_name(f".{previous.name}.link{TEMP_SUFFIX}")
+    link = previous.with_name(f"{TEMP_PREFIX}{previous.name}.link{TEMP_SUFFIX}")
     link.unlink(missing_ok=True)
     try:
         os.link(path, link)          # previous := current, while current stays in place
@@ -107,10 +126,25 @@ def _keep_previous(path: Path, previous: Path) -> None:
         os.replace(path, previous)   # no hard links here: a short window with only the previous file
 
 
+def is_ltlab_temp(name: str) -> bool:
+    """Whether ``name`` is a temporary file ltlab writes (``.ltlab-*.tmp``), or one an ltlab before that prefix
+    wrote next to one of its run files (``.<run file>.<random>.tmp``)."""
+    if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+        return True
+    if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+        return False
+    inner = name[1:-len(TEMP_SUFFIX)]
+    base, _, rand = inner.rpartition(".")
+    return bool(base) and bool(rand) and (is_run_file(base) or base.endswith(".link") and is_run_file(base[:-5]))
+
+
 def remove_stale_temps(run_dir: str | os.PathLike) -> list[Path]:
-    """Delete temporary files a killed writer left in ``run_dir`` (``.<name>.*.tmp``); returns them."""
+    """Delete temporary files a killed ltlab writer left in ``run_dir`` (:func:`is_ltlab_temp`: never another
+    program's ``.*.tmp``); returns them. Call it only while holding the run directory's lock."""
     gone = []
     for p in Path(run_dir).glob(f".*{TEMP_SUFFIX}"):
+        if not is_ltlab_temp(p.name) or not p.is_file() or p.is_symlink():
+            continue
         try:
             p.unlink()
             gone.append(p)
@@ -180,6 +214,28 @@ def convert_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> list[
 
 
 _CKPT_KEYS = ("epoch", "model", "optimizer", "loss", "history")
+CHECKPOINT_FILE_KEY = "_loaded_from"  # load_checkpoint records which file it read (for messages); never saved
+
+
+def _warn_older(run_dir: Path, path: Path, ckpt: dict, why: str) -> None:
+    """Warn that ``path`` (checkpoint_prev.pt) stands in for an unreadable checkpoint.pt, and how many epochs it is
+    behind metrics.csv (a model rebuilt from it, e.g. for features, is older than the metrics show)."""
+    import warnings
+
+    try:
+        epoch = int(ckpt["epoch"])
+    except (TypeError, ValueError):
+        epoch = None
+    behind = ""
+    try:
+        last = int(read_metrics(run_dir / "metrics.csv")["epoch"].iloc[-1])
+        if epoch is not None and last > epoch:
+            behind = (f"; metrics.csv ends at epoch {last}, so a model (features, post-hoc) rebuilt from it is "
+                      f"{last - epoch} epoch(s) older than the metrics")
+    except (RunFileError, IndexError, KeyError, ValueError):
+        pass
+    warnings.warn(f"{why.split(': ', 1)[0]} is unreadable ({why.split(': ', 1)[-1][:200]}); using {path.name} "
+                  f"(end of epoch {epoch}) instead{behind}", stacklevel=3)
 
 
 def load_checkpoint(run_dir: str | os.PathLike) -> dict:
@@ -205,6 +261,9 @@ def load_checkpoint(run_dir: str | os.PathLike) -> dict:
         if missing:
             errors.append(f"{path}: not an ltlab checkpoint (lacks {missing})")
             continue
+        if errors:  # the newest was unreadable: say so, with how far behind the metrics this one is
+            _warn_older(Path(run_dir), path, ckpt, errors[0])
+        ckpt[CHECKPOINT_FILE_KEY] = str(path)
         return ckpt
     if errors:
         raise ValueError("no readable checkpoint: " + "; ".join(errors) + ". Start a new run (resume=False, "
@@ -225,6 +284,193 @@ class RunNotFoundError(RunFileError):
 
     def _render_traceback_(self) -> list[str]:
         return [f"\x1b[1;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+class RunDirRefusedError(RunFileError):
+    """A run directory this process may not write: it holds files that are not ltlab's, or a run that is not being
+    resumed, or another process is writing it (:class:`RunDirLockedError`)."""
+
+
+class RunDirLockedError(RunDirRefusedError):
+    """Another process holds the run directory's lock (it is training into it); the message names its host and PID.
+    A sweep skips such a run."""
+
+
+# ---------------------------------------------------------------------- one writer per run directory
+LOCK_FILE = ".ltlab.lock"
+# the names ltlab writes into a run directory (fnmatch patterns); anything else there is someone else's
+RUN_FILES = ("config.json", "metrics.csv", "per_class.npz", "probes.npz", "features_*.npz", "*.npz",
+             "checkpoint.pt", "checkpoint_prev.pt", "posthoc_*.json", "*.ipynb", "events.out.tfevents.*",
+             LOCK_FILE, ".sweep_job.json", ".sweep_result.json", ".sweep_running.json", ".ipynb_checkpoints")
+
+
+def is_run_file(name: str) -> bool:
+    """Whether ``name`` is a file ltlab writes into a run directory (``RUN_FILES``)."""
+    import fnmatch
+
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in RUN_FILES)
+
+
+def _is_ltlab_config(path: Path) -> bool:
+    """Whether ``path`` is a config.json ltlab wrote (a JSON object with ``ltlab_version``); read only as a regular
+    file of at most 16 MB."""
+    try:
+        st = path.lstat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 1 << 24:
+            return False
+        config = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "ltlab_version" in config
+
+
+def foreign_files(run_dir: str | os.PathLike) -> list[str]:
+    """The entries of ``run_dir`` that ltlab did not write (not ``RUN_FILES``, not an ltlab temp file; a
+    ``config.json`` that is not an ltlab config; a symlink or a folder where a run file belongs), sorted."""
+    d = Path(run_dir)
+    found = []
+    for p in sorted(d.iterdir()):
+        name = p.name
+        if is_ltlab_temp(name):
+            continue
+        if not is_run_file(name):
+            found.append(name)
+        elif name == ".ipynb_checkpoints":
+            if p.is_symlink() or not p.is_dir():
+                found.append(name)
+        elif p.is_symlink() or not p.is_file():
+            found.append(name)
+        elif name == "config.json" and not _is_ltlab_config(p):
+            found.append(name)
+    return found
+
+
+_HELD: dict[str, list] = {}  # resolved run directory -> [fd, how many claims of this process hold it]
+
+
+class RunDirLock:
+    """The lock of one run directory held by this process (:func:`lock_run_dir`); ``release()`` or ``with``."""
+
+    def __init__(self, run_dir: Path, key: str) -> None:
+        self.run_dir, self._key, self._held = run_dir, key, True
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        entry = _HELD.get(self._key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _HELD[self._key]
+            os.close(entry[0])  # closing the descriptor releases the flock
+
+    def __enter__(self) -> "RunDirLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096) or b"{}")
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info["started"])))
+        return f"host {info['host']}, PID {info['pid']}, since {since}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that has not yet written its host and PID"
+
+
+def lock_run_dir(run_dir: str | os.PathLike) -> RunDirLock:
+    """Take the OS lock (``flock``) on ``run_dir/.ltlab.lock``, creating the folder; the kernel releases it when
+    the process dies, however it dies, so a killed run never leaves a stale lock. The lock file then names this
+    host and PID. Another process holding it: :class:`RunDirLockedError` naming its host and PID. A second claim
+    by the same process shares the lock. Without ``fcntl`` (Windows) nothing is locked."""
+    import socket
+
+    d = Path(run_dir)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise path_error(f"cannot create the run directory {d}", exc) from exc
+    key = str(d.resolve())
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return RunDirLock(d, key)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return RunDirLock(d, key)
+    path = d / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+                     | getattr(os, "O_NONBLOCK", 0), 0o666 & ~_umask())
+    except OSError as exc:
+        raise RunDirRefusedError(f"cannot open the lock file {path} ({exc.strerror}); it must be a regular file "
+                                 "ltlab can write") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RunDirRefusedError(f"{path} is not a regular file; remove it")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirLockedError(f"{d} is being written by another process ({_holder(fd)}); wait for it to "
+                                    "finish (or stop it), or choose another run_dir") from None
+        info = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    _HELD[key] = [fd, 1]
+    return RunDirLock(d, key)
+
+
+def checkpoint_stamp(run_dir: str | os.PathLike) -> tuple | None:
+    """(inode, mtime, size) of ``run_dir/checkpoint.pt``, or None: whether another writer replaced it in between."""
+    try:
+        st = (Path(run_dir) / CHECKPOINTS[0]).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def claim_run_dir(run_dir: str | os.PathLike, *, resume: bool = False, stamp: tuple | None = None) -> RunDirLock:
+    """Make ``run_dir`` this process's to write, before anything is written into it; returns its lock (release
+    it, or use ``with``, when the run is done).
+
+    Refused with :class:`RunDirRefusedError` (nothing written) when it is not a folder or holds entries that are
+    not ltlab's (:func:`foreign_files`: a user's ``config.json`` is never overwritten); with
+    :class:`RunDirLockedError` when another process holds its lock; and, under the lock, when it already holds a
+    run that is not being resumed, or (``resume``) its ``checkpoint.pt`` changed since ``stamp``
+    (:func:`checkpoint_stamp` taken before it was read: another writer moved on). Then the temporary files of a
+    killed ltlab writer are removed (only ltlab's own, :func:`is_ltlab_temp`).
+    """
+    d = Path(run_dir)
+    if d.exists() or d.is_symlink():
+        if not d.is_dir():
+            raise RunDirRefusedError(f"run_dir {d} exists and is not a folder; choose another run_dir")
+        foreign = foreign_files(d)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise RunDirRefusedError(f"run_dir {d} holds files that are not ltlab's ({shown}); ltlab writes only into "
+                                     "a new or empty folder or its own run directory: choose another run_dir")
+    lock = lock_run_dir(d)
+    try:
+        held = [n for n in (*CHECKPOINTS, "metrics.csv") if (d / n).exists()]
+        if not resume and held:
+            raise RunDirRefusedError(f"{d} already holds a run ({', '.join(held)}); pass resume=True to continue "
+                                     "it, or choose another run_dir")
+        if resume and checkpoint_stamp(d) != stamp:
+            raise RunDirLockedError(f"{d}/checkpoint.pt was replaced by another process while this one read it; "
+                                    "resume again once that process has finished")
+        remove_stale_temps(d)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 MAKE_A_RUN = ("make one with `make demo`, the 01_train notebook, or "
@@ -248,20 +494,245 @@ def _need(path: Path, producer: str) -> Path:
     return path
 
 
-def read_npz(path: Path, producer: str = "re-run training to produce it") -> dict[str, np.ndarray]:
-    _need(path, producer)
+MAX_NPZ_BYTES = 1 << 32    # one array of a run file (features of a large training split stay below)
+MAX_NPZ_MEMBERS = 10_000
+MAX_TEXT_BYTES = 1 << 28   # metrics.csv, config.json and other text run files
+MAX_TEST_ROWS = 1 << 24    # test images a run's logits may hold
+
+
+def open_regular(path: Path, max_bytes: int | None = None, producer: str = "") -> io.BufferedReader:
+    """``path`` opened for reading only if it is a regular file (after symlinks) of at most ``max_bytes``: a FIFO
+    would block the read forever and ``/dev/zero`` never ends. RunFileError naming the file otherwise."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except Exception as exc:  # noqa: BLE001 - a damaged zip raises BadZipFile, zlib.error, EOFError, ValueError, ...
-        raise RunFileError(f"{path} is corrupt, truncated or unreadable ({type(exc).__name__}: {exc}); "
-                           f"{producer}") from exc
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise RunFileError(f"{path} is missing" + (f"; {producer}" if producer else "")) from None
+    except OSError as exc:
+        raise RunFileError(f"{path} cannot be opened ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RunFileError(f"{path} is not a regular file (a FIFO, device or folder); ltlab reads only regular "
+                               "files from a run directory: remove or replace it")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise RunFileError(f"{path} is {st.st_size} bytes, more than the {max_bytes} a run file of this kind can "
+                               "be; it is not an ltlab file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def npz_headers(fh: Any, path: Path) -> dict[str, tuple[tuple, np.dtype]]:
+    """``{key: (shape, dtype)}`` of an open ``.npz`` from its members' ``.npy`` headers, without reading any data
+    (so sizes can be checked before an array is allocated)."""
+    import zipfile
+
+    out = {}
+    with zipfile.ZipFile(fh) as zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_NPZ_MEMBERS:
+            raise ValueError(f"{len(infos)} members, more than {MAX_NPZ_MEMBERS}")
+        for info in infos:
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            with zf.open(info) as m:
+                version = np.lib.format.read_magic(m)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(m)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(m)
+                else:
+                    raise ValueError(f"member {key!r}: unsupported .npy format version {version}")
+            out[key] = (tuple(shape), dtype)
+    fh.seek(0)
+    return out
+
+
+def _nbytes(shape: tuple, dtype: np.dtype) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n * max(dtype.itemsize, 1)
+
+
+def read_npz(path: Path, producer: str = "re-run training to produce it",
+             check: Any = None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` run file, read as plain data (``allow_pickle=False``) from a regular file only.
+
+    Before any array is read, its header's shape and dtype are checked: no object arrays, at most
+    ``MAX_NPZ_BYTES`` each, and ``check(headers)`` (e.g. :func:`validate_per_class` with the run's config: sizes
+    against its classes and epochs) when given. Every failure is a RunFileError naming the file (and the key)."""
+    fh = open_regular(path, None, producer)
+    try:
+        try:
+            headers = npz_headers(fh, path)
+        except RunFileError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - BadZipFile, zlib.error, EOFError, ValueError, ...
+            raise RunFileError(f"{path} is corrupt, truncated or unreadable ({type(exc).__name__}: {exc}); "
+                               f"{producer}") from exc
+        for key, (shape, dtype) in headers.items():
+            if dtype.hasobject:
+                raise RunFileError(f"{path}: {key!r} holds Python objects; run files hold numbers and text only")
+            if _nbytes(shape, dtype) > MAX_NPZ_BYTES:
+                raise RunFileError(f"{path}: {key!r} claims shape {shape} ({_nbytes(shape, dtype)} bytes), more "
+                                   f"than a run file holds; it is not an ltlab file")
+        if check is not None:
+            check(headers)
+        try:
+            with np.load(fh, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except Exception as exc:  # noqa: BLE001
+            raise RunFileError(f"{path} is corrupt, truncated or unreadable ({type(exc).__name__}: {exc}); "
+                               f"{producer}") from exc
+    finally:
+        fh.close()
+
+
+def _describe(x: Any) -> tuple[tuple, np.dtype, np.ndarray | None]:
+    """(shape, dtype, array or None) of an array or an npz header ``(shape, dtype)``."""
+    if isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], np.dtype):
+        return x[0], x[1], None
+    a = np.asarray(x)
+    return a.shape, a.dtype, a
+
+
+def _config_int(config: dict | None, key: str) -> int | None:
+    v = (config or {}).get(key)
+    return int(v) if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+
+def validate_per_class(arrays: dict[str, Any], config: dict | None, path: Path) -> None:
+    """Check ``per_class.npz`` (arrays, or their npz headers before reading) against the run's ``config``: ``acc``
+    (evaluations, C) float in [0, 1], ``epochs`` increasing 0-based epochs below ``config['epochs']``,
+    ``class_counts`` (C,) non-negative integers, ``test_logits`` (M, C) finite floats, ``test_labels`` (M,) in
+    [0, C). RunFileError naming file and key."""
+    def bad(key: str, why: str) -> RunFileError:
+        return RunFileError(f"{path}: {key!r} {why}; the file is corrupt or was not written by ltlab.run")
+
+    missing = [k for k in ("acc", "class_counts") if k not in arrays]
+    if missing:
+        raise bad(missing[0], "is missing")
+    num_classes, epochs = _config_int(config, "num_classes"), _config_int(config, "epochs")
+    shape, dtype, counts = _describe(arrays["class_counts"])
+    if len(shape) != 1 or dtype.kind not in "iu" or (num_classes and shape[0] != num_classes):
+        raise bad("class_counts", f"must be {num_classes or 'C'} integers, got shape {shape} of {dtype}")
+    c = shape[0]
+    if counts is not None and (counts < 0).any():
+        raise bad("class_counts", "holds a negative count")
+    shape, dtype, acc = _describe(arrays["acc"])
+    if len(shape) != 2 or shape[1] != c or dtype.kind != "f" or (epochs and shape[0] > epochs):
+        raise bad("acc", f"must be (evaluations <= {epochs or 'epochs'}, {c}) floats, got shape {shape} of {dtype}")
+    if acc is not None and not (np.isfinite(acc).all() and ((acc >= 0) & (acc <= 1)).all()):
+        raise bad("acc", "holds values outside [0, 1] or NaN/inf")
+    if "epochs" in arrays:
+        eshape, edtype, ep = _describe(arrays["epochs"])
+        if eshape != (shape[0],) or edtype.kind not in "iu":
+            raise bad("epochs", f"must be {shape[0]} integers (one per row of acc), got shape {eshape} of {edtype}")
+        if ep is not None and ((ep < 0).any() or (np.diff(ep) <= 0).any() or (epochs and (ep >= epochs).any())):
+            raise bad("epochs", f"must be increasing 0-based epochs below {epochs or 'the run epochs'}")
+    if "test_logits" in arrays:
+        lshape, ldtype, logits = _describe(arrays["test_logits"])
+        if len(lshape) != 2 or lshape[1] != c or ldtype.kind != "f" or lshape[0] > MAX_TEST_ROWS:
+            raise bad("test_logits", f"must be (test images, {c}) floats, got shape {lshape} of {ldtype}")
+        if logits is not None and not np.isfinite(logits).all():
+            raise bad("test_logits", "holds NaN/inf")
+        if "test_labels" not in arrays:
+            raise bad("test_labels", "is missing (test_logits has no labels)")
+        yshape, ydtype, labels = _describe(arrays["test_labels"])
+        if yshape != (lshape[0],) or ydtype.kind not in "iu":
+            raise bad("test_labels", f"must be {lshape[0]} integer labels, got shape {yshape} of {ydtype}")
+        if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= c):
+            raise bad("test_labels", f"holds labels outside 0..{c - 1}")
+    for key, x in arrays.items():
+        kshape, kdtype, _ = _describe(x)
+        if kdtype.kind not in "biufU":
+            raise bad(key, f"has dtype {kdtype}; run files hold numbers and text")
+
+
+def _probe_limit(config: dict | None) -> int | None:
+    """Most values one probes.npz array of this run can hold: (epochs + 1) x max(steps per epoch, C) x C, times 4
+    for slack (per epoch per class, class x class matrices, the first epoch at step grain); None without a config."""
+    c, epochs, batch = (_config_int(config, k) for k in ("num_classes", "epochs", "batch_size"))
+    counts = (config or {}).get("class_counts")
+    if not (c and epochs and batch and isinstance(counts, list)):
+        return None
+    try:
+        steps = int(sum(int(n) for n in counts)) // batch + 1
+    except (TypeError, ValueError):
+        return None
+    width = max(c, 3)
+    return 4 * (epochs + 1) * max(steps, width) * width
+
+
+def validate_probes(arrays: dict[str, Any], config: dict | None, path: Path) -> None:
+    """Check ``probes.npz`` (arrays or npz headers): numbers (or text scalars), at most 3 dimensions, each array
+    at most :func:`_probe_limit` values for the run's epochs, classes and steps; ``epochs`` increasing and
+    non-negative. RunFileError naming file and key."""
+    limit = _probe_limit(config)
+    for key, x in arrays.items():
+        shape, dtype, a = _describe(x)
+        if dtype.kind not in "biufU" or (dtype.kind == "U" and shape != ()):
+            raise RunFileError(f"{path}: {key!r} has dtype {dtype} and shape {shape}; probes are numbers")
+        size = _nbytes(shape, np.dtype(np.int8))
+        if len(shape) > 3 or (limit is not None and size > limit):
+            raise RunFileError(f"{path}: {key!r} has shape {shape}, more than a run of {config.get('epochs')} epochs "
+                               f"and {config.get('num_classes')} classes records; the file is corrupt or was not "
+                               "written by ltlab.run")
+    if "epochs" in arrays:
+        _, _, ep = _describe(arrays["epochs"])
+        if ep is not None and (ep.ndim != 1 or (ep < 0).any() or (np.diff(ep) <= 0).any()):
+            raise RunFileError(f"{path}: 'epochs' must be increasing non-negative epochs")
+
+
+def read_per_class(path: Path, config: dict | None) -> dict[str, np.ndarray]:
+    """``per_class.npz`` read with its sizes checked against ``config`` before reading and its values after."""
+    arrays = read_npz(path, check=lambda headers: validate_per_class(headers, config, path))
+    validate_per_class(arrays, config, path)
+    return arrays
+
+
+def read_probes(path: Path, config: dict | None) -> dict[str, np.ndarray]:
+    """``probes.npz`` read with :func:`validate_probes` on its headers (before reading) and its arrays."""
+    arrays = read_npz(path, check=lambda headers: validate_probes(headers, config, path))
+    validate_probes(arrays, config, path)
+    return arrays
+
+
+def validate_metrics(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Check ``metrics.csv`` values: ``epoch`` non-negative and strictly increasing (no duplicated rows), ``acc`` in
+    [0, 1], ``acc_many/medium/few`` in [0, 1] or NaN (an empty group), ``lr``, ``train_loss``, ``seconds`` finite
+    (``lr``, ``seconds`` >= 0). RunFileError naming the file, the column and the row."""
+    def bad(col: str, rows: Any, why: str) -> RunFileError:
+        row = int(np.flatnonzero(np.asarray(rows))[0]) + 2  # the line in the file (after the header)
+        return RunFileError(f"{path}: column {col!r} line {row} {why}; the file is corrupt or was edited")
+
+    epoch = df["epoch"].to_numpy()
+    if (epoch < 0).any():
+        raise bad("epoch", epoch < 0, "is negative")
+    if len(epoch) > 1 and (np.diff(epoch) <= 0).any():
+        raise bad("epoch", np.r_[False, np.diff(epoch) <= 0], "does not increase (a duplicated or reordered row)")
+    for col in ("acc", "acc_many", "acc_medium", "acc_few"):
+        v = df[col].to_numpy(dtype=float)
+        out = ~((v >= 0) & (v <= 1)) & ~(np.isnan(v) & (col != "acc"))
+        if out.any():
+            raise bad(col, out, "is not an accuracy in [0, 1]")
+    for col, low in (("lr", 0.0), ("train_loss", -np.inf), ("seconds", 0.0)):
+        v = df[col].to_numpy(dtype=float)
+        out = ~np.isfinite(v) | (v < low)
+        if out.any():
+            raise bad(col, out, "is not a finite number" + (" >= 0" if low == 0 else ""))
+    return df
 
 
 def read_metrics(path: Path) -> pd.DataFrame:
-    _need(path, "it is written by ltlab.run after every evaluated epoch")
+    producer = "it is written by ltlab.run after every evaluated epoch"
+    fh = open_regular(path, MAX_TEXT_BYTES, producer)
     try:
-        df = pd.read_csv(path)
+        with fh:
+            df = pd.read_csv(fh)
     except Exception as exc:  # noqa: BLE001 - ParserError, EmptyDataError, UnicodeDecodeError, OSError, ...
         raise RunFileError(f"{path} is corrupt, truncated or unreadable ({type(exc).__name__}: {exc}); "
                            "resume the run with resume=True to rewrite it") from exc
@@ -273,17 +744,20 @@ def read_metrics(path: Path) -> pd.DataFrame:
         gaps = df[["epoch", "lr", "train_loss", "acc", "seconds"]].isna().any(axis=1)  # never NaN when written
         if gaps.any():
             raise ValueError(f"row {int(np.flatnonzero(gaps.to_numpy())[0]) + 1} has missing fields")
+        if (df["epoch"] != df["epoch"].round()).any():
+            raise ValueError("an epoch is not a whole number")
         df = df.astype({"epoch": int})
     except (ValueError, TypeError, OverflowError) as exc:
         raise RunFileError(f"{path} holds missing or non-numeric values ({exc}); it is corrupt or truncated") from exc
-    return df
+    return validate_metrics(df, path)
 
 
 def read_json(path: Path, producer: str = "it is written by ltlab.run when the run starts") -> Any:
-    _need(path, producer)
+    fh = open_regular(path, MAX_TEXT_BYTES, producer)
     try:
-        return json.loads(path.read_bytes().decode())
-    except Exception as exc:  # noqa: BLE001 - JSONDecodeError, UnicodeDecodeError, OSError
+        with fh:
+            return json.loads(fh.read().decode())
+    except Exception as exc:  # noqa: BLE001 - JSONDecodeError, UnicodeDecodeError, OSError, RecursionError
         raise RunFileError(f"{path} is corrupt, truncated or unreadable ({type(exc).__name__}: {exc})") from exc
 
 
@@ -377,8 +851,8 @@ def load_run(path: str | os.PathLike) -> Run:
     d = resolve_run_dir(path)
     config = read_config(d / "config.json")
     metrics = read_metrics(d / "metrics.csv")
-    per_class = read_npz(d / "per_class.npz")
-    probes = read_npz(d / "probes.npz") if (d / "probes.npz").exists() else {}
+    per_class = read_per_class(d / "per_class.npz", config)
+    probes = read_probes(d / "probes.npz", config) if (d / "probes.npz").exists() else {}
     return Run(dir=d, config=config, metrics=metrics, per_class=per_class, probes=probes)
 
 

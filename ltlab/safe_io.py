@@ -132,15 +132,40 @@ def _unsafe_globals(path: str | os.PathLike, exc: Exception) -> list[str]:
         return re.findall(r"GLOBAL (\S+)", str(exc))[:1]
 
 
+def _open_regular(path: str | os.PathLike) -> io.BufferedReader:
+    """``path`` opened for reading if it is a regular file (a FIFO would block ``torch.load`` forever, a device
+    never ends); ValueError naming it otherwise."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file (a FIFO, device or folder); ltlab reads only regular files")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def load_torch(path: str | os.PathLike, *, fix: str = "") -> Any:
     """``torch.load(path, weights_only=True)`` on CPU, numpy restored; :class:`UnsafeFileError` (plus ``fix``)
     when the file names any other object. Other failures (corrupt, truncated) propagate as torch raises them."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with _open_regular(path) as fh:
+            obj = torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = sorted(_unsafe_globals(path, exc), key=lambda g: g.startswith("numpy."))  # strangers first
+        detail = str(exc).partition("WeightsUnpickler error:")[2].strip().split("\n")[0].strip()
+        if not found and detail and not detail.startswith("Unsupported operand"):  # refused content, not garbage
+            raise UnsafeFileError(f"{path} was refused by the weights_only loader ({detail[:200]}): ltlab never "
+                                  f"unpickles anything but tensors, numbers, strings and containers. {fix}".rstrip()
+                                  ) from None
         if not found:
             raise
+    except OSError as exc:  # torch reading a truncated file object: "Invalid argument" from a seek past the end
+        raise ValueError(f"{path} is truncated or corrupt (torch could not read it: {exc})") from exc
         names = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
         raise UnsafeFileError(f"{path} contains {names}: ltlab loads torch files with weights_only=True (tensors, "
                               f"numbers, strings and containers only) and never unpickles other objects, which "

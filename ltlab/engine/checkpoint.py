@@ -16,7 +16,7 @@ import torch
 
 from .. import __version__, distributed, probes
 from ..config import RunConfig
-from ..runs import CHECKPOINTS, save_torch
+from ..runs import CHECKPOINT_FILE_KEY, CHECKPOINTS, save_torch
 from .loop import EpochSums, TrainState, unwrap
 
 
@@ -81,14 +81,29 @@ def _arrays(obj: Any) -> Any:
 
 
 def restore(state: TrainState, ckpt: dict) -> None:
-    """Load a checkpoint into ``state``: weights, optimiser, loss and stage state, history, position."""
-    unwrap(state.model).load_state_dict(ckpt["model"])
-    state.optimizer.load_state_dict(ckpt["optimizer"])
-    state.loss_fn.load_state_dict(ckpt["loss"])
-    h = _arrays(ckpt["history"])
-    state.epoch = state.checkpoint_epoch = int(ckpt["epoch"])
+    """Load a checkpoint into ``state``: weights, optimiser, loss and stage state, history, position.
+
+    A checkpoint that does not fit (weights of other shapes, a history of other types: edited, or written for
+    another model) raises one ValueError naming the file and the part, before ``state`` is half restored."""
+    where = ckpt.get(CHECKPOINT_FILE_KEY, "the checkpoint")
+    fix = "resume with the parameters it was trained with, or start a new run (resume=False, another run_dir)"
+    try:
+        unwrap(state.model).load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"cannot resume from {where}: its model weights do not fit this model "
+                         f"({_first_line(exc)}); {fix}") from None
+    try:
+        h = _check_history(_arrays(ckpt["history"]))
+        epoch = int(ckpt["epoch"])
+        probe_records = probes.unstack_epochs(h["probes"], int(h["probe_epochs"]))
+        state.optimizer.load_state_dict(ckpt["optimizer"])
+        state.loss_fn.load_state_dict(ckpt["loss"])
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise ValueError(f"cannot resume from {where}: its optimiser, loss state or history is not what ltlab writes "
+                         f"({type(exc).__name__}: {_first_line(exc)}); it is corrupt or was edited: {fix}") from None
+    state.epoch = state.checkpoint_epoch = epoch
     state.metrics, state.per_class, state.eval_epochs = list(h["metrics"]), list(h["per_class"]), list(h["eval_epochs"])
-    state.probe_records = probes.unstack_epochs(h["probes"], int(h["probe_epochs"]))
+    state.probe_records = probe_records
     state.test_logits, state.test_labels = h["test_logits"], h["test_labels"]
     for k, v in state.extras.items():
         if k not in ckpt.get("extras", {}):
@@ -96,6 +111,31 @@ def restore(state: TrainState, ckpt: dict) -> None:
         v.load_state_dict(ckpt["extras"][k])
     state.position, state.scaler_state = ckpt.get("position"), ckpt.get("scaler")
     state.saved = describe(state.epoch, state.position)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def _check_history(h: Any) -> dict:
+    """The checkpoint's history if its parts have the types ltlab writes (lists of row dicts / arrays / ints,
+    arrays or None for the test outputs); TypeError naming the part otherwise."""
+    if not isinstance(h, dict):
+        raise TypeError(f"history is a {type(h).__name__}, not a dict")
+    for key, kind in (("metrics", dict), ("per_class", np.ndarray), ("eval_epochs", (int, np.integer))):
+        items = h.get(key)
+        if not isinstance(items, list) or not all(isinstance(x, kind) for x in items):
+            raise TypeError(f"history[{key!r}] is not a list of {getattr(kind, '__name__', 'integers')}")
+    for row in h["metrics"]:
+        if not all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in row.values()):
+            raise TypeError("history['metrics'] holds a row with a non-numeric value")
+    for key in ("test_logits", "test_labels"):
+        if h.get(key) is not None and not isinstance(h[key], np.ndarray):
+            raise TypeError(f"history[{key!r}] is a {type(h[key]).__name__}, not an array")
+    if not isinstance(h.get("probe_epochs"), (int, np.integer)) or not isinstance(h.get("probes"), dict):
+        raise TypeError("history['probes'] / ['probe_epochs'] are not the stacked probe records")
+    return h
 
 
 def describe(epoch: int, position: dict | None) -> str:

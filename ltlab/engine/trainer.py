@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -22,11 +23,12 @@ from .. import __version__, distributed, probes, schedules
 from ..build import load_datasets, load_val_dataset, resolve_device
 from ..config import RunConfig
 from ..loggers import config_loggers
-from ..runs import (CHECKPOINTS, Run, load_checkpoint, load_run, new_run_id, path_error, remove_stale_temps, runs_root,
-                    write_json)
+from ..runs import (CHECKPOINTS, Run, checkpoint_stamp, claim_run_dir, load_checkpoint, load_run, new_run_id,
+                    path_error, remove_stale_temps, runs_root, write_json)
 from ..stages import StageData, StageParts, get_stage
 from .checkpoint import check_resume, describe, position, restore, resume_position, save_checkpoint
 from .compile import model_calls
+from .divergence import check_divergence
 from .loop import EpochSums, TrainState, train_one_epoch, unwrap
 from .outputs import evaluate_gathered, non_finite_error, record_evaluation, write_outputs
 from .setup import image_loaders, make_sgd
@@ -55,15 +57,18 @@ def run(config: RunConfig | dict | None = None, *, callbacks: list[Callback] | N
     data = StageData(*load_datasets(config), load_val_dataset(config))
     parts = get_stage(config.stage).build(config, data, device)
     state = _train_state(parts, config, ctx, device)
+    stamp = checkpoint_stamp(run_dir)
     if config.resume:
         ckpt = load_checkpoint(run_dir)
         check_resume(config, ckpt, run_dir)
         restore(state, ckpt)
     config = config.replace(run_dir=str(run_dir))
-    if ctx.is_main:
-        _start_run_dir(run_dir, config, state, data, parts, device)
-    fit(state, config, data.train, data.test, run_dir, device, [*(callbacks or []), *config_loggers(config, run_dir)],
-        loaders=parts.loaders)
+    # one writer per run directory: its lock before anything is written (issue 25); released when the run ends
+    with claim_run_dir(run_dir, resume=config.resume, stamp=stamp) if ctx.is_main else nullcontext():
+        if ctx.is_main:
+            _start_run_dir(run_dir, config, state, data, parts, device)
+        fit(state, config, data.train, data.test, run_dir, device,
+            [*(callbacks or []), *config_loggers(config, run_dir)], loaders=parts.loaders)
     distributed.barrier()  # rank 0 has written everything before any rank reads the run back
     return load_run(run_dir)
 
@@ -229,6 +234,7 @@ class _Epochs:
                               call=self.train_call, start_step=start, carry=carry, on_step=hook)
         if out["first_bad_step"] >= 0 or not np.isfinite(out["train_loss"]):
             raise self._non_finite(epoch, out["first_bad_step"], lr)
+        check_divergence(epoch, out["train_loss"], len(self.counts), lr, self.run_dir / CHECKPOINTS[0], state.saved)
         state.epoch = epoch
         record = self._probe_record(probe)
         evaluated = (epoch + 1) % config.eval_every == 0 or epoch == config.epochs - 1

@@ -106,6 +106,7 @@ def _run_stages(spec: dict[str, Any]) -> dict[str, Any]:
 
     import papermill as pm
 
+    from ..config import check_plain
     logging.getLogger("papermill").setLevel(logging.ERROR)  # no "Passed unknown parameter" lines per run
 
     nb, done = Path(spec["notebook"]), []
@@ -118,7 +119,7 @@ def _run_stages(spec: dict[str, Any]) -> dict[str, Any]:
         where = f"stage {i + 1}: " if len(spec["stages"]) > 1 else ""
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            pm.execute_notebook(str(nb), str(out), parameters={**params, "resume": before == "partial"},
+            pm.execute_notebook(str(nb), str(out), parameters=check_plain({**params, "resume": before == "partial"}),
                                 cwd=str(nb.parent), kernel_name=spec.get("kernel"), progress_bar=False,
                                 log_output=False, extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
         except Exception as exc:  # noqa: BLE001 - any failure of this run is reported, the sweep goes on

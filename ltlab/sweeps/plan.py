@@ -26,7 +26,8 @@ def _preset_file(preset: str | os.PathLike | dict, tmp: str, i: int) -> Path:
     if not isinstance(preset, dict):
         return Path(preset)
     path = Path(tmp) / f"preset{i}.yaml"
-    path.write_text(yaml.safe_dump(dict(preset), sort_keys=False))
+    from ..config import check_plain
+    path.write_text(yaml.safe_dump(check_plain(dict(preset), "preset"), sort_keys=False))  # fresh copies: no &aliases
     return path
 
 
