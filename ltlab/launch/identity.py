@@ -33,7 +33,7 @@ def run_key(stages: dict[str, Any] | list[dict[str, Any]]) -> list[dict[str, Any
 
     out = []
     for i, params in enumerate(_stages(stages)):
-        given = {k: v for k, v in params.items() if k not in ("run_dir", "run_id")}
+        given = {k: v for k, v in params.items() if k not in ("run_dir", "run_id", "resume")}
         if i:
             given["init_from"] = STAGE_ONE_PLACEHOLDER
         config = RunConfig(**given)
