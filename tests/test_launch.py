@@ -92,17 +92,37 @@ def _spec(tmp_path: Path, **kw) -> dict:
     return ex.spec([{**BASE}], [str(tmp_path / "r")], **kw)
 
 
-@pytest.mark.parametrize("raised,kind", [(ZeroDivisionError("boom"), "ZeroDivisionError: boom"),
-                                         (KeyboardInterrupt(), "KeyboardInterrupt")])
+@pytest.mark.parametrize("raised,kind", [(ZeroDivisionError("boom"), "ZeroDivisionError: boom")])
 def test_a_crashing_stage_still_writes_its_result_and_frees_its_heartbeat(tmp_path, monkeypatch, raised, kind):
     def crash(params):
         assert (tmp_path / "r" / ex.HEARTBEAT_FILE).exists()  # beating while it runs
         raise raised
     monkeypatch.setattr("ltlab.engine.run", crash)
+    (tmp_path / "r").mkdir()
     with pytest.raises(type(raised)):
         ex.execute(_spec(tmp_path), errors="raise" if isinstance(raised, Exception) else "record")
     res = ex.read_result(tmp_path / "r")
     assert res["status"] == "failed" and res["error"] == kind and not (tmp_path / "r" / ex.HEARTBEAT_FILE).exists()
+    assert ex.execute(_spec(tmp_path))["error"] == kind  # a sweep records it and goes on (no raise)
+
+
+def test_a_run_refused_by_hand_before_writing_leaves_no_directory(tmp_path, monkeypatch):
+    """From the command line (errors="raise"), a stage that fails before writing anything leaves nothing behind
+    (the error line says why); its bookkeeping files are not a run."""
+    monkeypatch.setattr("ltlab.engine.run", lambda params: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        ex.execute(_spec(tmp_path), errors="raise")
+    assert not (tmp_path / "r").exists()
+
+
+def test_ctrl_c_is_recorded_and_raised(tmp_path, monkeypatch):
+    def interrupted(params):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("ltlab.engine.run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ex.execute(_spec(tmp_path))
+    assert ex.read_result(tmp_path / "r")["error"] == "KeyboardInterrupt"
+    assert not (tmp_path / "r" / ex.HEARTBEAT_FILE).exists()
 
 
 def test_a_timed_out_run_records_the_timeout(tmp_path, monkeypatch):

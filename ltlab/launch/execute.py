@@ -181,6 +181,7 @@ def execute(spec: dict[str, Any], *, attempt: int = 1, errors: Literal["record",
             "job_id": scheduler_job_id(), "started": time.time()}
     res: dict[str, Any] = {"status": "failed", "error": "", "notebook": "", "stages": [], "where": ""}
     beat = None
+    created = main and not home.exists()
     t0 = time.perf_counter()
     try:
         if main:
@@ -202,7 +203,9 @@ def execute(spec: dict[str, Any], *, attempt: int = 1, errors: Literal["record",
         res.update({k: info[k] for k in ("attempt", "job_id", "host")}, seconds=time.perf_counter() - t0)
         if beat is not None:
             beat.stop()
-        if main:
+        if main and errors == "raise" and created and home.is_dir() and not any(home.iterdir()):
+            home.rmdir()  # refused before it wrote anything (by hand: the error line says why): nothing left behind
+        elif main:
             finalise(home, res)
     return res
 
