@@ -39,8 +39,8 @@ def parse_params(pairs: list[list[str]] | None, flag: str = "-p") -> dict[str, A
             out[key] = parse_value(raw)
         except yaml.YAMLError as exc:
             from .sweep.options import yaml_problem
-            raise ValueError(f"{flag} {key} {raw!r}: not valid YAML ({yaml_problem(exc)}); quote text, e.g. "
-                             f"-p {key} \"'...'\"") from None
+            raise ValueError(f"{flag} {key} {raw!r}: not valid YAML ({yaml_problem(exc)}); close the bracket or "
+                             "quote, or quote text containing : [ ] { } #") from None
     return out
 
 
