@@ -122,6 +122,7 @@ def test_ctrl_c_is_recorded_and_raised(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         ex.execute(_spec(tmp_path))
     assert ex.read_result(tmp_path / "r")["error"] == "KeyboardInterrupt"
+    assert ex.read_result(tmp_path / "r")["status"] == "incomplete"  # interrupted, not failed: resumable
     assert not (tmp_path / "r" / ex.HEARTBEAT_FILE).exists()
 
 
@@ -283,7 +284,8 @@ def test_killing_the_sweep_ends_its_workers_and_kernels(tmp_path, sig):
     finally:
         parent.kill()
     _wait(lambda: ex.read_result(run_dir) is not None, "the result")
-    assert ex.read_result(run_dir)["error"] == "stopped by SIGTERM"  # SIGKILL: the kernel's parent-death signal
+    res = ex.read_result(run_dir)  # SIGKILL: the worker's parent-death signal is SIGTERM
+    assert res["error"] == "stopped by SIGTERM" and res["status"] == "incomplete"
     assert not (run_dir / ex.HEARTBEAT_FILE).exists()
     from ltlab.batch import sweep_status
-    assert sweep_status(out).status.tolist() == ["failed"]
+    assert sweep_status(out).status.tolist() == ["interrupted"]  # the next sweep resumes it

@@ -31,8 +31,12 @@ JOB_FILE, RESULT_FILE, HEARTBEAT_FILE = ".sweep_job.json", ".sweep_result.json",
 
 
 class Stopped(BaseException):
-    """Raised in the main thread when the run's time is up or the process is told to stop (SIGTERM): a
-    BaseException, so no ``except Exception`` in training or papermill swallows it."""
+    """Raised in the main thread when the run's time is up (``timed_out``) or the process is told to stop
+    (SIGTERM): a BaseException, so no ``except Exception`` in training or papermill swallows it."""
+
+    def __init__(self, message: str, timed_out: bool = False):
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 # ---------------------------------------------------------------------- heartbeat and result
@@ -142,7 +146,7 @@ def deadline(seconds: float | None) -> Iterator[None]:
         return
 
     def expire(signum: int, frame: Any) -> None:
-        raise Stopped(f"timed out after {seconds:g} s")
+        raise Stopped(f"timed out after {seconds:g} s", timed_out=True)
 
     old = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, float(seconds))
@@ -170,7 +174,8 @@ def execute(spec: dict[str, Any], *, attempt: int = 1, errors: Literal["record",
     """Run the unfinished stages of one run (see the module docstring); returns its result.
 
     The result (also in ``RESULT_FILE``): ``status`` (done | resumed | skipped | incomplete | failed),
-    ``error`` (one line, "stage 2: ..." for a stage of a two-stage run; "timed out after N s"), ``notebook``
+    ``error`` (one line, "stage 2: ..." for a stage of a two-stage run; "timed out after N s" (failed);
+    "stopped by SIGTERM", "KeyboardInterrupt" (incomplete: starting it again resumes it)), ``notebook``
     (the executed copy of the stage that failed, or of the final stage), ``stages`` (what happened to each),
     ``attempt``, ``job_id``, ``host``, ``seconds``. ``errors="record"`` (sweeps) records a failure and
     returns; ``"raise"`` (the command line) records it and raises it. ``main``: this process writes the
@@ -190,12 +195,14 @@ def execute(spec: dict[str, Any], *, attempt: int = 1, errors: Literal["record",
             beat = Heartbeat(home, info).start()
         with deadline(spec.get("timeout")):
             _stages(spec, res, main)
-    except Stopped as exc:  # timed out or told to stop: recorded as such (no stack trace)
-        res.update(status="failed", error=str(exc) or "stopped")
+    except Stopped as exc:  # timed out (failed) or told to stop (interrupted, resumable): no stack trace
+        res.update(status="failed" if exc.timed_out else "incomplete", error=str(exc))
         if errors == "raise":
             raise
     except BaseException as exc:  # noqa: BLE001 - any failure of this run is recorded; sweeps go on
-        res.update(status="failed", error=res["where"] + describe(exc))
+        # an Exception failed the run; Ctrl-C or SystemExit (a preempted Slurm job requeued) interrupted it
+        res.update(status="failed" if isinstance(exc, Exception) else "incomplete",
+                   error=res["where"] + describe(exc))
         if errors == "raise" or not isinstance(exc, Exception):
             raise
     finally:

@@ -15,7 +15,7 @@ from typing import Any
 
 def _stop(signum: int, frame: Any) -> None:
     from .execute import Stopped
-    raise Stopped(f"stopped by {signal.Signals(signum).name}")
+    raise Stopped(f"stopped by {signal.Signals(signum).name}")  # interrupted: the next sweep resumes it
 
 
 def _die_with_parent() -> None:

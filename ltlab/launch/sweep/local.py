@@ -192,10 +192,13 @@ def launch(spec: dict, slot: Slot, timeout: float | None = None) -> dict[str, An
             with _LIVE_LOCK:
                 _LIVE.discard(proc)
     res = read_result(home)
-    if res is None:
+    if timed_out:  # the worker could not stop itself in time: the timeout, not our SIGTERM, is what happened
+        res = finalise(home, {"notebook": "", "stages": [], **(res or {}), "status": "failed",
+                              "error": f"timed out after {timeout:g} s"})
+    elif res is None:
         tail = (home / ".sweep_worker.log").read_text(errors="replace").strip()[-600:]
-        error = f"timed out after {timeout:g} s" if timed_out else f"worker exited with code {proc.returncode}: {tail}"
-        res = finalise(home, {"status": "failed", "error": error, "notebook": "", "stages": []})
+        res = finalise(home, {"status": "failed", "error": f"worker exited with code {proc.returncode}: {tail}",
+                              "notebook": "", "stages": []})
     return {**res, "seconds": time.perf_counter() - t0}
 
 
