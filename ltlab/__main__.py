@@ -1,5 +1,6 @@
+"""``python -m ltlab train|run|sweep``: :func:`ltlab.launch.cli.main`."""
 import sys
 
-from .cli import main
+from ltlab.launch.cli import main
 
 sys.exit(main())

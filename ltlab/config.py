@@ -728,9 +728,18 @@ class RunConfig:
                 f"default is shown; <code>config.to_dict()</code> has all):{table.to_html()}")
 
     def replace(self, **changes: Any) -> "RunConfig":
-        d = self.to_dict()
-        d.update(changes)
-        return RunConfig(**d)
+        """A copy with ``changes``; a flat stage keyword (``classifier_init="reset"``) replaces the option it sets
+        in this config's ``stage_params`` (unless ``stage_params`` is changed too, when both must agree)."""
+        from .stages import fold_aliases
+
+        fields = self.to_dict()
+        d = {**fields, **changes}
+        flat = {k: d.pop(k) for k in changes if k not in fields}  # stage keywords (and names RunConfig refuses)
+        if flat and "stage_params" not in changes:
+            folded = fold_aliases({"stage": d["stage"], **flat})
+            d["stage_params"] = {**d["stage_params"], **folded.pop("stage_params", {})}
+            flat = {k: v for k, v in folded.items() if k != "stage"}
+        return RunConfig(**d, **flat)
 
 
 # ---------------------------------------------------------------------- configs from runs

@@ -20,7 +20,7 @@ from . import features, plotting
 from .config import RESUME_FREE_FIELDS, RunConfig
 from .engine import run as train_run
 from .paper_numbers import SEED_METHODS, write_readme  # noqa: F401  (write_readme: re-exported for make figures, 08)
-from .presets import stage_two_config
+from .launch.presets import stage_two_config
 from .runs import Run, as_run, load_run, runs_root
 
 EPOCHS = 30

@@ -301,7 +301,8 @@ LOCK_FILE = ".ltlab.lock"
 # the names ltlab writes into a run directory (fnmatch patterns); anything else there is someone else's
 RUN_FILES = ("config.json", "metrics.csv", "per_class.npz", "probes.npz", "features_*.npz", "*.npz",
              "checkpoint.pt", "checkpoint_prev.pt", "posthoc_*.json", "*.ipynb", "events.out.tfevents.*",
-             LOCK_FILE, ".sweep_job.json", ".sweep_result.json", ".sweep_running.json", ".ipynb_checkpoints")
+             LOCK_FILE, ".sweep_job.json", ".sweep_result.json", ".sweep_running.json", ".sweep_worker.log",
+             ".ipynb_checkpoints")
 
 
 def is_run_file(name: str) -> bool:
@@ -437,6 +438,20 @@ def checkpoint_stamp(run_dir: str | os.PathLike) -> tuple | None:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
+def refuse_foreign(run_dir: str | os.PathLike) -> None:
+    """:class:`RunDirRefusedError` (nothing written) when ``run_dir`` exists and is not a folder, or holds entries
+    that are not ltlab's (:func:`foreign_files`): a user's folder is never written into."""
+    d = Path(run_dir)
+    if d.exists() or d.is_symlink():
+        if not d.is_dir():
+            raise RunDirRefusedError(f"run_dir {d} exists and is not a folder; choose another run_dir")
+        foreign = foreign_files(d)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise RunDirRefusedError(f"run_dir {d} holds files that are not ltlab's ({shown}); ltlab writes only into "
+                                     "a new or empty folder or its own run directory: choose another run_dir")
+
+
 def claim_run_dir(run_dir: str | os.PathLike, *, resume: bool = False, stamp: tuple | None = None) -> RunDirLock:
     """Make ``run_dir`` this process's to write, before anything is written into it; returns its lock (release
     it, or use ``with``, when the run is done).
@@ -449,14 +464,7 @@ def claim_run_dir(run_dir: str | os.PathLike, *, resume: bool = False, stamp: tu
     killed ltlab writer are removed (only ltlab's own, :func:`is_ltlab_temp`).
     """
     d = Path(run_dir)
-    if d.exists() or d.is_symlink():
-        if not d.is_dir():
-            raise RunDirRefusedError(f"run_dir {d} exists and is not a folder; choose another run_dir")
-        foreign = foreign_files(d)
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-            raise RunDirRefusedError(f"run_dir {d} holds files that are not ltlab's ({shown}); ltlab writes only into "
-                                     "a new or empty folder or its own run directory: choose another run_dir")
+    refuse_foreign(d)
     lock = lock_run_dir(d)
     try:
         held = [n for n in (*CHECKPOINTS, "metrics.csv") if (d / n).exists()]
@@ -972,3 +980,43 @@ def results_table(paths: Iterable[str | os.PathLike | Run] | str | os.PathLike |
             row.update({k: ours_k, f"reported_{k}": rep, f"diff_{k}": ours_k - rep})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------- how far a run directory got
+def run_state(run_dir: str | os.PathLike) -> str:
+    """``"complete"``, ``"partial"`` (``checkpoint.pt``, not finished) or ``"new"``.
+
+    Complete: ``checkpoint.pt`` exists and ``metrics.csv`` ends at epoch ``epochs - 1`` of the run's own
+    ``config.json`` (the epochs the run actually used)."""
+    d = Path(run_dir)
+    if not (d / "checkpoint.pt").exists():
+        return "new"
+    return "complete" if _epochs_done(d) == _epochs_planned(d) else "partial"
+
+
+def _epochs_planned(d: Path) -> int | None:
+    try:
+        return int(json.loads((d / "config.json").read_text())["epochs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _epochs_done(d: Path) -> int:
+    try:
+        return int(pd.read_csv(d / "metrics.csv")["epoch"].iloc[-1]) + 1
+    except (OSError, ValueError, KeyError, IndexError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return 0
+
+
+def check_finished(init_from: str | os.PathLike) -> None:
+    """Refuse a stage-one run (``init_from``) that has not trained all its epochs (stopped by
+    ``epochs_per_call``, killed, ...): the one check every second stage goes through, whether started by
+    ``ltlab.run``, ``python -m ltlab`` or a sweep. FileNotFoundError when it does not exist."""
+    d = Path(init_from)
+    if not d.is_dir():
+        raise FileNotFoundError(f"init_from={init_from}: no such run directory; point init_from at a finished "
+                                "stage-one run directory")
+    if run_state(d) != "complete":
+        raise ValueError(f"init_from={init_from}: stage one is unfinished ({_epochs_done(d)} of "
+                         f"{_epochs_planned(d) or '?'} epochs done); finish it first with -p run_dir {init_from} "
+                         "-p resume True (and no epochs_per_call), then run this stage")

@@ -180,7 +180,7 @@ def run_shell(command: str, cwd: Path, env: dict[str, str], timeout: float = 300
 def preset_rows_main(argvs: list[list[str]]) -> None:
     """Run ``python -m ltlab`` argument lists in one process (the preset table: 93 commands that differ
     only in the preset); prints one ``<<rc>>`` marker line after each command's output."""
-    from ltlab.cli import main
+    from ltlab.launch.cli import main
 
     for argv in argvs:
         print(f"<<start {' '.join(argv)}>>", flush=True)

@@ -106,14 +106,14 @@ def test_preset_with_a_tag_is_refused_naming_the_file(tmp_path, tag):
 
 def test_only_plain_data_reaches_papermill(tmp_path):
     """The check in front of both papermill calls (``python -m ltlab run`` and a sweep's run)."""
-    from ltlab.notebook_runner import run_notebook
-    from ltlab.sweeps.job import _run_stages
+    from ltlab.launch.execute import execute, spec
+    from ltlab.launch.notebook import run_notebook
 
     marker = tmp_path / "PWNED"
     with pytest.raises(ValueError, match=r"^labels: a bytes value .* is not allowed; parameters are plain data"):
         run_notebook(ROOT / "notebooks/03_per_class_accuracy.ipynb", {"labels": _payload(marker).encode()})
-    res = _run_stages({"notebook": str(ROOT / "notebooks/01_train.ipynb"),
-                       "stages": [{**TINY, "run_dir": str(tmp_path / "r"), "method": _payload(marker).encode()}]})
+    res = execute(spec([{**TINY, "method": _payload(marker).encode()}], [str(tmp_path / "r")],
+                       notebook=ROOT / "notebooks/01_train.ipynb"))
     assert res["status"] == "failed" and "method: a bytes value" in res["error"]
     assert not marker.exists() and not (tmp_path / "r" / "01_train.ipynb").exists()
     for bad, where in (({"a": {1, 2}}, "a"), ({"a": [1, object()]}, "a[1]"), ({"a": {3: 1}}, "a"),
@@ -194,7 +194,7 @@ def test_yaml_refusals_name_the_place(text, needle):
 
 @pytest.mark.timeout(30)
 def test_billion_laughs_preset_is_refused_at_once(tmp_path):
-    from ltlab.presets import read_preset
+    from ltlab.launch.presets import read_preset
 
     lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)]
@@ -212,7 +212,7 @@ def test_billion_laughs_preset_is_refused_at_once(tmp_path):
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("kind", ["fifo", "dev_zero", "folder"])
 def test_preset_that_is_not_a_regular_file_is_refused(tmp_path, kind):
-    from ltlab.presets import read_preset
+    from ltlab.launch.presets import read_preset
 
     path = tmp_path / "p.yaml"
     if kind == "fifo":
@@ -258,9 +258,9 @@ def test_preset_and_sweep_yaml_errors_are_one_line(tmp_path):
     ok = tmp_path / "ok.yaml"
     ok.write_text("loss: ce\n")
     proc = _cli(["sweep", str(ok), "--grid", "lr=[1", "--out-root", str(tmp_path / "sw")], tmp_path)
-    _one_error_line(proc, "invalid YAML", prefix="ltlab sweep: error: ")
+    _one_error_line(proc, "invalid YAML", prefix="ltlab: error: ")
     proc = _cli(["sweep", str(ok), "-p", "epochs", "!!binary eA==", "--out-root", str(tmp_path / "sw")], tmp_path)
-    _one_error_line(proc, "-p epochs", "!!binary", prefix="ltlab sweep: error: ")
+    _one_error_line(proc, "-p epochs", "!!binary", prefix="ltlab: error: ")
     preset.write_text("loss: ce\nrun_dir: ../../elsewhere\n")
     _one_error_line(_cli(["train", "--preset", str(preset)], tmp_path), "run_dir='../../elsewhere'", "climb out")
     assert not (tmp_path / "sw").exists() and not (tmp_path / "runs").exists()
@@ -518,6 +518,9 @@ def test_resume_with_wrong_weight_shapes_is_one_line(run_copy, tmp_path):
     with pytest.raises(ValueError, match=rf"^cannot resume from {run_copy / 'checkpoint.pt'}: its model weights do "
                                          r"not fit this model \(Error\(s\) in loading state_dict"):
         ltlab.run({**TINY, "run_dir": str(run_copy), "resume": True})
+    # the command line skips a finished run given resume (its checkpoint is not read): make it look unfinished
+    metrics = run_copy / "metrics.csv"
+    metrics.write_text("".join(metrics.read_text().splitlines(keepends=True)[:2]))
     proc = _cli(["train", *TINY_FLAGS, "-p", "epochs", "2", "-p", "loss", "ce", "-p", "lr", "0.05", "-p", "run_dir",
                  str(run_copy), "-p", "resume", "true"], tmp_path)
     _one_error_line(proc, "cannot resume from", "its model weights do not fit this model")

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from ltlab import batch
-from ltlab.sweeps.cli import split_values
+from ltlab.launch.cli import main
+from ltlab.launch.sweep.options import split_values
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_NB = ROOT / "notebooks" / "01_train.ipynb"
@@ -52,7 +53,7 @@ def test_invalid_grid_fails_before_any_run(tmp_path, grid, match):
 
 
 def test_cli_reports_invalid_grid(tmp_path, capsys):
-    assert batch.main(["sweep", "--grid", "epoch=1,2", "--out-root", str(tmp_path / "o")]) == 2
+    assert main(["sweep", "--grid", "epoch=1,2", "--out-root", str(tmp_path / "o")]) == 2
     assert "unknown parameter" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 

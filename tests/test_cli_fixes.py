@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ltlab.cli import main, run_preset
+from ltlab.launch.cli import main, run_preset
 from ltlab.config import RunConfig, parse_value
-from ltlab.presets import read_preset
+from ltlab.launch.presets import read_preset
 from ltlab.runs import load_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,7 +136,7 @@ def test_float_fields_and_dict_text_in_runconfig():
     assert RunConfig(loss_params='{"tau": 1}', loss="logit_adjusted").loss_params == {"tau": 1}
     with pytest.raises(ValueError, match="loss_params=.*must be a dict"):
         RunConfig(loss_params="[1, 2]")
-    from ltlab.sweeps.cli import split_options, split_values
+    from ltlab.launch.sweep.options import split_options, split_values
     assert split_values("1e-3,5e-4") == [1e-3, 5e-4] and split_options("lr=1e-3", "--grid") == {"lr": 1e-3}
 
 
@@ -258,12 +258,12 @@ def test_one_set_of_defaults(monkeypatch, tmp_path):
     monkeypatch.setattr("ltlab.engine.run", lambda params: seen.setdefault("train", RunConfig(**params)) and 1 / 0)
     with pytest.raises(ZeroDivisionError):
         main(["train", *flags])
-    import ltlab.notebook_runner as runner
+    import ltlab.launch.notebook as runner
 
     def fake_execute(nb, out, params, kernel, quiet):
         seen["run"] = RunConfig.from_namespace({**_parameters_cell(), **params})
         raise KeyboardInterrupt
-    monkeypatch.setattr(runner, "_execute", fake_execute)
+    monkeypatch.setattr(runner, "_papermill", fake_execute)
     with pytest.raises(KeyboardInterrupt):
         main(["run", str(ROOT / "notebooks/01_train.ipynb"), *flags])
     assert seen["train"].to_dict() == seen["run"].to_dict()
@@ -292,7 +292,7 @@ def test_empty_shot_group_says_why(tmp_path, capsys):
                             "few_mean": [float("nan")], "few_std": [0.0]})
     tex = export_tables(summary, tmp_path / "results")["tex"].read_text()
     assert "nan" not in tex and "--" in tex and "–" not in tex
-    from ltlab.cli import _print_summary
+    from ltlab.launch.cli import _print_summary
     d = tmp_path / "run"
     d.mkdir()
     (d / "config.json").write_text("{}")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import ltlab
-from ltlab.cli import main
+from ltlab.launch.cli import main
 from ltlab.engine import CHECKPOINTS, load_checkpoint
 from ltlab.runs import RunFileError, load_run
 

@@ -150,7 +150,7 @@ TABLE: dict[str, Run | Fails | Skip] = {
             cmd="python -m ltlab run notebooks/01_train.ipynb -p epochs 2 -p run_dir runs/demo -p resume True --quiet",
             expect=(r"epoch 2: overall",)),
     f"python -m ltlab run notebooks/01_train.ipynb --preset {GLAG} -p run_dir "
-    "runs/<time>_glag_fashion_mnist_if100_stage1 -p resume True":
+    "runs/<name>_stage1 -p resume True":
         Run("stage one stopped after 1 of 2 epochs, then resumed; small Fashion-MNIST",
             setup=(f"python -m ltlab train --preset {GLAG} -p root {FM} -p epochs 2 -p stage_two.epochs 1 "
                    "-p epochs_per_call 1 -p run_dir runs/t_glag_stage1 -p progress False || true",),
@@ -206,6 +206,8 @@ TABLE: dict[str, Run | Fails | Skip] = {
     "python -m ltlab run": Skip(PROSE), "python -m ltlab run NOTEBOOK": Skip(PROSE),
     "python -m ltlab run <notebook>": Skip(PROSE), "python -m ltlab train": Skip(PROSE),
     "python -m ltlab train ...": Skip(PROSE), "python -m ltlab sweep": Skip(PROSE),
+    "python -m ltlab train|run": Skip(PROSE),
+    "python -m ltlab.launch.worker <run>/.sweep_job.json": Skip(PROSE + "; started by the sweep itself"),
     "python -m ltlab run <notebook> [--preset p.yaml] -p key value ...": Skip("a synopsis"),
     "python -m ltlab sweep <preset.yaml>... [--grid k=v1,v2]": Skip("a synopsis"),
 }

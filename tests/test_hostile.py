@@ -20,7 +20,7 @@ import yaml
 from fakes import make_fake_cifar, make_fake_file_list
 
 import ltlab
-from ltlab.cli import main
+from ltlab.launch.cli import main
 from ltlab.runs import RunFileError, list_runs, load_run, results_table
 
 TINY = dict(dataset="synthetic_lt", dataset_params={"num_classes": 4, "n_max": 40}, imbalance_factor=4,

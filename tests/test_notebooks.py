@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ltlab.cli import main, run_notebook
+from ltlab.launch.cli import main, run_notebook
 from ltlab.runs import load_run
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ltlab.cli import main, read_preset, run_preset
+from ltlab.launch.cli import main, read_preset, run_preset
 from ltlab.config import REPORTED_KEYS, RunConfig
 from ltlab.posthoc import tau_normalization
 from ltlab.runs import load_run, results_table

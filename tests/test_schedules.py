@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ltlab.cli import read_preset
+from ltlab.launch.cli import read_preset
 from ltlab.config import RunConfig
 from ltlab.data import longtail_counts
 from ltlab.schedules import lr_at

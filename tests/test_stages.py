@@ -17,7 +17,7 @@ from ltlab.data import get_dataset
 from ltlab.engine import build_model, load_checkpoint, load_datasets
 from ltlab.features import TailFeatureGenerator
 from ltlab.models import TukeyHead
-from ltlab.presets import stage_two_config
+from ltlab.launch.presets import stage_two_config
 from ltlab.runs import results_table
 from ltlab.stages.afg import AFGLoader, AFGLoss
 

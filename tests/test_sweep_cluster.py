@@ -17,8 +17,8 @@ import pytest
 
 import fake_slurm
 from ltlab import batch, load_run
-from ltlab.sweeps import plan
-from ltlab.sweeps.job import read_result
+from ltlab.launch.sweep import plan
+from ltlab.launch.execute import read_result
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_NB = ROOT / "notebooks" / "01_train.ipynb"

@@ -1,4 +1,4 @@
-"""ltlab.sweeps: two-stage plans, clear errors before anything is submitted, GPU packing, Slurm submission
+"""ltlab.launch.sweep: two-stage plans, clear errors before anything is submitted, GPU packing, Slurm submission
 (one array, directives), sweep_status, seed tables."""
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import pytest
 
 import fake_slurm
 from ltlab import batch
-from ltlab.sweeps import local, plan
-from ltlab.sweeps.job import HEARTBEAT_FILE, RESULT_FILE
+from ltlab.launch.cli import main
+from ltlab.launch.sweep import local, plan
+from ltlab.launch.execute import HEARTBEAT_FILE, RESULT_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_NB = ROOT / "notebooks" / "01_train.ipynb"
@@ -223,7 +224,7 @@ def test_sweep_status_from_run_directories(tmp_path, monkeypatch, capsys):
     assert status.loc["failed", "error"] == "ValueError: bad" and status.loc["queued", "job_id"] == "77_4"
     assert status.loc["two", ["stage", "epochs_done", "epochs"]].tolist() == ["2/2", 1, 3]
     assert status.loc["done", "overall"] == pytest.approx(0.2)
-    assert batch.main(["--status", str(tmp_path)]) == 0
+    assert main(["sweep", "--status", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     assert "done 1 | running 1 | failed 1 | interrupted 2 | missing 1" in captured.out
     assert "FAILED failed: ValueError: bad" in captured.err

@@ -75,7 +75,7 @@ def fold_aliases(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_MOVED = {"stage_two_config": "ltlab.presets", "INHERITED": "ltlab.presets", "run_config": "ltlab.config"}
+_MOVED = {"stage_two_config": "ltlab.launch.presets", "INHERITED": "ltlab.launch.presets", "run_config": "ltlab.config"}
 
 
 def __getattr__(name: str) -> Any:

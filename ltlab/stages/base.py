@@ -19,7 +19,7 @@ from torch import nn
 from ..build import rebuild_model
 from ..losses import create_loss
 from ..models import LWSHead, create_model
-from ..runs import Run, RunFileError, load_run
+from ..runs import Run, RunFileError, check_finished, load_run
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -176,9 +176,7 @@ def stage_one_run(config: RunConfig, train_ds: LTDataset) -> Run:
         raise ValueError(f"{where}: stage one trained on class_counts {c['class_counts']} but this run's training "
                          f"split has {list(train_ds.class_counts)}; use the stage-one imbalance_factor, data_seed "
                          f"and dataset_params")
-    if len(src.metrics) and int(src.metrics.epoch.iloc[-1]) != int(c.get("epochs", 0)) - 1:
-        raise ValueError(f"{where}: stage one is unfinished (last epoch {int(src.metrics.epoch.iloc[-1])} of "
-                         f"{c.get('epochs')}); resume it with resume=True first")
+    check_finished(config.init_from)  # the one "stage one unfinished" check (ltlab.runs), shared with the launchers
     return src
 
 

@@ -1,8 +1,8 @@
 """Choosing an executor and handing it the runs that still need running.
 
-``local``: worker processes of this one, spread over the visible GPUs (:mod:`ltlab.sweeps.local`).
+``local``: worker processes of this one, spread over the visible GPUs (:mod:`ltlab.launch.sweep.local`).
 ``slurm``: one Slurm job array through submitit, a job per run, requeued on preemption or timeout
-(:mod:`ltlab.sweeps.cluster`). ``submitit_local``: the same submitit job code as processes on this
+(:mod:`ltlab.launch.sweep.cluster`). ``submitit_local``: the same submitit job code as processes on this
 machine (a dry run of the cluster path, and what the tests use). Every check happens here, before
 anything is written or submitted.
 """

@@ -1,7 +1,7 @@
 """Sweeps through submitit: ``slurm`` (one job array, a job per run) and ``submitit_local`` (the same jobs as
 processes on this machine).
 
-Each job is a :class:`SweepJob`, which calls :func:`ltlab.sweeps.job.execute` (the local worker's code).
+Each job is a :class:`SweepJob`, which calls :func:`ltlab.launch.execute.execute` (what a local worker runs).
 Slurm signals a job before its time limit or when it is preempted; submitit then calls
 :meth:`SweepJob.checkpoint`, writes the returned resubmission next to the job's pickle and requeues the
 job (``scontrol requeue``; up to ``max_num_timeout`` times after timeouts). The requeued job runs the
@@ -20,7 +20,7 @@ from typing import Any
 import submitit
 from submitit.slurm.slurm import SlurmExecutor, _convert_mem, _get_default_parameters, _make_sbatch_string
 
-from .job import execute, read_result
+from ..execute import execute, read_result
 
 # submitit's executor-independent names (mapped to sbatch's by SlurmExecutor._equivalence_dict) and ours
 SLURM_DEFAULTS = {"timeout_min": 60, "name": "ltlab-sweep"}

@@ -2,12 +2,11 @@
 
 A run of a two-stage preset (GLAG, GCL, cRT, LWS, ...) is one job: stage one, then stage two with
 ``init_from`` = stage one's directory, in ``<name>_stage1`` / ``<name>_stage2``. Presets are read
-through :func:`ltlab.presets.read_preset`, so the grid and seeds apply as its overrides do: a plain key
+through :func:`ltlab.launch.presets.read_preset`, so the grid and seeds apply as its overrides do: a plain key
 to every stage, ``stage_one.KEY`` / ``stage_two.KEY`` to one stage.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
@@ -22,7 +21,7 @@ _DOC = ("reported", "posthoc", "preset", "method")
 
 
 def _preset_file(preset: str | os.PathLike | dict, tmp: str, i: int) -> Path:
-    """A preset file for :func:`ltlab.presets.read_preset` (a dict preset is written to ``tmp`` first)."""
+    """A preset file for :func:`ltlab.launch.presets.read_preset` (a dict preset is written to ``tmp`` first)."""
     if not isinstance(preset, dict):
         return Path(preset)
     path = Path(tmp) / f"preset{i}.yaml"
@@ -83,7 +82,7 @@ def check_stages(configs: list) -> None:
     """Refuse a stage two that cannot start from its stage one (``RunConfig`` objects, stage one first):
     ``Stage.check_stage_one`` of stage two's stage, the checks ``ltlab.run`` makes when stage two starts,
     so a bad grid fails before stage one trains."""
-    from ..stages import get_stage
+    from ...stages import get_stage
     if len(configs) < 2:
         return
     one, two = configs
@@ -92,7 +91,7 @@ def check_stages(configs: list) -> None:
 
 def validate_stages(combos: list[list[dict]]) -> list[list]:
     """RunConfig of every stage of every run; one ValueError listing every bad run (nothing has run)."""
-    from ..config import RunConfig
+    from ...config import RunConfig
     configs, errors = [], []
     for i, stages in enumerate(combos):
         where = ""
@@ -116,7 +115,7 @@ def check_data(configs: list[list]) -> None:
     """:func:`ltlab.build.check_data` once per distinct (dataset, root, dataset_params) of the runs' first stages,
     so a sweep whose data is missing stops here instead of starting every run to fail alike. For executors
     that run here; a cluster job checks on its node."""
-    from ..build import check_data as check_stage_data
+    from ...build import check_data as check_stage_data
     seen = set()
     for cfgs in configs:
         first = cfgs[0]
@@ -128,7 +127,7 @@ def check_data(configs: list[list]) -> None:
 
 def table_row(stages: list[dict]) -> dict[str, Any]:
     """The parameter columns of a run: stage one's parameters, then ``stage_two.KEY`` for stage two's own
-    (those it does not inherit from stage one, ``ltlab.presets.INHERITED``); ``reported`` / ``posthoc`` are
+    (those it does not inherit from stage one, ``ltlab.launch.presets.INHERITED``); ``reported`` / ``posthoc`` are
     the final stage's (the preset's numbers)."""
     from ..presets import INHERITED
     row = dict(stages[0])
@@ -140,39 +139,16 @@ def table_row(stages: list[dict]) -> dict[str, Any]:
     return row
 
 
-def run_name(params: dict) -> str:
-    """Deterministic directory name: dataset, loss, IF, seed and a hash of every result-relevant parameter.
-
-    Left out of the hash: ``RunConfig``'s resume-free fields (device, progress, run_dir, epochs_per_call,
-    documentation such as preset / reported), so they can change between attempts of the same run.
-    """
-    from ..config import RESUME_FREE_FIELDS
-    from ..runs import run_label
-    key = {k: v for k, v in sorted(params.items()) if k not in RESUME_FREE_FIELDS}
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return f"{run_label(params)}_{digest}"
-
-
-def run_id(stages: list[dict]) -> str:
-    """Deterministic name (:func:`run_name`); a stage two's result-relevant parameters join the hash."""
-    from ..config import RESUME_FREE_FIELDS
-    if len(stages) == 1:
-        return run_name(stages[0])
-    two = {k: v for k, v in stages[1].items() if k not in RESUME_FREE_FIELDS and k != "init_from"}
-    return run_name({**stages[0], "stage_two": two})
-
-
 def plan_runs(combos: list[list[dict]], root: Path, notebook: Path, kernel: str | None = None) -> list[dict]:
     """One job spec per run: ``run_id``, ``dirs`` (one per stage), ``stages`` (with ``run_dir`` and stage two's
     ``init_from``), ``notebook``, ``kernel`` and ``row`` (the table's parameter columns). Repeats raise."""
+    from ..execute import spec
+    from ..identity import run_name, stage_dirs
     specs = []
     for stages in combos:
-        name = run_id(stages)
-        dirs = [root / name] if len(stages) == 1 else [root / f"{name}_stage{i + 1}" for i in range(len(stages))]
-        staged = [{**st, "run_dir": str(d), **({"init_from": str(dirs[0])} if i else {})}
-                  for i, (st, d) in enumerate(zip(stages, dirs))]
-        specs.append({"run_id": name, "dirs": [str(d) for d in dirs], "stages": staged, "notebook": str(notebook),
-                      "kernel": kernel, "row": table_row(stages)})
+        name = run_name(stages)  # the run's identity (ltlab.launch.identity): post-hoc included, aliases folded
+        dirs = stage_dirs([{k: v for k, v in st.items() if k != "run_dir"} for st in stages], name, root)
+        specs.append({**spec(stages, dirs, run_id=name, notebook=notebook, kernel=kernel), "row": table_row(stages)})
     names = [s["run_id"] for s in specs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -196,7 +172,7 @@ def read_manifest(root: str | os.PathLike) -> list[dict[str, Any]]:
 
 def update_manifest(root: Path, specs: list[dict], job_ids: dict[str, str] | None = None) -> Path:
     """Add (or update) ``specs`` and their scheduler job ids in ``root``'s manifest, atomically."""
-    from ..runs import write_json
+    from ...runs import write_json
     runs = {r["run_id"]: r for r in read_manifest(root)}
     for s in specs:
         entry = runs.setdefault(s["run_id"], {"run_id": s["run_id"]})

@@ -1,7 +1,7 @@
 """Where a sweep stands, read from its run directories alone (no scheduler query).
 
 done: every stage complete. running: the heartbeat file a job touches every ``LTLAB_SWEEP_HEARTBEAT_S``
-seconds is younger than three beats. failed: the last attempt wrote a failed result. interrupted:
+seconds is younger than three beats and, on this host, its process is alive. failed: the last attempt wrote a failed result. interrupted:
 something is on disk but the run is neither complete, running nor failed (killed, preempted, timed out,
 stopped by ``epochs_per_call``); starting the sweep again resumes it from its checkpoint. missing:
 nothing on disk yet (not started; a job still queued on the cluster).
@@ -15,9 +15,39 @@ from typing import Any
 
 import pandas as pd
 
-from .job import heartbeat, heartbeat_seconds, read_result, run_state, stage_numbers
+from ...runs import run_state
+from ..execute import alive, heartbeat, read_result
 
 STATES = ("done", "running", "failed", "interrupted", "missing")
+SHOTS = {"overall": "acc", "many": "acc_many", "medium": "acc_medium", "few": "acc_few"}
+
+
+def stage_numbers(run_dir: str | os.PathLike) -> dict[str, float]:
+    """``epochs_done`` and overall/many/medium/few ([0, 1]) of a run directory's last evaluated epoch, replaced by
+    its saved post-hoc result when its config names one ({} when nothing is readable yet)."""
+    d = Path(run_dir)
+    try:
+        last = pd.read_csv(d / "metrics.csv").iloc[-1]
+        out = {"epochs_done": int(last["epoch"]) + 1, **{k: float(last[c]) for k, c in SHOTS.items()}}
+        method = (json.loads((d / "config.json").read_text()).get("posthoc") or {}).get("method")
+    except (OSError, ValueError, KeyError, IndexError, AttributeError, pd.errors.ParserError,
+            pd.errors.EmptyDataError):
+        return {}
+    saved = d / f"posthoc_{method}.json"
+    if method and saved.exists():
+        try:
+            out.update({k: float(json.loads(saved.read_text())[k]) for k in SHOTS})
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return out
+
+
+def run_numbers(dirs: list[str]) -> dict[str, float]:
+    """Table numbers of a run: its final stage's, and for two stages stage one's as ``stage1_<name>``."""
+    out = stage_numbers(dirs[-1])
+    if len(dirs) > 1:
+        out.update({f"stage1_{k}": v for k, v in stage_numbers(dirs[0]).items() if k in SHOTS})
+    return out
 
 
 def _epochs(run_dir: Path) -> int | None:
@@ -34,7 +64,7 @@ def run_status(dirs: list[str]) -> dict[str, Any]:
     stage = next((i for i, s in enumerate(states) if s != "complete"), len(paths) - 1)
     beat, result = heartbeat(paths[0]), read_result(paths[0])
     info = (beat[0] if beat else None) or result or {}
-    if beat is not None and beat[1] < 3 * heartbeat_seconds():
+    if alive(beat):
         status = "running"
     elif result is not None and result.get("status") == "failed":
         status = "failed"

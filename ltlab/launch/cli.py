@@ -1,0 +1,257 @@
+"""``python -m ltlab train|run|sweep``: the one command line. ``train`` trains in this process (also under
+torchrun), ``run`` executes a notebook with papermill, ``sweep`` runs presets x grid x seeds; every run goes
+through :func:`ltlab.launch.execute.execute`. Every failure is one ``ltlab: error: ...`` line on stderr
+(exit 2: what was asked is wrong, nothing ran; exit 1: a run failed)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .notebook import NotebookError, is_training_notebook, run_notebook
+from .presets import parse_params, read_preset, resolve_paths
+
+TORCHRUN_RUN = ("`python -m ltlab run` executes a notebook in a Jupyter kernel and cannot run under torchrun; use "
+                "`torchrun --nproc_per_node=N -m ltlab train --preset ...`")
+
+
+# ---------------------------------------------------------------------- train / run
+def _check(spec: dict[str, Any]) -> None:
+    """Everything about a run that can be checked before anything trains (clear errors, nothing written): an
+    explicit stage-one ``init_from`` finished, no run in the way (without resume), every stage to run valid,
+    runnable here (torchrun) and on data that is there, and stage two able to start from stage one."""
+    from .. import distributed
+    from ..build import check_data
+    from ..config import RunConfig
+    from ..runs import run_state
+    from ..stages import get_stage
+    from .execute import preflight
+    from .sweep.plan import check_stages
+
+    preflight(spec)
+    configs = []
+    for i, params in enumerate(spec["stages"]):
+        if spec["resume"] and run_state(params["run_dir"]) == "complete":
+            continue  # skipped
+        config = RunConfig(**params)
+        stage = get_stage(config.stage)
+        if distributed.launched_distributed() and not stage.distributed:
+            raise ValueError(f"stage={stage.name!r} ({stage.summary}) runs in one process and cannot run under "
+                             "torchrun (nothing was trained); run this preset without torchrun, or train stage one "
+                             "under torchrun and then this stage without it, with -p init_from <stage-one run "
+                             "directory>")
+        check_data(config, train=not i)
+        configs.append(config)
+    if len(configs) == len(spec["stages"]):
+        check_stages(configs)  # stage two can start from stage one (same data and model, a head it takes over)
+
+
+def run_preset(presets: str | Path | list[str | Path], overrides: dict[str, Any] | None = None, *,
+               notebook: str | Path | None = None, kernel: str | None = None, quiet: bool = False) -> list[Path]:
+    """Run every stage of a preset (:func:`run_stages` of :func:`ltlab.launch.presets.read_preset`)."""
+    return run_stages(read_preset(presets, overrides), notebook=notebook, kernel=kernel, quiet=quiet)
+
+
+def run_stages(stages: list[dict[str, Any]], *, notebook: str | Path | None = None, kernel: str | None = None,
+               quiet: bool = False) -> list[Path]:
+    """Run the stages of one run through ``notebook`` with papermill, or in this process when None (torchrun:
+    on every rank). Returns the run directories, stage one first.
+
+    Named ``runs/<time>_<run name>`` (``_stage1`` / ``_stage2``) unless ``run_dir`` is given. Every stage, its
+    data and whether it runs under torchrun are checked before the first one starts. With ``resume=True`` a
+    finished stage is skipped and the unfinished one resumed (a stage two that never started starts); a
+    stage one stopped early (``epochs_per_call``) ends the command with what to do instead of starting stage
+    two. A preset's ``posthoc`` step runs after the final stage and saves ``posthoc_<method>.json`` there.
+    """
+    from .. import distributed
+    from ..build import resolve_device
+    from ..runs import runs_root
+    from .execute import execute, spec
+    from .identity import fresh_name, stage_dirs
+
+    name = fresh_name(stages)
+    if distributed.launched_distributed():  # torchrun: every rank must name the same run directories
+        if notebook is not None:
+            raise ValueError(TORCHRUN_RUN)
+        distributed.setup(resolve_device(stages[0].get("device", "auto")))
+        name = distributed.all_gather_objects(name)[0]
+    dirs = stage_dirs(stages, name, runs_root())
+    run = spec(stages, dirs, notebook=notebook, kernel=kernel, quiet=quiet, resume=bool(stages[0].get("resume")))
+    _check(run)
+    execute(run, errors="raise", main=distributed.context().is_main)
+    return [Path(d) for d in dirs]
+
+
+def _print_summary(run_dir: Path) -> None:
+    from ..metrics import empty_group_note
+    from ..runs import load_run
+
+    r = load_run(run_dir)
+    s = r.summary()
+    shots = {g: s[f"acc_{g}"] for g in ("many", "medium", "few")}
+    print(f"\nrun directory: {r.dir}")
+    print(f"epoch {int(s['epoch']) + 1}: overall {s['acc']:.4f} | "
+          + " | ".join(f"{g} {'--' if v != v else f'{v:.4f}'}" for g, v in shots.items())
+          + "  (balanced test split)")
+    for g, v in shots.items():
+        if v != v:  # NaN: an empty group
+            print(f"  {empty_group_note(g)}")
+
+
+def _train_or_run(args: argparse.Namespace) -> int:
+    from .. import distributed
+
+    params = resolve_paths(parse_params(args.param), Path.cwd())
+    if args.cmd == "run" and distributed.launched_distributed():
+        raise ValueError(TORCHRUN_RUN)
+    training = args.cmd == "train" or is_training_notebook(args.notebook)
+    if args.preset and not training:
+        raise ValueError(f"--preset trains a run: use it with notebooks/01_train.ipynb (or `python -m ltlab "
+                         f"train`), not {Path(args.notebook).name}, which takes its own -p parameters")
+    notebook = args.notebook if args.cmd == "run" else None
+    kernel, quiet = getattr(args, "kernel", None), getattr(args, "quiet", False)
+    if not training:
+        print(f"executed notebook: {run_notebook(args.notebook, params, kernel=kernel, quiet=quiet)}")
+        return 0
+    if args.preset:
+        run_dirs = run_preset(args.preset, params, notebook=notebook, kernel=kernel, quiet=quiet)
+    else:
+        run_dirs = run_stages([params], notebook=notebook, kernel=kernel, quiet=quiet)
+    if not distributed.context().is_main:
+        distributed.cleanup()
+        return 0
+    for d in run_dirs:
+        _print_summary(d)
+    distributed.cleanup()
+    if args.preset:
+        import pandas as pd
+
+        from ..runs import results_table
+        with pd.option_context("display.width", 200, "display.max_columns", 30):
+            print("\n" + results_table(run_dirs).round(2).to_string(index=False, na_rep="--"))
+    return 0
+
+
+# ---------------------------------------------------------------------- sweep
+def _print_status(out_root: str) -> int:
+    import pandas as pd
+
+    from .sweep.status import counts_line, sweep_status
+    status = sweep_status(out_root)
+    shown = status.drop(columns=["error", "notebook", "run_dir"]).astype(object)
+    shown = shown.where(shown.notna(), "--")  # a job id or heartbeat not known (yet): --, never None
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 60):
+        print(shown.to_string(index=False))
+    for _, r in status[status.status == "failed"].iterrows():
+        print(f"FAILED {r.run_id}: {r.error}\n  executed notebook: {r.notebook}", file=sys.stderr)
+    print(counts_line(status))
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ..metrics import empty_group_note
+    from .sweep.options import parse_grid, split_options
+    from .sweep.run import sweep
+    from .sweep.tables import export_tables, summarise
+
+    if args.status:
+        return _print_status(args.status)
+    grid = parse_grid(args.grid)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    except ValueError:
+        raise ValueError(f"--seeds expects comma-separated integers, e.g. 0,1,2; got {args.seeds!r}") from None
+    fixed = resolve_paths(parse_params(args.param), Path.cwd())  # -p paths: relative to where you are
+    df = sweep(args.notebook, args.presets or None, grid, fixed, args.parallel, args.out_root, seeds,
+               kernel=args.kernel, timeout=args.timeout, executor=args.executor,
+               slurm=split_options(args.slurm, "--slurm"), per_gpu=args.per_gpu,
+               gpus=args.gpus.split(",") if args.gpus else None, wait=not args.no_wait)
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(df.drop(columns=["error", "run_dir"]).to_string(index=False, na_rep="--"))
+    for g in ("many", "medium", "few"):
+        if g in df and (df.status != "failed").any() and df.loc[df.status != "failed", g].isna().all():
+            print(empty_group_note(g))
+    for _, r in df[df.status == "failed"].iterrows():
+        print(f"FAILED {r.run_id}: {r.error}\n  executed notebook: {r.notebook}", file=sys.stderr)
+    if (df.status == "submitted").any():
+        root = Path(df.run_dir.iloc[0]).parent
+        print(f"submitted; watch with: python -m ltlab sweep --status {root}  (or tensorboard --logdir {root})")
+    if args.table:
+        export_tables(summarise(df), args.table)
+        df.to_csv(Path(args.table).with_name(Path(args.table).name + "_runs.csv"), index=False)
+    return 1 if (df.status == "failed").any() else 0
+
+
+# ---------------------------------------------------------------------- the parser
+def parser() -> argparse.ArgumentParser:
+    """``python -m ltlab`` with its subcommands ``train``, ``run`` and ``sweep``."""
+    from ..runs import project_home
+    from .sweep.executors import EXECUTORS
+
+    ap = argparse.ArgumentParser(prog="python -m ltlab", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="execute a notebook with papermill (parameters from a preset and -p)")
+    r.add_argument("notebook")
+    r.add_argument("--preset", action="append", default=[],
+                   help="YAML preset(s), later wins; a two-stage preset runs both stages")
+    r.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="override; KEY applies to every stage, stage_one.KEY / stage_two.KEY to one")
+    r.add_argument("--kernel", default=None)
+    r.add_argument("--quiet", action="store_true")
+    t = sub.add_parser("train", help="train in this process (no notebook), e.g. under torchrun")
+    t.add_argument("--preset", action="append", default=[])
+    t.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
+    s = sub.add_parser("sweep", help="papermill sweep over presets x grid x seeds into a results table",
+                       description="Papermill sweeps: presets x grid x seeds -> one notebook execution per run -> "
+                                   "a results table.")
+    s.add_argument("presets", nargs="*", help="YAML parameter files (one run family each; two-stage ones run both)")
+    s.add_argument("--notebook", default=str(project_home() / "notebooks" / "01_train.ipynb"))
+    s.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="values to sweep (product); stage_one.KEY / stage_two.KEY set one stage")
+    s.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
+    s.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="fixed parameter")
+    s.add_argument("--parallel", type=int, default=None, help="runs at once (local: default 1, or one per GPU)")
+    s.add_argument("--out-root", default=None, help="where run directories go (default runs/)")
+    s.add_argument("--table", default=None, help="write <TABLE>.csv/.tex summaries and <TABLE>_runs.csv")
+    s.add_argument("--kernel", default=None)
+    s.add_argument("--timeout", type=float, default=None,
+                   help="local executor: seconds a run may take; it then records 'timed out after N s'")
+    s.add_argument("--executor", default="local", help=f"one of {', '.join(EXECUTORS)} (default local)")
+    s.add_argument("--slurm", default=None, metavar="KEY=V,...",
+                   help="Slurm options, e.g. partition=gpu,gpus_per_node=1,timeout_min=120,mem_gb=16,"
+                        "array_parallelism=32")
+    s.add_argument("--per-gpu", type=int, default=None, help="local executor: runs at once on each visible GPU")
+    s.add_argument("--gpus", default=None,
+                   help="local executor: which of the visible GPUs to use, e.g. 0,1 (default: all visible)")
+    s.add_argument("--no-wait", action="store_true", help="cluster executors: submit, print the job ids and return")
+    s.add_argument("--status", default=None, metavar="OUT", help="print where the sweep in OUT stands and exit")
+    return ap
+
+
+def _error(exc: BaseException, code: int) -> int:
+    """Print ``exc`` as one ``ltlab: error:`` line (its lines joined), end the process group (under torchrun a
+    live one at exit aborts the rank with SIGABRT) and return ``code``."""
+    from .. import distributed
+
+    distributed.cleanup()
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    print(f"ltlab: error: {text}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ltlab train|run|sweep ...``; returns the exit status."""
+    args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:  # every value (-p, --preset, --grid, --seeds) is read in here: a bad one is one line naming it
+        return _sweep(args) if args.cmd == "sweep" else _train_or_run(args)
+    except (ValueError, FileNotFoundError) as exc:
+        return _error(exc, 2)
+    except RuntimeError as exc:
+        if args.cmd == "sweep" and not isinstance(exc, NotebookError):  # the scheduler refused the jobs
+            return _error(exc, 2)
+        return _error(exc, 1)  # a notebook that raised
+    except (FloatingPointError, OSError) as exc:  # NaN/inf loss; disk full or permissions (the path is named)
+        return _error(exc, 1)
