@@ -13,7 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Mapping, MutableMapping
 
 import numpy as np
 import pandas as pd
@@ -294,6 +294,140 @@ def read_config(path: Path) -> dict:
     return config
 
 
+MMAP_MIN_BYTES = 1 << 20  # members of per_class.npz / probes.npz at least this large are memory-mapped
+
+
+class NpzArrays(MutableMapping):
+    """The arrays of one run ``.npz``, read on first use: a dict-like view (``[k]``, ``in``, ``get``, ``keys``).
+
+    Opening reads the zip directory and each member's ``.npy`` header only (names, dtypes, shapes: a damaged
+    or truncated file fails at once, with a :class:`RunFileError`); an array is read when first asked for
+    and kept. Uncompressed members of ``MMAP_MIN_BYTES`` or more (the test logits: 800 MB for iNaturalist)
+    are memory-mapped read-only instead of read, so ``run.per_class["test_logits"][:100]`` touches 100 rows.
+    Assigning or deleting a key changes this view only, never the file. ``loaded`` names the arrays read.
+    A file replaced after opening (a run still training rewrites it) is indexed again before the next read.
+    """
+
+    def __init__(self, path: str | os.PathLike, producer: str = "re-run training to produce it"):
+        self.path = Path(path)
+        self.producer = producer
+        self._index: dict[str, tuple] = {}
+        self._stamp: tuple | None = None
+        self._cache: dict[str, Any] = {}
+        self._gone: set[str] = set()
+        self.loaded: set[str] = set()
+        self._open()
+
+    # ------------------------------------------------------------------ the file
+    def _fail(self, exc: BaseException) -> RunFileError:
+        return RunFileError(f"{self.path} is corrupt, truncated or unreadable ({type(exc).__name__}: {exc}); "
+                            f"{self.producer}")
+
+    def _open(self) -> None:
+        """Index the members: name -> (member, data offset, dtype, shape, fortran order, stored uncompressed)."""
+        import zipfile
+
+        _need(self.path, self.producer)
+        try:
+            stat = self.path.stat()
+            index = {}
+            with open(self.path, "rb") as fh, zipfile.ZipFile(fh) as zf:
+                for info in zf.infolist():
+                    if not info.filename.endswith(".npy"):
+                        raise ValueError(f"member {info.filename!r} is not a .npy array")
+                    fh.seek(info.header_offset)
+                    local = fh.read(30)
+                    if local[:4] != b"PK\x03\x04":
+                        raise ValueError(f"bad local header of {info.filename!r}")
+                    n, extra = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
+                    if fh.read(n).decode("utf-8", "replace") != info.filename:
+                        raise ValueError(f"local header of {info.filename!r} names another member")
+                    fh.seek(extra, os.SEEK_CUR)
+                    stored = info.compress_type == zipfile.ZIP_STORED
+                    header = fh if stored else zf.open(info)
+                    version = np.lib.format.read_magic(header)
+                    shape, fortran, dtype = (np.lib.format.read_array_header_1_0(header) if version == (1, 0)
+                                             else np.lib.format.read_array_header_2_0(header))
+                    if dtype.hasobject:
+                        raise ValueError(f"{info.filename!r} holds Python objects (refused: loading them runs code)")
+                    index[info.filename[:-4]] = (info, fh.tell() if stored else None, dtype, shape, fortran, stored)
+        except RunFileError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - BadZipFile, ValueError, EOFError, OSError, ...
+            raise self._fail(exc) from exc
+        self._index, self._stamp = index, (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+    def _read(self, key: str) -> np.ndarray:
+        import zipfile
+
+        try:
+            stat = self.path.stat()
+            if (stat.st_ino, stat.st_mtime_ns, stat.st_size) != self._stamp:
+                self._open()  # rewritten since (a run still training): read the newest version
+            info, offset, dtype, shape, fortran, stored = self._index[key]
+            size = int(np.prod(shape)) * dtype.itemsize
+            if stored and size >= MMAP_MIN_BYTES:
+                return np.asarray(np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                                            order="F" if fortran else "C"))
+            with zipfile.ZipFile(self.path) as zf, zf.open(info) as member:  # checks the CRC
+                return np.lib.format.read_array(member, allow_pickle=False)
+        except KeyError:
+            raise
+        except RunFileError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged member: BadZipFile (CRC), ValueError, EOFError, ...
+            raise self._fail(exc) from exc
+
+    # ------------------------------------------------------------------ the mapping
+    def __getitem__(self, key: str) -> Any:
+        if key in self._cache:
+            return self._cache[key]
+        if key in self._gone or key not in self._index:
+            raise KeyError(key)
+        value = self._cache[key] = self._read(key)
+        self.loaded.add(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._cache[key] = value
+        self._gone.discard(key)
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._cache.pop(key, None)
+        self._gone.add(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._cache or (key in self._index and key not in self._gone)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*(k for k in self._index if k not in self._gone and k not in self._cache), *self._cache])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        """The shape of ``key`` without reading it."""
+        if key in self._cache:
+            return tuple(np.shape(self._cache[key]))
+        if key not in self:
+            raise KeyError(key)
+        return tuple(self._index[key][3])
+
+    def copy(self) -> dict[str, Any]:
+        """Every array as a plain dict (reads them all)."""
+        return {k: self[k] for k in self}
+
+    def __repr__(self) -> str:
+        return f"NpzArrays({str(self.path)!r}, keys={list(self)}, loaded={sorted(self.loaded)})"
+
+
+def lazy_npz(path: str | os.PathLike, producer: str = "re-run training to produce it") -> NpzArrays:
+    """The arrays of ``path`` read on first use (:class:`NpzArrays`)."""
+    return NpzArrays(path, producer)
+
+
 @dataclass
 class Run:
     """A loaded run directory: ``dir``, ``config`` (dict), ``metrics`` (DataFrame), ``per_class``, ``probes``.
@@ -301,13 +435,18 @@ class Run:
     ``per_class["acc"]`` has one row per *evaluated* epoch (``eval_every``; the last always), shape
     (evaluations, C), not (epochs, C): ``per_class["epochs"]`` gives the 0-based epoch of each row (the
     ``epoch`` column of ``metrics``). :meth:`class_accuracy` returns both as one DataFrame.
+
+    :func:`load_run` reads ``config`` and ``metrics`` at once; ``per_class`` and ``probes`` are
+    :class:`NpzArrays`, dict-like views that read an array on first use (the large ones memory-mapped), so
+    loading and :meth:`summary` take milliseconds at any class count. ``per_class["test_logits"]`` (M, C) is
+    float32 or float16 (``RunConfig.save_logits``) and absent when the run saved none.
     """
 
     dir: Path
     config: dict
     metrics: pd.DataFrame
-    per_class: dict[str, np.ndarray] = field(default_factory=dict)
-    probes: dict[str, np.ndarray] = field(default_factory=dict)
+    per_class: Mapping[str, np.ndarray] = field(default_factory=dict)
+    probes: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -373,12 +512,15 @@ def resolve_run_dir(path: str | os.PathLike) -> Path:
 
 
 def load_run(path: str | os.PathLike) -> Run:
-    """Read a run directory written by :func:`ltlab.run`; fail clearly on a missing or corrupt file."""
+    """Read a run directory written by :func:`ltlab.run`; fail clearly on a missing or corrupt file.
+
+    ``config`` and ``metrics`` are read at once; the arrays of ``per_class.npz`` and ``probes.npz`` on first
+    use (their directories and array headers are checked here, see :class:`NpzArrays`)."""
     d = resolve_run_dir(path)
     config = read_config(d / "config.json")
     metrics = read_metrics(d / "metrics.csv")
-    per_class = read_npz(d / "per_class.npz")
-    probes = read_npz(d / "probes.npz") if (d / "probes.npz").exists() else {}
+    per_class = NpzArrays(d / "per_class.npz")  # arrays read on first use (NpzArrays)
+    probes = NpzArrays(d / "probes.npz") if (d / "probes.npz").exists() else {}
     return Run(dir=d, config=config, metrics=metrics, per_class=per_class, probes=probes)
 
 
