@@ -304,7 +304,8 @@ class NpzArrays(MutableMapping):
     or truncated file fails at once, with a :class:`RunFileError`); an array is read when first asked for
     and kept. Uncompressed members of ``MMAP_MIN_BYTES`` or more (the test logits: 800 MB for iNaturalist)
     are memory-mapped read-only instead of read, so ``run.per_class["test_logits"][:100]`` touches 100 rows.
-    Assigning or deleting a key changes this view only, never the file. ``loaded`` names the arrays read.
+    Assigning or deleting a key changes this view only, never the file. ``loaded`` names the arrays read
+    (``mapped``: those of them memory-mapped).
     A file replaced after opening (a run still training rewrites it) is indexed again before the next read.
     """
 
@@ -316,6 +317,7 @@ class NpzArrays(MutableMapping):
         self._cache: dict[str, Any] = {}
         self._gone: set[str] = set()
         self.loaded: set[str] = set()
+        self.mapped: set[str] = set()
         self._open()
 
     # ------------------------------------------------------------------ the file
@@ -367,6 +369,7 @@ class NpzArrays(MutableMapping):
             info, offset, dtype, shape, fortran, stored = self._index[key]
             size = int(np.prod(shape)) * dtype.itemsize
             if stored and size >= MMAP_MIN_BYTES:
+                self.mapped.add(key)
                 return np.asarray(np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=shape,
                                             order="F" if fortran else "C"))
             with zipfile.ZipFile(self.path) as zf, zf.open(info) as member:  # checks the CRC
@@ -470,6 +473,25 @@ class Run:
         epochs = np.asarray(epochs) if epochs is not None else self.metrics["epoch"].to_numpy()[-len(acc):]
         return pd.DataFrame(acc, index=pd.Index(epochs.astype(int), name="epoch"),
                             columns=pd.RangeIndex(acc.shape[1], name="class"))
+
+    def test_logits(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(logits (M, C), labels (M,))`` of the last evaluation as saved (float32, or float16 with
+        ``save_logits='float16'``); a :class:`RunFileError` saying why and what to do when the run has none."""
+        pc = self.per_class
+        if "test_logits" in pc and "test_labels" in pc:
+            return pc["test_logits"], pc["test_labels"]
+        raise RunFileError(self.no_logits_reason())
+
+    def no_logits_reason(self) -> str:
+        """Why this run has no saved test logits: ``save_logits='none'``, or no evaluation yet."""
+        pc = self.per_class
+        how = self.config.get("save_logits") or (str(pc["save_logits"]) if "save_logits" in pc else None)
+        if how == "none":
+            return (f"{self.dir} has no test logits: it was trained with save_logits='none'. Analyses on logits "
+                    "(post-hoc logit adjustment / PN, the post-hoc panel, the confusion matrix) need them: train "
+                    "the run with save_logits='float32' (the default) or 'float16' (half the size)")
+        return (f"{self.dir / 'per_class.npz'} holds no test logits: they are written after an evaluated epoch; "
+                "train or resume the run until at least one evaluation (ltlab.run(run_dir=..., resume=True))")
 
     def features(self, split: str = "test") -> dict[str, np.ndarray]:
         return read_npz(self.dir / f"features_{split}.npz",
