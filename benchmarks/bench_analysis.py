@@ -325,13 +325,39 @@ def _probe_step_times(c: int, steps: int, image_size: int, batch: int = 128) -> 
             t0 = time.perf_counter()
             train_one_epoch(state, batches[i % 2:i % 2 + 1], device=device, probe=probe)
             times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    out = {k: statistics.median(v) for k, v in times.items()}
+    out.update({f"min {k}": min(v) for k, v in times.items()})
+    # the probe's own work per step, alone (min of 30; robust on a shared machine), against the fastest step
+    grad = torch.randn(batch, c, generator=g) * 1e-3
+    labels = batches[0][1]
+    for k in kinds[1:]:
+        probe = make(k)
+        if probe is None:
+            continue
+        probe.update(grad, labels)
+        reps = []
+        for _ in range(30):
+            t0 = time.perf_counter()
+            probe.update(grad, labels)
+            reps.append(time.perf_counter() - t0)
+        out[f"update {k}"] = min(reps)
+    return out
 
 
 def bench_scale(classes: list[int], tmp: Path, args) -> None:
     """The issue-23 rows: printed as their own table (today | now | today / now)."""
     rows = []
     for c in classes:
+        if args.probes_only:
+            step = _probe_step_times(c, args.probe_steps, args.probe_image_size)
+            for k, v in step.items():
+                if k.startswith("update "):
+                    rows.append((c, f"probe update alone ({k[7:]}), s (1 + update / fastest step without probe)",
+                                 None, v, 1 + v / step["min none"]))
+                elif not k.startswith("min "):
+                    rows.append((c, f"ResNet-32 step {args.probe_image_size}px, probes {k}: median s (x no probe; "
+                                 f"min-based {step['min ' + k] / step['min none']:.3f}x)", None, v, v / step["none"]))
+            continue
         tpc = args.test_per_class if args.test_per_class else (5 if c <= 1000 else 1)
         d, train_s = _scale_run(c, tmp, args.n_max, tpc)
         m = tpc * c
@@ -343,13 +369,19 @@ def bench_scale(classes: list[int], tmp: Path, args) -> None:
             what = f"builder {name}, s" + (f" ({mb:.1f} MB JSON)" if mb == mb else f" [{err}]")
             rows.append((c, what, None, sec))
         step = _probe_step_times(c, args.probe_steps, args.probe_image_size)
-        none = step["none"]
+        none, fastest = step["none"], step["min none"]
         for k, v in step.items():
-            rows.append((c, f"ResNet-32 step {args.probe_image_size}px, probes {k}: s (x no probe)", None,
-                         v, v / none))
+            if k.startswith("min "):
+                continue
+            if k.startswith("update "):
+                rows.append((c, f"probe update alone ({k[7:]}), s (1 + update / fastest step without probe)",
+                             None, v, 1 + v / fastest))
+                continue
+            rows.append((c, f"ResNet-32 step {args.probe_image_size}px, probes {k}: median s (x no probe; "
+                         f"min-based {step['min ' + k] / fastest:.3f}x)", None, v, v / none))
         shutil.rmtree(d, ignore_errors=True)
         print(f"[C = {c}: trained in {train_s:.0f} s]", flush=True)
-    for name, sec in _posthoc_times(args.repeats):
+    for name, sec in ([] if args.probes_only else _posthoc_times(args.repeats)):
         rows.append((1000, f"post-hoc update 50k x 1000: {name}, s", None, sec))
     print("\n| C | what | today | now | today / now |\n|---:|---|---:|---:|---:|")
     for row in rows:
@@ -374,6 +406,7 @@ def main() -> None:
                     "C <= 1000, 1 above)")
     ap.add_argument("--probe-steps", type=int, default=10)
     ap.add_argument("--probe-image-size", type=int, default=32)
+    ap.add_argument("--probes-only", action="store_true", help="scale rows: the probe overhead rows only")
     ap.add_argument("--builder-gb", type=float, default=4.0)
     ap.add_argument("--builder-timeout", type=float, default=120.0)
     args = ap.parse_args()
