@@ -388,7 +388,8 @@ def bench_scale(classes: list[int], tmp: Path, args) -> None:
         c, what, today, now = row[:4]
         ratio = (f"{today / now:.1f}x" if today is not None and now == now and now > 0 else
                  (f"({row[4]:.3f}x)" if len(row) > 4 else ""))
-        fmt = (lambda v: "" if v is None else ("n/a" if v != v else f"{v:,.3f}" if v < 10 else f"{v:,.1f}"))
+        fmt = (lambda v: "" if v is None else ("n/a" if v != v else f"{v * 1e3:.2f} ms" if v < 0.01 else
+                                              f"{v:,.3f}" if v < 10 else f"{v:,.1f}"))
         print(f"| {c:,} | {what} | {fmt(today)} | {fmt(now)} | {ratio} |")
 
 
