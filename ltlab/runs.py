@@ -309,9 +309,11 @@ class NpzArrays(MutableMapping):
     A file replaced after opening (a run still training rewrites it) is indexed again before the next read.
     """
 
-    def __init__(self, path: str | os.PathLike, producer: str = "re-run training to produce it"):
+    def __init__(self, path: str | os.PathLike, producer: str = "re-run training to produce it",
+                 missing=None):
         self.path = Path(path)
         self.producer = producer
+        self.missing = missing  # (self, key) -> KeyError raised for a key the file lacks (None: KeyError(key))
         self._index: dict[str, tuple] = {}
         self._stamp: tuple | None = None
         self._cache: dict[str, Any] = {}
@@ -386,7 +388,7 @@ class NpzArrays(MutableMapping):
         if key in self._cache:
             return self._cache[key]
         if key in self._gone or key not in self._index:
-            raise KeyError(key)
+            raise (self.missing(self, key) if self.missing is not None else KeyError(key))
         value = self._cache[key] = self._read(key)
         self.loaded.add(key)
         return value
@@ -533,6 +535,13 @@ def resolve_run_dir(path: str | os.PathLike) -> Path:
     raise RunNotFoundError(f"run directory {path} does not exist (looked in {places}).\n{runs_hint()}")
 
 
+def _probe_not_recorded(arrays: NpzArrays, key: str) -> KeyError:
+    """The KeyError of ``run.probes[key]`` for a key the run did not record: why (:func:`ltlab.probes.not_recorded`)."""
+    from .probes import NotRecordedError, not_recorded
+
+    return NotRecordedError(not_recorded(arrays, key))
+
+
 def load_run(path: str | os.PathLike) -> Run:
     """Read a run directory written by :func:`ltlab.run`; fail clearly on a missing or corrupt file.
 
@@ -542,7 +551,7 @@ def load_run(path: str | os.PathLike) -> Run:
     config = read_config(d / "config.json")
     metrics = read_metrics(d / "metrics.csv")
     per_class = NpzArrays(d / "per_class.npz")  # arrays read on first use (NpzArrays)
-    probes = NpzArrays(d / "probes.npz") if (d / "probes.npz").exists() else {}
+    probes = NpzArrays(d / "probes.npz", missing=_probe_not_recorded) if (d / "probes.npz").exists() else {}
     return Run(dir=d, config=config, metrics=metrics, per_class=per_class, probes=probes)
 
 

@@ -248,5 +248,9 @@ def test_what_was_not_recorded_is_named_never_called_old(big_runs):
     for arrays, key in ((full, "grad_neg_by_source"), (cheap, "grad_neg_by_source_cum"), (off, "grad_ratio_cum")):
         why = probes.not_recorded(arrays, key)
         assert not any(w in why.lower() for w in ("predates", "retrain", " old", "older")), why
+    with pytest.raises(KeyError, match="MATRIX_MAX_CLASSES = 256"):  # a plain read says why too
+        full["grad_neg_by_source_cum"]
+    with pytest.raises(KeyError, match="probes='off'"):
+        off["grad_ratio"]
     m, at = probes.matrix_at(full, "grad_neg_by_group_cum", -1)
     assert m.shape == (C, 3) and at == 1
