@@ -29,6 +29,16 @@ REPORTED_KEYS = ("overall", "many", "medium", "few")
 # RunConfig.compile: off, torch.compile's default mode, or a named mode ("reduce-overhead" = CUDA graphs)
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
+# what a run directory records (RunConfig.save_logits / RunConfig.probes; docs/running.md, "What a run records")
+SAVE_LOGITS = {"float32": "the test logits of the last evaluation in per_class.npz, as computed",
+               "float16": "the same in half precision: half the size (iNaturalist: 400 MB instead of 800 MB)",
+               "none": "no test logits: post-hoc analyses (logit adjustment, PN, the post-hoc panel) cannot run"}
+PROBES = {"full": "per-class positive/negative gradient sums (per epoch, accumulated, GALA code), epoch 1 at step "
+                  "grain, and the negative gradient by source class (by source group above MATRIX_MAX_CLASSES)",
+          "cheap": "the per-class positive/negative gradient sums only (per epoch, accumulated, GALA code): no step "
+                   "records, no by-source or by-group matrices",
+          "off": "no gradient probe (weight norms, prediction counts and loss internals are still recorded)"}
+
 # fields that may change between an interrupted run and its resumption
 RESUME_FREE_FIELDS = ("resume", "device", "progress", "run_dir", "run_id", "epochs_per_call", "num_workers",
                       "compile", "method", "preset", "reported", "posthoc", "checkpoint_every_steps", "tensorboard")
@@ -442,6 +452,9 @@ class RunConfig:
     resume: bool = False                  # continue from run_dir/checkpoint.pt
     epochs_per_call: int | None = None    # stop after this many epochs in this call (resumable)
     checkpoint_every_steps: int | None = None  # also checkpoint every k training steps (exact mid-epoch resume)
+    # what the run directory records (issue 23: runs of 1,000-8,142 classes); see SAVE_LOGITS / PROBES below
+    save_logits: str = "float32"          # test logits in per_class.npz: float32 | float16 (half the size) | none
+    probes: str = "full"                  # gradient probe: full | cheap (pos/neg sums only) | off
     # documentation recorded in config.json (not used for training)
     method: str | None = None             # label for tables, e.g. "GCL" (None: the loss name)
     preset: str | None = None             # the preset file this run came from
@@ -540,6 +553,7 @@ class RunConfig:
             self._fail("head", f"loss {self.loss!r} takes cosine similarities; use head='cosine' or 'auto'")
         self._validate_stages()
         self._validate_documentation()
+        self._validate_records()
         for name in ("sync_bn", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 self._fail(name, "must be True or False")
@@ -621,6 +635,12 @@ class RunConfig:
             if not ok:
                 self._fail("loss_params", f"{k}={v!r} must be {what} (the default of loss {self.loss!r} is "
                                           f"{default!r}), or None for the default")
+
+    def _validate_records(self) -> None:
+        """``save_logits`` and ``probes`` (issue 23): one message listing the valid values and what each does."""
+        for name, allowed in (("save_logits", SAVE_LOGITS), ("probes", PROBES)):
+            if getattr(self, name) not in allowed:
+                self._fail(name, "must be one of " + "; ".join(f"{k!r} ({v})" for k, v in allowed.items()))
 
     def _validate_stages(self) -> None:
         from .stages import get_stage

@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Mapping, MutableMapping
 
 import numpy as np
 import pandas as pd
@@ -676,14 +676,17 @@ def _probe_limit(config: dict | None) -> int | None:
 
 
 def validate_probes(arrays: dict[str, Any], config: dict | None, path: Path) -> None:
-    """Check ``probes.npz`` (arrays or npz headers): numbers (or text scalars), at most 3 dimensions, each array
+    """Check ``probes.npz`` (arrays or npz headers): numbers (or text: scalars and the short ``*_names`` lists such
+    as ``by_group_names``), at most 3 dimensions, each array
     at most :func:`_probe_limit` values for the run's epochs, classes and steps; ``epochs`` increasing and
     non-negative. RunFileError naming file and key."""
     limit = _probe_limit(config)
     for key, x in arrays.items():
         shape, dtype, a = _describe(x)
-        if dtype.kind not in "biufU" or (dtype.kind == "U" and shape != ()):
-            raise RunFileError(f"{path}: {key!r} has dtype {dtype} and shape {shape}; probes are numbers")
+        names = key.endswith("_names") and len(shape) == 1 and shape[0] <= 16  # e.g. by_group_names
+        if dtype.kind not in "biufU" or (dtype.kind == "U" and shape != () and not names):
+            raise RunFileError(f"{path}: {key!r} has dtype {dtype} and shape {shape}; probes are numbers (and a few "
+                               "names)")
         size = _nbytes(shape, np.dtype(np.int8))
         if len(shape) > 3 or (limit is not None and size > limit):
             raise RunFileError(f"{path}: {key!r} has shape {shape}, more than a run of {config.get('epochs')} epochs "
@@ -776,6 +779,162 @@ def read_config(path: Path) -> dict:
     return config
 
 
+MMAP_MIN_BYTES = 1 << 20  # members of per_class.npz / probes.npz at least this large are memory-mapped
+
+
+class NpzArrays(MutableMapping):
+    """The arrays of one run ``.npz``, read on first use: a dict-like view (``[k]``, ``in``, ``get``, ``keys``).
+
+    Opening reads the zip directory and each member's ``.npy`` header only (names, dtypes, shapes: a damaged
+    or truncated file fails at once, with a :class:`RunFileError`); an array is read when first asked for
+    and kept. Uncompressed members of ``MMAP_MIN_BYTES`` or more (the test logits: 800 MB for iNaturalist)
+    are memory-mapped read-only instead of read, so ``run.per_class["test_logits"][:100]`` touches 100 rows.
+    Assigning or deleting a key changes this view only, never the file. ``loaded`` names the arrays read
+    (``mapped``: those of them memory-mapped).
+    A file replaced after opening (a run still training rewrites it) is indexed again before the next read.
+    """
+
+    def __init__(self, path: str | os.PathLike, producer: str = "re-run training to produce it",
+                 missing=None, check=None):
+        self.path = Path(path)
+        self.producer = producer
+        self.missing = missing  # (self, key) -> KeyError raised for a key the file lacks (None: KeyError(key))
+        # check(arrays): validation of {key: (shape, dtype) header or array}: on every header when the file is
+        # indexed, and with an array's values when it is first read (validate_per_class / validate_probes)
+        self.check = check
+        self._index: dict[str, tuple] = {}
+        self._stamp: tuple | None = None
+        self._cache: dict[str, Any] = {}
+        self._gone: set[str] = set()
+        self.loaded: set[str] = set()
+        self.mapped: set[str] = set()
+        self._open()
+
+    # ------------------------------------------------------------------ the file
+    def _fail(self, exc: BaseException) -> RunFileError:
+        return RunFileError(f"{self.path} is corrupt, truncated or unreadable ({type(exc).__name__}: {exc}); "
+                            f"{self.producer}")
+
+    def _open(self) -> None:
+        """Index the members: name -> (member, data offset, dtype, shape, fortran order, stored uncompressed)."""
+        import zipfile
+
+        _need(self.path, self.producer)
+        fh = open_regular(self.path, None, self.producer)  # a FIFO or /dev/zero would hang the read
+        try:
+            stat = os.fstat(fh.fileno())
+            index = {}
+            with fh, zipfile.ZipFile(fh) as zf:
+                for info in zf.infolist():
+                    if not info.filename.endswith(".npy"):
+                        raise ValueError(f"member {info.filename!r} is not a .npy array")
+                    fh.seek(info.header_offset)
+                    local = fh.read(30)
+                    if local[:4] != b"PK\x03\x04":
+                        raise ValueError(f"bad local header of {info.filename!r}")
+                    n, extra = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
+                    if fh.read(n).decode("utf-8", "replace") != info.filename:
+                        raise ValueError(f"local header of {info.filename!r} names another member")
+                    fh.seek(extra, os.SEEK_CUR)
+                    stored = info.compress_type == zipfile.ZIP_STORED
+                    header = fh if stored else zf.open(info)
+                    version = np.lib.format.read_magic(header)
+                    shape, fortran, dtype = (np.lib.format.read_array_header_1_0(header) if version == (1, 0)
+                                             else np.lib.format.read_array_header_2_0(header))
+                    if dtype.hasobject:
+                        raise ValueError(f"{info.filename!r} holds Python objects (refused: loading them runs code)")
+                    if _nbytes(shape, dtype) > MAX_NPZ_BYTES:
+                        key = info.filename[:-4]
+                        raise RunFileError(f"{self.path}: {key!r} claims shape {shape} ({_nbytes(shape, dtype)} "
+                                           f"bytes), more than the {MAX_NPZ_BYTES} an array of a run file can be; "
+                                           "it is not an ltlab file")
+                    index[info.filename[:-4]] = (info, fh.tell() if stored else None, dtype, shape, fortran, stored)
+        except RunFileError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - BadZipFile, ValueError, EOFError, OSError, ...
+            raise self._fail(exc) from exc
+        self._index, self._stamp = index, (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if self.check is not None:
+            self.check(self._headers())
+
+    def _headers(self) -> dict[str, tuple]:
+        return {k: (tuple(v[3]), v[2]) for k, v in self._index.items()}
+
+    def _read(self, key: str) -> np.ndarray:
+        import zipfile
+
+        try:
+            stat = self.path.stat()
+            if (stat.st_ino, stat.st_mtime_ns, stat.st_size) != self._stamp:
+                self._open()  # rewritten since (a run still training): read the newest version
+            info, offset, dtype, shape, fortran, stored = self._index[key]
+            size = int(np.prod(shape)) * dtype.itemsize
+            if stored and size >= MMAP_MIN_BYTES:
+                self.mapped.add(key)
+                return np.asarray(np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                                            order="F" if fortran else "C"))
+            with zipfile.ZipFile(self.path) as zf, zf.open(info) as member:  # checks the CRC
+                return np.lib.format.read_array(member, allow_pickle=False)
+        except KeyError:
+            raise
+        except RunFileError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged member: BadZipFile (CRC), ValueError, EOFError, ...
+            raise self._fail(exc) from exc
+
+    # ------------------------------------------------------------------ the mapping
+    def __getitem__(self, key: str) -> Any:
+        if key in self._cache:
+            return self._cache[key]
+        if key in self._gone or key not in self._index:
+            raise (self.missing(self, key) if self.missing is not None else KeyError(key))
+        value = self._read(key)
+        if self.check is not None:
+            self.check({**self._headers(), key: value})
+        self._cache[key] = value
+        self.loaded.add(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._cache[key] = value
+        self._gone.discard(key)
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._cache.pop(key, None)
+        self._gone.add(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._cache or (key in self._index and key not in self._gone)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*(k for k in self._index if k not in self._gone and k not in self._cache), *self._cache])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        """The shape of ``key`` without reading it."""
+        if key in self._cache:
+            return tuple(np.shape(self._cache[key]))
+        if key not in self:
+            raise KeyError(key)
+        return tuple(self._index[key][3])
+
+    def copy(self) -> dict[str, Any]:
+        """Every array as a plain dict (reads them all)."""
+        return {k: self[k] for k in self}
+
+    def __repr__(self) -> str:
+        return f"NpzArrays({str(self.path)!r}, keys={list(self)}, loaded={sorted(self.loaded)})"
+
+
+def lazy_npz(path: str | os.PathLike, producer: str = "re-run training to produce it") -> NpzArrays:
+    """The arrays of ``path`` read on first use (:class:`NpzArrays`)."""
+    return NpzArrays(path, producer)
+
+
 @dataclass
 class Run:
     """A loaded run directory: ``dir``, ``config`` (dict), ``metrics`` (DataFrame), ``per_class``, ``probes``.
@@ -783,13 +942,18 @@ class Run:
     ``per_class["acc"]`` has one row per *evaluated* epoch (``eval_every``; the last always), shape
     (evaluations, C), not (epochs, C): ``per_class["epochs"]`` gives the 0-based epoch of each row (the
     ``epoch`` column of ``metrics``). :meth:`class_accuracy` returns both as one DataFrame.
+
+    :func:`load_run` reads ``config`` and ``metrics`` at once; ``per_class`` and ``probes`` are
+    :class:`NpzArrays`, dict-like views that read an array on first use (the large ones memory-mapped), so
+    loading and :meth:`summary` take milliseconds at any class count. ``per_class["test_logits"]`` (M, C) is
+    float32 or float16 (``RunConfig.save_logits``) and absent when the run saved none.
     """
 
     dir: Path
     config: dict
     metrics: pd.DataFrame
-    per_class: dict[str, np.ndarray] = field(default_factory=dict)
-    probes: dict[str, np.ndarray] = field(default_factory=dict)
+    per_class: Mapping[str, np.ndarray] = field(default_factory=dict)
+    probes: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -813,6 +977,25 @@ class Run:
         epochs = np.asarray(epochs) if epochs is not None else self.metrics["epoch"].to_numpy()[-len(acc):]
         return pd.DataFrame(acc, index=pd.Index(epochs.astype(int), name="epoch"),
                             columns=pd.RangeIndex(acc.shape[1], name="class"))
+
+    def test_logits(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(logits (M, C), labels (M,))`` of the last evaluation as saved (float32, or float16 with
+        ``save_logits='float16'``); a :class:`RunFileError` saying why and what to do when the run has none."""
+        pc = self.per_class
+        if "test_logits" in pc and "test_labels" in pc:
+            return pc["test_logits"], pc["test_labels"]
+        raise RunFileError(self.no_logits_reason())
+
+    def no_logits_reason(self) -> str:
+        """Why this run has no saved test logits: ``save_logits='none'``, or no evaluation yet."""
+        pc = self.per_class
+        how = self.config.get("save_logits") or (str(pc["save_logits"]) if "save_logits" in pc else None)
+        if how == "none":
+            return (f"{self.dir} has no test logits: it was trained with save_logits='none'. Analyses on logits "
+                    "(post-hoc logit adjustment / PN, the post-hoc panel, the confusion matrix) need them: train "
+                    "the run with save_logits='float32' (the default) or 'float16' (half the size)")
+        return (f"{self.dir / 'per_class.npz'} holds no test logits: they are written after an evaluated epoch; "
+                "train or resume the run until at least one evaluation (ltlab.run(run_dir=..., resume=True))")
 
     def features(self, split: str = "test") -> dict[str, np.ndarray]:
         return read_npz(self.dir / f"features_{split}.npz",
@@ -854,13 +1037,27 @@ def resolve_run_dir(path: str | os.PathLike) -> Path:
     raise RunNotFoundError(f"run directory {path} does not exist (looked in {places}).\n{runs_hint()}")
 
 
+def _probe_not_recorded(arrays: NpzArrays, key: str) -> KeyError:
+    """The KeyError of ``run.probes[key]`` for a key the run did not record: why (:func:`ltlab.probes.not_recorded`)."""
+    from .probes import NotRecordedError, not_recorded
+
+    return NotRecordedError(not_recorded(arrays, key))
+
+
 def load_run(path: str | os.PathLike) -> Run:
-    """Read a run directory written by :func:`ltlab.run`; fail clearly on a missing or corrupt file."""
+    """Read a run directory written by :func:`ltlab.run`; fail clearly on a missing or corrupt file.
+
+    ``config`` and ``metrics`` are read at once; the arrays of ``per_class.npz`` and ``probes.npz`` on first
+    use (their directories and array headers are checked here, see :class:`NpzArrays`)."""
     d = resolve_run_dir(path)
     config = read_config(d / "config.json")
     metrics = read_metrics(d / "metrics.csv")
-    per_class = read_per_class(d / "per_class.npz", config)
-    probes = read_probes(d / "probes.npz", config) if (d / "probes.npz").exists() else {}
+    # arrays read on first use (NpzArrays), each checked against the config: sizes from the headers at once,
+    # values when first read (issue 25)
+    pc_path, pr_path = d / "per_class.npz", d / "probes.npz"
+    per_class = NpzArrays(pc_path, check=lambda a: validate_per_class(a, config, pc_path))
+    probes = NpzArrays(pr_path, missing=_probe_not_recorded, check=lambda a: validate_probes(a, config, pr_path)) \
+        if pr_path.exists() else {}
     return Run(dir=d, config=config, metrics=metrics, per_class=per_class, probes=probes)
 
 

@@ -164,12 +164,12 @@ def load_torch(path: str | os.PathLike, *, fix: str = "") -> Any:
                                   ) from None
         if not found:
             raise
-    except OSError as exc:  # torch reading a truncated file object: "Invalid argument" from a seek past the end
-        raise ValueError(f"{path} is truncated or corrupt (torch could not read it: {exc})") from exc
         names = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
         raise UnsafeFileError(f"{path} contains {names}: ltlab loads torch files with weights_only=True (tensors, "
                               f"numbers, strings and containers only) and never unpickles other objects, which "
                               f"could run code. {fix}".rstrip()) from None
+    except OSError as exc:  # torch reading a truncated file object: "Invalid argument" from a seek past the end
+        raise ValueError(f"{path} is truncated or corrupt (torch could not read it: {exc})") from exc
     if isinstance(obj, dict) and NUMPY_KEY in obj:
         marks = obj.pop(NUMPY_KEY)
         try:

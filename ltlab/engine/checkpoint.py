@@ -1,8 +1,11 @@
 """Checkpoints: what a run saves after every epoch (and every k steps), and how a run resumes from it.
 
 A checkpoint holds the model (unwrapped; with its head kind, so :func:`ltlab.build.rebuild_model` can rebuild
-it), the optimiser, the loss and stage state, the whole history (metrics, per-class accuracy, probe records,
-last test outputs), the RNG states and, mid-epoch, the position inside the epoch. Reading one back is
+it), the optimiser, the loss and stage state, the history (metrics, per-class accuracy, probe records, the
+test labels and the epoch of the last test logits), the RNG states and, mid-epoch, the position inside the
+epoch. The test logits themselves are stored once, in ``per_class.npz`` (iNaturalist: 800 MB); a resume reads
+them back from there, or evaluates the checkpoint's model again when a kill came between checkpoint and
+outputs (:func:`restore`, :func:`logits_to_refresh`). Reading one back is
 :func:`ltlab.runs.load_checkpoint` (``weights_only=True``).
 """
 from __future__ import annotations
@@ -34,7 +37,8 @@ def save_checkpoint(run_dir: Path, state: TrainState, config: RunConfig, *, posi
         # the probe history goes in stacked (probes.stack_epochs): a handful of arrays instead of several per epoch
         "history": {"metrics": state.metrics, "per_class": state.per_class, "eval_epochs": state.eval_epochs,
                     "probes": probes.stack_epochs(state.probe_records), "probe_epochs": len(state.probe_records),
-                    "test_logits": state.test_logits, "test_labels": state.test_labels},
+                    "test_logits_epoch": state.eval_epochs[-1] if state.test_logits is not None else None,
+                    "test_labels": state.test_labels},
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
         "extras": {k: v.state_dict() for k, v in state.extras.items()},
         "scaler": scaler.state_dict() if scaler is not None else None,
@@ -80,11 +84,14 @@ def _arrays(obj: Any) -> Any:
     return obj
 
 
-def restore(state: TrainState, ckpt: dict) -> None:
+def restore(state: TrainState, ckpt: dict, run_dir: Path | None = None) -> None:
     """Load a checkpoint into ``state``: weights, optimiser, loss and stage state, history, position.
 
     A checkpoint that does not fit (weights of other shapes, a history of other types: edited, or written for
-    another model) raises one ValueError naming the file and the part, before ``state`` is half restored."""
+    another model) raises one ValueError naming the file and the part, before ``state`` is half restored.
+    The last test logits come from the checkpoint (ltlab before issue 23 saved them there), else from
+    ``run_dir/per_class.npz`` when it holds that evaluation's; otherwise they stay None and
+    :func:`logits_to_refresh` says to evaluate the restored model again (the model they came from)."""
     where = ckpt.get(CHECKPOINT_FILE_KEY, "the checkpoint")
     fix = "resume with the parameters it was trained with, or start a new run (resume=False, another run_dir)"
     try:
@@ -104,7 +111,9 @@ def restore(state: TrainState, ckpt: dict) -> None:
     state.epoch = state.checkpoint_epoch = epoch
     state.metrics, state.per_class, state.eval_epochs = list(h["metrics"]), list(h["per_class"]), list(h["eval_epochs"])
     state.probe_records = probe_records
-    state.test_logits, state.test_labels = h["test_logits"], h["test_labels"]
+    state.test_logits, state.test_labels = h.get("test_logits"), h.get("test_labels")
+    if state.test_logits is None and h.get("test_logits_epoch") is not None and run_dir is not None:
+        state.test_logits = _saved_logits(Path(run_dir), int(h["test_logits_epoch"]))
     for k, v in state.extras.items():
         if k not in ckpt.get("extras", {}):
             raise ValueError(f"checkpoint lacks the state of {k!r}; it was written by a different kind of run")
@@ -136,6 +145,25 @@ def _check_history(h: Any) -> dict:
     if not isinstance(h.get("probe_epochs"), (int, np.integer)) or not isinstance(h.get("probes"), dict):
         raise TypeError("history['probes'] / ['probe_epochs'] are not the stacked probe records")
     return h
+
+
+def _saved_logits(run_dir: Path, epoch: int) -> np.ndarray | None:
+    """The test logits of evaluated epoch ``epoch`` from ``per_class.npz``; None when it holds another epoch's
+    (a kill between checkpoint and outputs), none at all, or cannot be read."""
+    try:
+        with np.load(run_dir / "per_class.npz", allow_pickle=False) as z:
+            if "test_logits" in z.files and "epochs" in z.files and len(z["epochs"]) and int(z["epochs"][-1]) == epoch:
+                return z["test_logits"]
+    except Exception:  # noqa: BLE001 - missing or damaged: evaluate again (logits_to_refresh)
+        pass
+    return None
+
+
+def logits_to_refresh(state: TrainState, save_logits: str = "float32") -> bool:
+    """Whether the restored model must be evaluated again to recover the last test logits: the checkpoint
+    ends on an evaluated epoch whose logits never reached ``per_class.npz`` (and the run saves logits)."""
+    return (save_logits != "none" and state.test_logits is None and bool(state.eval_epochs)
+            and state.eval_epochs[-1] == state.epoch)
 
 
 def describe(epoch: int, position: dict | None) -> str:

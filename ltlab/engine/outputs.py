@@ -36,12 +36,15 @@ def evaluate_gathered(state: TrainState, eval_call: nn.Module, test_loader, devi
     return all_logits, all_labels
 
 
-def prediction_probes(logits: np.ndarray, labels: np.ndarray, loss_fn: nn.Module) -> dict[str, np.ndarray]:
+def prediction_probes(logits: np.ndarray, labels: np.ndarray, loss_fn: nn.Module,
+                      chunk: int = 4096) -> dict[str, np.ndarray]:
     """Per class: prediction counts on the test set and the mean max-probability of its test samples.
 
-    Cosine outputs are scaled by the loss's ``s`` first, as the loss sees them."""
-    z = torch.from_numpy(logits).double() * float(getattr(loss_fn, "s", 1.0) if loss_fn.input_kind == "cosine" else 1.0)
-    p_max = torch.softmax(z, dim=1).max(dim=1).values.numpy()
+    Cosine outputs are scaled by the loss's ``s`` first, as the loss sees them. The float64 softmax runs over
+    ``chunk`` rows at a time (the same numbers; 24k x 8,142 test logits would need a 1.6 GB temporary)."""
+    scale = float(getattr(loss_fn, "s", 1.0) if loss_fn.input_kind == "cosine" else 1.0)
+    p_max = np.concatenate([torch.softmax(torch.from_numpy(logits[i:i + chunk]).double() * scale, dim=1)
+                            .max(dim=1).values.numpy() for i in range(0, len(logits), chunk)] or [np.zeros(0)])
     c = logits.shape[1]
     per_class = np.bincount(labels, weights=p_max, minlength=c) / np.maximum(np.bincount(labels, minlength=c), 1)
     return {"pred_count": np.bincount(logits.argmax(1), minlength=c).astype(np.float64), "mean_max_prob": per_class}
@@ -64,16 +67,27 @@ def record_evaluation(state: TrainState, epoch: int, lr: float, train_loss: floa
     return row
 
 
-def write_outputs(run_dir: Path, state: TrainState, class_counts: list[int]) -> None:
+LOGIT_DTYPES = {"float32": np.float32, "float16": np.float16, "none": None}  # RunConfig.save_logits
+
+
+def write_outputs(run_dir: Path, state: TrainState, class_counts: list[int], save_logits: str = "float32",
+                  probe_mode: str = "full") -> None:
     """per_class.npz, probes.npz, then metrics.csv (last: it marks the run as written, so a process killed
-    between two files leaves a directory :func:`ltlab.load_run` reads) from the history held in ``state``."""
+    between two files leaves a directory :func:`ltlab.load_run` reads) from the history held in ``state``.
+
+    The test logits of the last evaluation are stored here and nowhere else (not in the checkpoint), in
+    ``save_logits`` precision (RunConfig.save_logits; "none" leaves them and the labels out)."""
     pc = {"epochs": np.asarray(state.eval_epochs, dtype=np.int64), "class_counts": np.asarray(class_counts),
           "acc": np.stack(state.per_class) if state.per_class else np.zeros((0, len(class_counts)))}
-    if state.test_logits is not None:
-        pc["test_logits"], pc["test_labels"] = state.test_logits, state.test_labels
+    dtype = LOGIT_DTYPES[save_logits]
+    if state.test_logits is not None and dtype is not None:
+        pc["test_logits"] = np.asarray(state.test_logits).astype(dtype, copy=False)
+        pc["test_labels"] = state.test_labels
+    pc["save_logits"] = np.asarray(save_logits)  # why there are none, for the message of an analysis that needs them
     write_npz(run_dir / "per_class.npz", pc)
     arrays = probes.stack_epochs(state.probe_records)
     arrays["epochs"] = np.arange(len(state.probe_records), dtype=np.int64)
+    arrays.update(probes.record_info(probe_mode, arrays))
     write_npz(run_dir / "probes.npz", arrays)
     write_csv(run_dir / "metrics.csv", pd.DataFrame(state.metrics, columns=METRIC_COLUMNS))
 

@@ -26,7 +26,7 @@ from ..loggers import config_loggers
 from ..runs import (CHECKPOINTS, Run, checkpoint_stamp, claim_run_dir, load_checkpoint, load_run, new_run_id,
                     path_error, remove_stale_temps, runs_root, write_json)
 from ..stages import StageData, StageParts, get_stage
-from .checkpoint import check_resume, describe, position, restore, resume_position, save_checkpoint
+from .checkpoint import check_resume, describe, logits_to_refresh, position, restore, resume_position, save_checkpoint
 from .compile import model_calls
 from .divergence import check_divergence
 from .loop import EpochSums, TrainState, train_one_epoch, unwrap
@@ -61,7 +61,7 @@ def run(config: RunConfig | dict | None = None, *, callbacks: list[Callback] | N
     if config.resume:
         ckpt = load_checkpoint(run_dir)
         check_resume(config, ckpt, run_dir)
-        restore(state, ckpt)
+        restore(state, ckpt, run_dir)
     config = config.replace(run_dir=str(run_dir))
     # one writer per run directory: its lock before anything is written (issue 25); released when the run ends
     with claim_run_dir(run_dir, resume=config.resume, stamp=stamp) if ctx.is_main else nullcontext():
@@ -129,7 +129,7 @@ def _start_run_dir(run_dir: Path, config: RunConfig, state: TrainState, data: St
         "world_size": distributed.context().world_size, "loss_input_kind": parts.loss_fn.input_kind,
         "init_from_resolved": str(Path(config.init_from).resolve()) if config.init_from else None})
     if state.epoch >= 0:
-        write_outputs(run_dir, state, counts)
+        write_outputs(run_dir, state, counts, config.save_logits, config.probes)
 
 
 def _git_commit() -> str | None:
@@ -177,6 +177,13 @@ def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, 
     last = config.epochs if config.epochs_per_call is None else min(config.epochs, first + config.epochs_per_call)
     epochs = _Epochs(state, config, run_dir, device, callbacks, list(train_ds.class_counts), train_loader,
                      test_loader, *calls, scaler, last)
+    if logits_to_refresh(state, config.save_logits):  # killed between checkpoint and outputs: evaluate it again
+        state.test_logits, state.test_labels = evaluate_gathered(state, calls[1], test_loader, device,
+                                                                 config.precision, len(epochs.counts))
+        if distributed.context().is_main:
+            write_outputs(run_dir, state, epochs.counts, config.save_logits, config.probes)
+    if distributed.context().is_main and first < last:
+        print(probes.describe_recording(config.probes, len(epochs.counts)))
     bar = _progress_bar(config, run_dir, first, last)
     written = state.epoch  # the epoch the outputs are level with
     benchmark = torch.backends.cudnn.benchmark
@@ -194,7 +201,7 @@ def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, 
     finally:  # interrupted (Ctrl-C, an error): bring the outputs level with the newest checkpoint
         torch.backends.cudnn.benchmark = benchmark
         if distributed.context().is_main and state.checkpoint_epoch == state.epoch >= 0 and written != state.epoch:
-            write_outputs(run_dir, state, epochs.counts)
+            write_outputs(run_dir, state, epochs.counts, config.save_logits, config.probes)
         bar.close()
     return state
 
@@ -223,14 +230,16 @@ class _Epochs:
         lr, rng = self._start(epoch)
         probe = probes.GradientProbe(len(self.counts), self.device, start=state.probe_records[-1] if
                                      state.probe_records else None,
-                                     record_steps=len(self.train_loader) if epoch == 0 else 0)
+                                     record_steps=len(self.train_loader) if epoch == 0 else 0,
+                                     class_counts=self.counts, mode=config.probes)
         start, carry = 0, None
         if state.position is not None and state.position["epoch"] == epoch:
             start, carry = resume_position(state.position, probe, rng, self.device)
         state.position = None
         hook = partial(self._mid_epoch, epoch, lr, probe, rng) if config.checkpoint_every_steps else None
         out = train_one_epoch(state, self.train_loader, device=self.device, precision=config.precision,
-                              mixup_alpha=config.mixup_alpha, rng=rng, probe=probe, scaler=self.scaler,
+                              mixup_alpha=config.mixup_alpha, rng=rng, probe=probe if probe.active else None,
+                              scaler=self.scaler,
                               call=self.train_call, start_step=start, carry=carry, on_step=hook)
         if out["first_bad_step"] >= 0 or not np.isfinite(out["train_loss"]):
             raise self._non_finite(epoch, out["first_bad_step"], lr)
@@ -254,7 +263,7 @@ class _Epochs:
         # holds it, so it is rewritten at evaluations, at the end and on a stop or an interruption (fit).
         write = ctx.is_main and (row is not None or epoch == self.last - 1 or state.stop_requested)
         if write:
-            write_outputs(self.run_dir, state, self.counts)
+            write_outputs(self.run_dir, state, self.counts, config.save_logits, config.probes)
         return row, write
 
     def _start(self, epoch: int) -> tuple[float, np.random.Generator]:

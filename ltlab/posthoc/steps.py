@@ -43,10 +43,8 @@ def scaled_test_logits(run: Run | str | os.PathLike) -> tuple[np.ndarray, np.nda
     """The last evaluation's test logits (M, C) float64 and labels (M,) as the loss saw them: the saved
     outputs of a cosine-head run are multiplied by the loss's scale s (e.g. 30 for GCL, LDAM, ALA)."""
     r = as_run(run)
-    pc = r.per_class
-    if "test_logits" not in pc:
-        raise ValueError(f"{r.dir}/per_class.npz holds no test logits; the run never evaluated")
-    return pc["test_logits"].astype(np.float64) * logit_scale(r), pc["test_labels"]
+    logits, labels = r.test_logits()  # a RunFileError (ValueError) naming save_logits when the run saved none
+    return logits.astype(np.float64) * logit_scale(r), np.asarray(labels)
 
 
 def classifier_weight(model: torch.nn.Module) -> np.ndarray:
