@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from . import posthoc
-from .plotstyle import (_LEGEND_BELOW, GROUP_COLORS, PALETTE, _epoch_ticks, _group_bands, _per_class_figure, _probe,
+from .plotstyle import (_LEGEND_BELOW, GROUP_COLORS, MAX_CLASSES, PALETTE, RANK_BINS, class_axis, _epoch_ticks, _group_bands, _per_class_figure, _probe,
                         _rank_axis, _runs, _style, check_same_classes, class_colors, group_of_classes, run_labels)
 from .posthoc import scaled_test_logits
 
@@ -108,31 +108,36 @@ def _probabilities(run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return logits, p / p.sum(axis=1, keepdims=True), labels
 
 
-def prediction_counts(runs, labels: Sequence[str] | None = None, pn_tau: float | None = None) -> go.Figure:
+def prediction_counts(runs, labels: Sequence[str] | None = None, pn_tau: float | None = None,
+                      classes: Sequence[int | str] | None = None, max_classes: int = MAX_CLASSES,
+                      bins: int = RANK_BINS) -> go.Figure:
     """Number of test images predicted as each class (classes sorted by training count) vs the balanced
     expectation (test size / C), runs as lines (GALA paper 003, Fig. 2).
 
     ``pn_tau``: also draw each run after GALA's prediction re-balancing ``softmax(z) / colsum ** tau``
     over the whole test set (Eq. 13, ``ltlab.posthoc.pn_rebalance``), dashed. Training counts as grey bars
-    on the right (log) axis.
+    on the right (log) axis. Above ``max_classes`` classes each of ``bins`` rank bins gives its mean count
+    per class (25-75 % band); ``classes`` draws those classes only.
     """
-    runs, names, counts, order, cls, fig = _per_class_figure(runs, labels, "prediction_counts")
+    runs, names, counts, axis, cls, fig = _per_class_figure(runs, labels, "prediction_counts", classes,
+                                                            max_classes, bins)
     m = None
     for i, (r, name) in enumerate(zip(runs, names)):
         logits, _, y = _probabilities(r)
         m = len(y)
-        variants = [("", logits.argmax(1), "solid")]
+        variants = [("", logits.argmax(1), None)]
         if pn_tau is not None:
             variants.append((f" + PN (tau={pn_tau:g})", posthoc.pn_rebalance(logits, pn_tau).argmax(1), "dash"))
         for suffix, pred, dash in variants:
-            n = np.bincount(pred, minlength=len(counts))[order]
-            fig.add_scatter(x=np.arange(len(order)), y=n, mode="lines+markers", name=name + suffix,
-                            line=dict(color=PALETTE[i % len(PALETTE)], width=2.5, dash=dash), secondary_y=True)
-    fig.add_scatter(x=[-0.4, len(order) - 0.6], y=[m / len(counts)] * 2, mode="lines", secondary_y=True,
+            axis.line(fig, np.bincount(pred, minlength=len(counts)), name + suffix, PALETTE[i % len(PALETTE)], dash,
+                      secondary_y=True)
+    span = [axis.x[0] - axis.width[0] / 2, axis.x[-1] + axis.width[-1] / 2]
+    fig.add_scatter(x=span, y=[m / len(counts)] * 2, mode="lines", secondary_y=True,
                     name=f"balanced: {m / len(counts):g} per class", line=dict(color="#555555", dash="dot", width=2))
-    _group_bands(fig, counts[order])
-    _style(fig, "Test images predicted as each class", legend=_LEGEND_BELOW, margin=dict(l=60, r=60, t=60, b=50))
-    fig.update_xaxes(title="class (sorted by training count)", **_rank_axis(np.asarray(cls)[order]))
+    axis.bands(fig)
+    title = "Test images predicted as each class" + (" (mean per class in each bin)" if axis.mode == "bins" else "")
+    _style(fig, title, axis.note, legend=_LEGEND_BELOW, margin=dict(l=60, r=60, t=60, b=50))
+    fig.update_xaxes(**axis.xaxis())
     fig.update_yaxes(title="test images predicted as the class", rangemode="tozero", secondary_y=True)
     return fig
 
