@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from . import posthoc
-from .plotstyle import (_LEGEND_BELOW, GROUP_COLORS, MAX_CLASSES, PALETTE, RANK_BINS, class_axis, _epoch_ticks, _group_bands, _per_class_figure, _probe,
+from .plotstyle import (_LEGEND_BELOW, CLASS_PALETTE, GROUP_COLORS, MAX_CLASSES, PALETTE, RANK_BINS, _check_axis_args, class_axis,
+                        class_subset, _epoch_ticks, _group_bands, _per_class_figure, _probe,
                         _rank_axis, _runs, _style, check_same_classes, class_colors, group_of_classes, run_labels)
 from .posthoc import scaled_test_logits
 
@@ -35,41 +36,65 @@ def separation_table(df, class_names: Sequence[str] | None = None):
     return pd.DataFrame(cols).round(3)
 
 
-def _silhouette_note(d, cats, colors, key: str) -> str:
-    """Per-class mean silhouette as coloured squares in legend order (two lines above 5 classes)."""
+def _silhouette_note(d, cats, colors, key: str, max_items: int = 10) -> str:
+    """Per-class mean silhouette as coloured squares in legend order (two lines above 5 classes); above
+    ``max_items`` classes the mean, lowest and highest class means only (the line stays inside the panel)."""
     per = d.groupby(key)["silhouette"].mean()
+    if len([c for c in cats if c in per.index]) > max_items:
+        return (f"silhouette per class ({len(per)} classes): mean {per.mean():+.2f}, lowest {per.min():+.2f}, "
+                f"highest {per.max():+.2f}")
     items = [f"<span style='color:{colors[c]}'>\u25a0</span>{per[c]:+.2f}" for c in cats if c in per.index]
     half = (len(items) + 1) // 2 if len(items) > 5 else len(items)
     return "silhouette: " + " ".join(items[:half]) + ("<br>" + " ".join(items[half:]) if items[half:] else "")
 
 
-def tsne_scatter(df, color: Literal["label", "group"] = "label", *, class_names: Sequence[str] | None = None,
-                 title: str | None = None, marker_size: int = 5, cols: int | None = None) -> go.Figure:
+TSNE_MAX_CLASSES = 20  # tsne_scatter: above this many classes, colour by group (class colours and legend unreadable)
+
+
+def tsne_scatter(df, color: Literal["auto", "label", "group"] = "auto", *, class_names: Sequence[str] | None = None,
+                 title: str | None = None, marker_size: int | None = None, cols: int | None = None,
+                 classes: Sequence[int | str] | None = None, max_classes: int = TSNE_MAX_CLASSES,
+                 max_legend: int = 20) -> go.Figure:
     """Scatter of a :func:`ltlab.features.tsne` DataFrame, coloured by class or by many/medium/few.
 
     ``df`` may be a dict ``{name: DataFrame}``: one panel per entry (``cols`` per row, default all in one
     row), one legend. With a ``silhouette`` column each panel's title gives the mean silhouette and a
-    note under the panel the per-class (or per-group) means, in legend order. Hover shows class, group and
-    whether the prediction was correct.
+    note under the panel the per-class (or per-group) means, in legend order (above 10 classes: their mean,
+    lowest and highest). Hover shows class, group and whether the prediction was correct.
+    ``color="auto"`` colours by class up to ``max_classes`` drawn classes (default 20) and by group above;
+    ``classes`` (indices or names) draws those classes only; at most ``max_legend`` classes get a legend
+    entry (the figure says how many are left out).
     """
     import pandas as pd
 
-    if color not in ("label", "group"):
-        raise ValueError(f"tsne_scatter: color must be 'label' or 'group', got {color!r}")
+    if color not in ("auto", "label", "group"):
+        raise ValueError(f"tsne_scatter: color must be 'auto', 'label' or 'group', got {color!r}")
+    _check_axis_args(max_classes, 1, "tsne_scatter")
     frames = df if isinstance(df, dict) else {"": df}
     for name, d in frames.items():
         if not isinstance(d, pd.DataFrame) or not {"x", "y", "label", "group"} <= set(d.columns):
             raise ValueError(f"tsne_scatter: {name or 'df'} must be a DataFrame from ltlab.features.tsne "
                              "(columns x, y, label, group)")
     labels_all = sorted(set().union(*[set(d["label"].tolist()) for d in frames.values()]))
-    num = max(labels_all) + 1 if labels_all else 0
+    num = max(max(labels_all) + 1 if labels_all else 0, len(class_names or []))
     names = list(class_names) if class_names is not None else [str(c) for c in range(num)]
-    if color == "label":
-        cats, colors, key = labels_all, dict(zip(range(num), class_colors(num))), "label"
+    if classes is not None:
+        keep = set(class_subset(classes, names, "tsne_scatter"))
+        frames = {k: d[d["label"].isin(keep)] for k, d in frames.items()}
+        labels_all = [c for c in labels_all if c in keep]
+    auto = color == "auto" and len(labels_all) > max_classes
+    if color == "auto":
+        color = "group" if auto else "label"
+    if color == "label":  # a subset of many classes gets its own spread of colours
+        colors = (dict(zip(range(num), class_colors(num))) if num <= len(CLASS_PALETTE)
+                  else dict(zip(labels_all, class_colors(len(labels_all)))))
+        cats, key = labels_all, "label"
     else:
         cats = [g for g in ("many", "medium", "few", "unknown")
                 if any((d["group"] == g).any() for d in frames.values())]
         colors, key = {**GROUP_COLORS, "unknown": "#777777"}, "group"
+    npts = max(len(d) for d in frames.values())
+    marker_size = marker_size or (5 if npts <= 3000 else 3)
     cols = len(frames) if cols is None else max(1, min(int(cols), len(frames)))
     rows = -(-len(frames) // cols)
     sil = all("silhouette" in d and d["silhouette"].notna().any() for d in frames.values())
@@ -80,18 +105,26 @@ def tsne_scatter(df, color: Literal["label", "group"] = "label", *, class_names:
         r, c = j // cols + 1, j % cols + 1
         correct = d["correct"].astype("object").where(d["correct"].notna(), "n/a") if "correct" in d else "n/a"
         d = d.assign(_correct=correct, _name=[names[c_] if c_ < len(names) else str(c_) for c_ in d["label"]])
-        for cat in cats:
+        for k, cat in enumerate(cats):
             sel = d[d[key] == cat]
             legend = names[cat] if key == "label" and cat < len(names) else str(cat)
             fig.add_scatter(x=sel["x"], y=sel["y"], mode="markers", name=legend, legendgroup=str(cat),
-                            showlegend=j == 0, marker=dict(size=marker_size, color=colors[cat], opacity=0.75,
-                                                           line=dict(width=0)),
+                            showlegend=j == 0 and k < max_legend, marker=dict(size=marker_size, color=colors[cat],
+                                                                             opacity=0.75, line=dict(width=0)),
                             customdata=np.stack([sel["_name"], sel["group"], sel["_correct"]], axis=1) if len(sel)
                             else None, hovertemplate="%{customdata[0]} (%{customdata[1]})<br>correct: "
                                                      "%{customdata[2]}<extra></extra>", row=r, col=c)
         if sil:  # under the panel, as its x-axis title: clear of the points, and the margin grows to fit it
             fig.update_xaxes(title=dict(text=_silhouette_note(d, cats, colors, key), font=dict(size=12)), row=r, col=c)
-    _style(fig, title or f"t-SNE of features (colour: {'class' if key == 'label' else 'many / medium / few'})",
+    note = []
+    if classes is not None:
+        note.append(f"{len(labels_all)} of {num} classes (classes=...)")
+    if auto:
+        note.append(f"{len(labels_all)} classes > max_classes={max_classes}: coloured by many / medium / few "
+                    "(color='label' for class colours)")
+    if key == "label" and len(cats) > max_legend:
+        note.append(f"legend: the first {max_legend} of {len(cats)} classes")
+    _style(fig, title or f"t-SNE of features (colour: {'class' if key == 'label' else 'many / medium / few'})", note,
            legend=dict(itemsizing="constant", title="class" if key == "label" else "group"),
            margin=dict(l=30, r=20, t=80, b=30), height=120 + 420 * rows)
     fig.update_xaxes(showticklabels=False, ticks="", showline=True, mirror=True)
