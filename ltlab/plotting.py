@@ -26,7 +26,8 @@ from .data.longtail import shot_split
 from .losses import functional as LF
 from .plot_classifier import class_feature_similarity, gala_theta_phi, own_class_cosine, weight_norms  # noqa: F401
 from .plot_gradients import (ALL_STATISTICS, gradient_ratio_by_class, gradient_ratio_curves,  # noqa: F401
-                             gradient_ratio_heatmap, gradient_ratio_table, negative_gradient_sources)
+                             gradient_ratio_heatmap, gradient_ratio_table, neg_by_group, negative_gradient_sources,
+                             sources_missing)
 from .plot_outputs import (ala_adjustment_curves, prediction_counts, separation_table,  # noqa: F401
                            true_class_probability, tsne_scatter)
 from .plotstyle import (_LEGEND_BELOW, CLASS_PALETTE, MAX_CLASSES, RANK_BINS, ClassAxis, class_axis, GROUP_COLORS, LAYOUT, PALETTE, _count_axis_figure,  # noqa: F401
