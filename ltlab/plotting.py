@@ -291,16 +291,17 @@ def _run_glag_beta(run: Run) -> tuple[np.ndarray, list[str], str]:
 
 def glag_schedule(num_epochs: int, s: float = 1.0, c: float | Sequence[float] = 2.0, beta=None,
                   beta_classes: Sequence[str] | None = None,
-                  forms: Sequence[Literal["convex", "linear", "concave"]] = ("convex",)) -> go.Figure:
+                  forms: Sequence[Literal["convex", "linear", "concave"]] = ("convex",),
+                  max_classes: int = 20) -> go.Figure:
     """GLAG alpha(T) = s (c^(T/Tmax) - 1) per epoch (GLAG paper 000, Eq. 4; ``schedules.glag_alpha``) and beta.
 
     ``c`` may be a list and ``forms`` several of "convex", "linear", "concave" (paper Fig. 3; one curve
     per form and c). ``beta`` (optional): an (E, T) array of the class-wise calibration strength per
     epoch, or a Run: a GLAG stage-two (AFG) run draws the beta it generated with, any other run replays
     the LIB rule on its per-class accuracy (``replay_glag_beta``, tail = classes with n <= 100); drawn
-    in a second panel.
+    in a second panel, for at most ``max_classes`` tail classes spread over the count ranking.
     """
-    where = "beta per tail class"
+    where, note = "beta per tail class", ""
     if isinstance(beta, (Run, str, os.PathLike)):
         beta, beta_classes, source = _run_glag_beta(_runs(beta)[0])
         where += f" ({source})"
@@ -318,6 +319,10 @@ def glag_schedule(num_epochs: int, s: float = 1.0, c: float | Sequence[float] = 
     if beta is not None:
         beta = np.asarray(beta, dtype=np.float64).reshape(len(beta), -1)
         labels = list(beta_classes) if beta_classes is not None else [f"tail class {k}" for k in range(beta.shape[1])]
+        if beta.shape[1] > max_classes:  # many tail classes: evenly spread ones (the columns are count-sorted)
+            keep = np.unique(np.linspace(0, beta.shape[1] - 1, max_classes).round().astype(int))
+            note = f"beta of {len(keep)} of the {beta.shape[1]} tail classes, spread over the count ranking"
+            beta, labels = beta[:, keep], [labels[k] for k in keep]
         colors = class_colors(beta.shape[1])
         for k in range(beta.shape[1]):
             fig.add_scatter(x=np.arange(len(beta) + 1), y=np.append(beta[:, k], beta[-1, k]), mode="lines",
@@ -326,7 +331,7 @@ def glag_schedule(num_epochs: int, s: float = 1.0, c: float | Sequence[float] = 
         fig.update_xaxes(title="generation epoch", row=1, col=2, **_epoch_ticks(len(beta)))
         fig.update_yaxes(title="beta", range=[-0.02, 1.02], row=1, col=2)
     title = "GLAG schedules: gradual balance factor alpha(T)"
-    _style(fig, title + (" and calibration strength beta" if beta is not None else ""),
+    _style(fig, title + (" and calibration strength beta" if beta is not None else ""), note,
            margin=dict(l=70, r=20, t=90, b=60))
     fig.update_xaxes(title="epoch T (0-based)", row=1, col=1)
     fig.update_yaxes(title="alpha(T)", row=1, col=1)
