@@ -409,7 +409,8 @@ def tsne(features, labels, *, class_counts: Sequence[int] | None = None, preds=N
     df["correct"] = pd.array(p[index] == y if p is not None else [pd.NA] * len(y), dtype="boolean")
     if silhouette:
         from sklearn.metrics import silhouette_samples
-        df["silhouette"] = silhouette_samples(x, y) if len(np.unique(y)) > 1 else np.nan
+        # defined for 2 <= classes <= points - 1 (one point per class, e.g. max_per_class=1, has none)
+        df["silhouette"] = silhouette_samples(x, y) if 1 < len(np.unique(y)) < len(y) else np.nan
     return df
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .plotstyle import (_LEGEND_BELOW, GROUP_COLORS, MAX_CLASSES, PALETTE, RANK_BINS, class_axis, group_of_classes, _epoch_ticks, _group_bands, _group_legend, _log_y, _order,
-                        _per_class_figure, _positive, _probe, _rank_axis, _runs, _style, class_colors, run_class_names,
-                        run_labels)
+from .plotstyle import (_LEGEND_BELOW, GROUP_COLORS, MAX_CLASSES, PALETTE, RANK_BINS, _epoch_ticks,
+                        _group_legend, _log_y, _order, _per_class_figure, _positive, _probe, _runs, _style,
+                        class_axis, class_colors, group_of_classes, run_class_names, run_labels)
 
 
 def weight_norms(runs, labels: Sequence[str] | None = None, epoch: int = -1, classes: Sequence[int | str] | None = None,

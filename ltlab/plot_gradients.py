@@ -20,8 +20,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .probes import MATRIX_MAX_CLASSES, matrix_at
-from .plotstyle import (_LEGEND_BELOW, MAX_CLASSES, PALETTE, RANK_BINS, _check_axis_args, class_axis, _group_bands, _group_legend, _heatmap_height, _log_ticks, _log_y, _order, _positive, _probe,
-                        _rank_axis, _runs, _style, check_same_classes, class_colors, class_subset, group_of_classes,
+from .plotstyle import (_LEGEND_BELOW, MAX_CLASSES, PALETTE, RANK_BINS, _check_axis_args, _group_legend,
+                        _heatmap_height, _log_ticks, _log_y, _order, _positive, _probe, _runs, _style,
+                        check_same_classes, class_axis, class_colors, class_subset, group_of_classes,
                         run_class_names, run_labels)
 from .runs import Run, RunFileError
 

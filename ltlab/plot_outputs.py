@@ -10,9 +10,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from . import posthoc
-from .plotstyle import (_LEGEND_BELOW, CLASS_PALETTE, GROUP_COLORS, MAX_CLASSES, PALETTE, RANK_BINS, _check_axis_args, class_axis,
-                        class_subset, _epoch_ticks, _group_bands, _per_class_figure, _probe,
-                        _rank_axis, _runs, _style, check_same_classes, class_colors, group_of_classes, run_labels)
+from .plotstyle import (_LEGEND_BELOW, CLASS_PALETTE, GROUP_COLORS, MAX_CLASSES, PALETTE, RANK_BINS,
+                        _check_axis_args, _epoch_ticks, _per_class_figure, _probe, _runs, _style,
+                        check_same_classes, class_colors, class_subset, group_of_classes, run_labels)
 from .posthoc import scaled_test_logits
 
 GROUPS = ("many", "medium", "few")

@@ -30,10 +30,11 @@ from .plot_gradients import (ALL_STATISTICS, gradient_ratio_by_class, gradient_r
                              sources_missing)
 from .plot_outputs import (ala_adjustment_curves, prediction_counts, separation_table,  # noqa: F401
                            true_class_probability, tsne_scatter)
-from .plotstyle import (_LEGEND_BELOW, CLASS_PALETTE, MAX_CLASSES, RANK_BINS, ClassAxis, class_axis, GROUP_COLORS, LAYOUT, PALETTE, _count_axis_figure,  # noqa: F401
-                        _count_bars, _epoch_ticks, _group_bands, _heatmap_height, _log_ticks, _log_y, _order, _per_class_figure,
-                        _positive, _probe, _rank_axis, _runs, _style, check_same_classes, class_colors, class_subset,
-                        group_of_classes, run_class_names, run_labels)
+from .plotstyle import (_LEGEND_BELOW, CLASS_PALETTE, ClassAxis, GROUP_COLORS, LAYOUT, MAX_CLASSES, PALETTE,  # noqa: F401
+                        RANK_BINS, _count_axis_figure, _count_bars, _epoch_ticks, _group_bands,
+                        _heatmap_height, _log_ticks, _log_y, _order, _per_class_figure, _positive, _probe,
+                        _rank_axis, _runs, _style, check_same_classes, class_axis, class_colors,
+                        class_subset, group_of_classes, run_class_names, run_labels)
 from .runs import Run, RunFileError
 
 
