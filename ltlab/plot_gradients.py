@@ -227,8 +227,9 @@ def sources_missing(run: Run) -> str:
         return (f"class count {c} > {MATRIX_MAX_CLASSES}: this run recorded no per-source gradient (the C x C matrix "
                 f"is kept up to {MATRIX_MAX_CLASSES} classes) and no per-group one (grad_neg_by_group); the other "
                 "gradient figures are drawn")
-    return (f"{run.dir.name} has no grad_neg_by_source_cum; ltlab records it for up to {MATRIX_MAX_CLASSES} classes "
-            "with probes='full' (runs from before the accumulated statistics lack it)")
+    return (f"{run.dir.name} has no grad_neg_by_source_cum: it was written before ltlab recorded the accumulated "
+            f"statistics (the by-source matrix is kept for up to {MATRIX_MAX_CLASSES} classes with probes='full'); "
+            "retrain it to draw this figure")
 
 
 def neg_by_group(run: Run, statistic: str = "cumulative", epoch: int = -1) -> tuple[np.ndarray, int, list[str], str]:
