@@ -232,7 +232,7 @@ def _group_confusion(run: Run, pred, labels, counts, normalize: bool, classes, t
     _style(fig, f"Confusion by many / medium / few group ({run_labels([run])[0]})",
            [f"{len(counts)} classes > max_classes: groups instead of {len(counts)} x {len(counts)} cells; rows: "
             f"true group, columns: predicted group ({what}{', rows sum to 1' if normalize else ''})"],
-           margin=dict(l=90, r=20, t=80, b=60), height=max(520, 180 + 33 * (len(pairs) + 1)))
+           margin=dict(l=90, r=20, t=80, b=60), height=max(520, 200 + 25 * (len(pairs) + 1)))
     fig.update_xaxes(title="predicted group", type="category", row=1, col=1)
     fig.update_yaxes(title="true group", type="category", autorange="reversed", row=1, col=1)
     return fig

@@ -45,7 +45,8 @@ SEE = {
     "gala_theta_phi_gala": "GALA's theta and phi per rank bin (left) and the mean theta per group over training "
                            "(right; one line per group instead of 1,000).",
     "tsne_ce": "t-SNE of 5 test images per class (5,000 points) coloured by many / medium / few (1,000 class "
-               "colours are unreadable); the per-group silhouette is under the panel.",
+               "colours are unreadable); the per-group silhouette is under the panel. On this tiny run the "
+               "features barely separate (silhouette near 0): the figure shows the view, not a result.",
 }
 
 
