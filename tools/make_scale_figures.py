@@ -33,7 +33,8 @@ SEE = {
                           "as grey bars: accuracy falls from the head bins to the tail bins. {acc}",
     "prediction_counts": "test images predicted as each class, bin means, against the balanced 10 per class "
                          "(dotted), with PN re-balancing (tau 1, dashed): CE over-predicts the head bins and "
-                         "PN flattens the curve. {pred}",
+                         "never predicts the few bins; PN moves some predictions from the head to the medium "
+                         "bins. {pred}",
     "confusion_ce": "the confusion as many / medium / few x many / medium / few (rows sum to 1) beside the 15 most "
                     "confused class pairs, instead of 1,000 x 1,000 cells: tail images land in the head columns. {conf}",
     "gradient_ratio_by_class": "pos / neg gradient ratio per classifier in rank bins under each statistic: in epoch "
