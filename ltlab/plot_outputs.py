@@ -16,6 +16,7 @@ from .plotstyle import (_LEGEND_BELOW, CLASS_PALETTE, GROUP_COLORS, MAX_CLASSES,
 from .posthoc import scaled_test_logits
 
 GROUPS = ("many", "medium", "few")
+FLOAT32_ABOVE = 10_000_000  # _probabilities: float32 above this many test logits (memory at 1,000+ classes)
 
 
 # ---------------------------------------------------------------------- t-SNE
@@ -134,10 +135,12 @@ def tsne_scatter(df, color: Literal["auto", "label", "group"] = "auto", *, class
 
 # ---------------------------------------------------------------------- saved test outputs
 def _probabilities(run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(logits as the loss saw them, softmax probabilities, labels) of a run's last evaluation, float32 (an
-    8,142-class test split is 0.5 GB an array in float32; the softmax is computed in place)."""
+    """(logits as the loss saw them, softmax probabilities, labels) of a run's last evaluation; float64, or
+    float32 above ``FLOAT32_ABOVE`` logits (an 8,142-class test split is 0.5 GB an array in float32); the
+    softmax is computed in place."""
     logits, labels = scaled_test_logits(run)
-    logits = logits.astype(np.float32)
+    if logits.size > FLOAT32_ABOVE:
+        logits = logits.astype(np.float32)
     p = logits - logits.max(axis=1, keepdims=True)
     np.exp(p, out=p)
     p /= p.sum(axis=1, keepdims=True)

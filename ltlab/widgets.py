@@ -247,6 +247,7 @@ def posthoc_panel(run: Run | str | os.PathLike, features: Literal["auto", "extra
     box.tn_on = w.Checkbox(value=False, description="τ-normalise the classifier (bias dropped)", indent=False)
     box.tn_p.disabled = box.tn_on.disabled = not ev.can_tau_normalize
     box.base = ev.evaluate()
+    ev._exp_scores(None)  # the cached exp(z - max) for PN, built now rather than on the first PN move
     fig = go.FigureWidget()
     at = {g: np.flatnonzero(group == g) for g in GROUPS}
     for g in GROUPS:
