@@ -79,6 +79,7 @@ class PosthocEvaluator:
         self.weight = None if weight is None else _np64(weight)
         self._tau_normalized: dict[float, np.ndarray] = {}
         self._exp: dict[float | None, np.ndarray] = {}  # exp(z - rowmax) per scores (None: the saved logits)
+        self._colsum: dict[tuple, np.ndarray] = {}  # log PN column sums per (la_tau, tn_p)
         self._log_prior = np.log(self.class_counts / self.class_counts.sum()).astype(self.logits.dtype)
 
     @property
@@ -107,16 +108,26 @@ class PosthocEvaluator:
             self._exp = {key: np.exp(z - z.max(axis=1, keepdims=True)), **dict(list(self._exp.items())[:3])}
         return self._exp[key]
 
+    def _log_colsum(self, la_tau: float, tn_p: float | None) -> np.ndarray:
+        """log of the column sums (C,) of ``softmax(z - la_tau log pi)`` over the test set, cached per (la_tau,
+        tn_p): moving the PN slider alone then costs one argmax pass."""
+        key = (round(float(la_tau), 9), None if tn_p is None else round(float(tn_p), 9))
+        if key not in self._colsum:
+            shift = -la_tau * self._log_prior
+            w = np.exp(shift - shift.max()).astype(self.logits.dtype)
+            e = self._exp_scores(tn_p)
+            colsum = w * ((1.0 / (e @ w)) @ e)
+            self._colsum = {key: np.log(np.maximum(colsum, np.finfo(colsum.dtype).tiny)),
+                            **dict(list(self._colsum.items())[:15])}
+        return self._colsum[key]
+
     def predict(self, la_tau: float = 0.0, pn_tau: float = 0.0, tn_p: float | None = None) -> np.ndarray:
         """Adjusted predictions (M,) int64: ``LogitAdjuster`` then ``PNRebalancer`` of :mod:`ltlab.posthoc`,
         computed from cached arrays (class docstring); the argmax equals theirs."""
         z = self.scores(tn_p)
         shift = -la_tau * self._log_prior  # (C,): logit adjustment z - tau log(pi) (Menon et al. 2021, Eq. 9)
         if pn_tau:  # GALA Eq. 13: p / colsum(p) ** tau, p = softmax(z + shift) = e * w / (e @ w) row-wise
-            w = np.exp(shift - shift.max()).astype(z.dtype)
-            e = self._exp_scores(tn_p)
-            colsum = w * ((1.0 / (e @ w)) @ e)
-            shift = shift - pn_tau * np.log(np.maximum(colsum, np.finfo(z.dtype).tiny)).astype(z.dtype)
+            shift = shift - pn_tau * self._log_colsum(la_tau, tn_p).astype(z.dtype)
         if not la_tau and not pn_tau:
             return z.argmax(axis=1)
         return _argmax_shifted(z, shift.astype(z.dtype))
