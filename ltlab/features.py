@@ -353,14 +353,16 @@ OPENTSNE_DEFAULTS = {"ints_in_interval": 2, "n_interpolation_points": 4}
 def tsne(features, labels, *, class_counts: Sequence[int] | None = None, preds=None, perplexity: float = 30.0,
          random_state: int = 0, method: Literal["auto", "opentsne", "sklearn"] = "auto", n_jobs: int = -1,
          max_points: int | None = None, pca_dims: int = 50, classes: Sequence[int] | None = None,
-         silhouette: bool = True, opentsne_params: dict | None = None) -> "pd.DataFrame":
+         silhouette: bool = True, opentsne_params: dict | None = None,
+         max_per_class: int | None = None) -> "pd.DataFrame":
     """2-D t-SNE of features (N, D) as a DataFrame: ``x, y, label, group, pred, correct, index, silhouette``.
 
     ``group`` is many/medium/few from the *training* ``class_counts`` (``shot_split``; "unknown"
     without counts); ``correct`` is ``preds == labels`` (NA without ``preds``); ``index`` is the row
     in the input. ``classes`` keeps the rows of those labels only (GCL Fig. 1: 4 classes, GLAG Fig. 4:
-    8). PCA to ``pca_dims`` (50, LIB/openTSNE habit) first when D is larger. ``max_points``
-    keeps a seeded random subset. ``silhouette`` (scikit-learn ``silhouette_samples``, Euclidean, on the
+    8). PCA to ``pca_dims`` (50, LIB/openTSNE habit) first when D is larger. ``max_per_class`` keeps at
+    most that many seeded random rows of each class (so a 1,000-class test split does not drown the tail in
+    head points, and the embedding stays affordable); ``max_points`` then keeps a seeded random subset. ``silhouette`` (scikit-learn ``silhouette_samples``, Euclidean, on the
     t-SNE input, i.e. the features after PCA; -1..1, higher = better separated) is each point's
     separation number, so a claim about separable classes need not be judged by eye. method "auto" uses openTSNE (FFT gradients, faster) when
     importable, else scikit-learn's Barnes-Hut TSNE; both PCA-initialised and seeded by
@@ -389,6 +391,16 @@ def tsne(features, labels, *, class_counts: Sequence[int] | None = None, preds=N
             raise ValueError(f"tsne: classes {unknown or []} are not among the labels ({np.unique(y).tolist()}); "
                              "pass some of those")
         index = np.flatnonzero(np.isin(y, classes))
+    if max_per_class is not None:
+        if isinstance(max_per_class, bool) or not isinstance(max_per_class, (int, np.integer)) or max_per_class < 1:
+            raise ValueError(f"tsne: max_per_class={max_per_class!r} must be a whole number >= 1 (points kept per "
+                             "class), or None for all")
+        rng = np.random.default_rng(random_state)
+        keys = rng.random(len(index))  # a seeded random rank within each class: keep the first max_per_class
+        by = np.lexsort((keys, y[index]))
+        first = np.r_[0, np.flatnonzero(np.diff(y[index][by])) + 1]
+        rank = np.arange(len(by)) - np.repeat(first, np.diff(np.r_[first, len(by)]))
+        index = np.sort(index[by[rank < max_per_class]])
     if max_points is not None and len(index) > max_points:
         index = np.sort(np.random.default_rng(random_state).choice(index, int(max_points), replace=False))
     x, y = x[index].astype(np.float32), y[index]
@@ -405,7 +417,8 @@ def tsne(features, labels, *, class_counts: Sequence[int] | None = None, preds=N
     df["correct"] = pd.array(p[index] == y if p is not None else [pd.NA] * len(y), dtype="boolean")
     if silhouette:
         from sklearn.metrics import silhouette_samples
-        df["silhouette"] = silhouette_samples(x, y) if len(np.unique(y)) > 1 else np.nan
+        # defined for 2 <= classes <= points - 1 (one point per class, e.g. max_per_class=1, has none)
+        df["silhouette"] = silhouette_samples(x, y) if 1 < len(np.unique(y)) < len(y) else np.nan
     return df
 
 

@@ -330,6 +330,9 @@ def write_readme(runs: dict[str, Run], figures: dict, out_dir: str | Path = "fig
         if stem in numbers:
             lines += [f"Numbers: {numbers[stem].rstrip('.')}.", ""]
     path = resolve_out_dir(out_dir) / "README.md"
+    scale = path.with_name("scale") / "README.md"
+    if scale.exists():  # the benchmark-scale section, written by tools/make_scale_figures.py (issue 23)
+        lines += [scale.read_text().rstrip(), ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, "\n".join(lines).encode())
     write_json(path.with_name("numbers.json"), numbers)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import os
 import textwrap
+import warnings
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -186,17 +188,18 @@ def _log_y(fig: go.Figure, values, **where: Any) -> None:
     fig.update_yaxes(type="log", **ticks, **where)
 
 
-def _per_class_figure(runs, labels, what: str):
+def _per_class_figure(runs, labels, what: str, classes=None, max_classes: int = 100, bins: int = 50):
     """Shared start of the per-class line figures: runs (same classes, else an error naming ``what``),
-    their legend names, training counts, class order by count, class names, and a figure with the
-    count bars on its log-scaled right axis."""
+    their legend names, training counts, the :class:`ClassAxis` (every class, a subset or rank bins), class
+    names, and a figure with the count bars on its log-scaled right axis."""
     runs = _runs(runs)
     check_same_classes(runs, what)
     counts = np.asarray(runs[0].class_counts)
-    order = _order(counts)
+    cls = run_class_names(runs[0], len(counts))
+    axis = class_axis(counts, cls, what, classes=classes, max_classes=max_classes, bins=bins)
     fig = _count_axis_figure()
-    _count_bars(fig, counts[order])
-    return runs, run_labels(runs, labels), counts, order, run_class_names(runs[0], len(counts)), fig
+    _count_bars(fig, axis.counts, axis)
+    return runs, run_labels(runs, labels), counts, axis, cls, fig
 
 
 def _count_axis_figure() -> go.Figure:
@@ -209,11 +212,139 @@ def _count_axis_figure() -> go.Figure:
     return fig
 
 
-def _count_bars(fig: go.Figure, counts_sorted: np.ndarray) -> None:
-    fig.add_bar(x=np.arange(len(counts_sorted)), y=counts_sorted, name="train count", marker_color="#BBBBBB",
-                opacity=0.6, hovertemplate="count %{y}<extra></extra>", secondary_y=False)
+def _count_bars(fig: go.Figure, counts_sorted: np.ndarray, axis: "ClassAxis | None" = None) -> None:
+    x = np.arange(len(counts_sorted)) if axis is None else axis.x
+    width = None if axis is None or axis.mode != "bins" else axis.width * 0.9
+    fig.add_bar(x=x, y=counts_sorted, width=width, marker_color="#BBBBBB", opacity=0.6, secondary_y=False,
+                name="train count" + (" (bin mean)" if width is not None else ""),
+                hovertemplate="count %{y:.0f}<extra></extra>")
     fig.update_yaxes(title="training count", type="log", secondary_y=False,
                      **_log_ticks(float(counts_sorted.max()), float(counts_sorted.min())))
+
+
+# ---------------------------------------------------------------------- class axes at any class count
+MAX_CLASSES = 100  # default: above this many classes a class axis is drawn in rank bins
+RANK_BINS = 50     # default number of rank bins
+SPREAD = "band: 25-75 % of the bin's classes"
+
+
+@dataclass
+class ClassAxis:
+    """How a class x axis is drawn: one position per class (``mode`` "all" or "subset") or per rank bin
+    (``"bins"``: consecutive classes by training count, never mixing many / medium / few).
+
+    ``members[k]``: the class indices position k stands for; ``x`` the position (the rank of the class, or
+    of the bin's centre, among the drawn classes sorted by count); ``width`` its span; ``counts`` the
+    training count (a bin's mean); ``labels`` hover text; ``counts_sorted`` the drawn classes' counts in
+    rank order (for the many / medium / few bands); ``note`` says what was aggregated ("" for none).
+    """
+    mode: str
+    members: list
+    x: np.ndarray
+    width: np.ndarray
+    counts: np.ndarray
+    labels: list
+    counts_sorted: np.ndarray
+    note: str
+
+    @property
+    def classes(self) -> np.ndarray:
+        """Every drawn class in rank order."""
+        return np.concatenate(self.members)
+
+    def reduce(self, values) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(mean, 25th, 75th percentile) of per-class ``values`` (C,) per position (NaNs ignored); the
+        percentiles are None unless binned."""
+        v = np.asarray(values, dtype=np.float64)
+        if self.mode != "bins":
+            return v[self.classes], None, None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a bin of NaNs (no test image) stays NaN
+            stats = np.array([[np.nanmean(v[m]), *np.nanpercentile(v[m], [25, 75])] for m in self.members])
+        return stats[:, 0], stats[:, 1], stats[:, 2]
+
+    def line(self, fig: go.Figure, values, name: str, color: str, dash: str | None = None, **where: Any) -> None:
+        """A line of per-class ``values`` (bin means when binned, with a shaded 25-75 % band, no legend entry)."""
+        mean, lo, hi = self.reduce(values)
+        show = where.pop("showlegend", True)
+        if lo is not None:
+            ok = np.isfinite(lo) & np.isfinite(hi)
+            fig.add_scatter(x=np.concatenate([self.x[ok], self.x[ok][::-1]]), y=np.concatenate([hi[ok], lo[ok][::-1]]),
+                            fill="toself", fillcolor=color, opacity=0.18, line=dict(width=0), mode="lines",
+                            showlegend=False, legendgroup=name, hoverinfo="skip", **where)
+        fig.add_scatter(x=self.x, y=mean, mode="lines+markers", name=name, legendgroup=name, showlegend=show,
+                        line=dict(color=color, width=2.5, dash=dash), marker=dict(size=7 if len(self.x) <= 60 else 4),
+                        customdata=np.asarray(self.labels, dtype=object),
+                        hovertemplate="%{customdata}<br>%{y:.3f}<extra>" + name + "</extra>", **where)
+
+    def bands(self, fig: go.Figure, **kw: Any) -> None:
+        """The many / medium / few shading of this axis."""
+        _group_bands(fig, self.counts_sorted, **kw)
+
+    def xaxis(self) -> dict:
+        """x-axis keywords: title plus class-name ticks (up to 20 classes)."""
+        if self.mode == "bins":
+            return dict(title=f"class rank by training count ({len(self.members)} bins)", title_standoff=4)
+        names = [lab.split(" (n=")[0] for lab in self.labels]
+        return dict(title="class (sorted by training count)", **_rank_axis(names))
+
+
+def _check_axis_args(max_classes, bins, what: str) -> None:
+    if isinstance(max_classes, bool) or not isinstance(max_classes, (int, np.integer)) or max_classes < 1:
+        raise ValueError(f"{what}: max_classes={max_classes!r} must be a whole number >= 1 (classes are drawn one "
+                         f"by one up to it, in rank bins above it); pass e.g. max_classes={MAX_CLASSES}, or "
+                         "classes=[...] to draw chosen classes")
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ValueError(f"{what}: bins={bins!r} must be a whole number >= 1; pass e.g. bins={RANK_BINS}")
+
+
+def _bins_per_group(sizes: list[int], bins: int) -> list[int]:
+    """Bins for each group (sizes > 0), about proportional to its size, at least one each, at most its size."""
+    out = [max(1, min(s, round(bins * s / sum(sizes)))) for s in sizes]
+    while sum(out) > max(bins, len(sizes)):
+        k = max((i for i in range(len(out)) if out[i] > 1), key=lambda i: out[i])
+        out[k] -= 1
+    while sum(out) < bins and any(o < s for o, s in zip(out, sizes)):
+        k = max((i for i in range(len(out)) if out[i] < sizes[i]), key=lambda i: sizes[i] / out[i])
+        out[k] += 1
+    return out
+
+
+def class_axis(counts, names: Sequence[str], what: str, classes=None, max_classes: int = MAX_CLASSES,
+               bins: int = RANK_BINS) -> ClassAxis:
+    """The :class:`ClassAxis` of a class-axis figure: ``classes`` (indices or names; None: all) sorted by
+    training count, drawn one by one up to ``max_classes`` and in ``bins`` rank bins above (bins split
+    each many / medium / few group, about in proportion to its size). Bad arguments raise ValueError
+    saying what to pass."""
+    _check_axis_args(max_classes, bins, what)
+    counts = np.asarray(counts)
+    pool = np.asarray(class_subset(classes, names, what), dtype=np.int64)
+    pool = pool[np.argsort(-counts[pool], kind="stable")]
+    sub = f"{len(pool)} of {len(counts)} classes (classes=...)" if classes is not None else ""
+    if len(pool) <= max_classes:
+        members = [np.array([c]) for c in pool]
+        mode, note = ("subset" if classes is not None else "all"), (f"showing {sub}" if sub else "")
+    else:
+        if bins > len(pool):
+            raise ValueError(f"{what}: bins={bins} is more than the {len(pool)} classes drawn; pass bins <= "
+                             f"{len(pool)}, or max_classes >= {len(pool)} to draw every class")
+        groups = group_of_classes(counts)[pool]
+        parts = [pool[groups == g] for g in ("many", "medium", "few") if (groups == g).any()]
+        members = [m for part, b in zip(parts, _bins_per_group([len(p) for p in parts], bins))
+                   for m in np.array_split(part, b)]
+        size = len(pool) / len(members)
+        mode = "bins"
+        note = (f"{sub or f'{len(pool)} classes'} in {len(members)} rank bins of about {size:.0f} classes "
+                f"(above max_classes={max_classes}): line = bin mean, {SPREAD}; bins do not mix many / medium / few")
+    start = np.cumsum([0] + [len(m) for m in members])[:-1]
+    width = np.array([len(m) for m in members], dtype=np.float64)
+    x = start + (width - 1) / 2 if mode == "bins" else np.arange(len(members), dtype=np.float64)
+    mean_counts = np.array([counts[m].mean() for m in members])
+    nm = np.asarray(names, dtype=object)
+    labels = [f"{nm[m[0]]} (n={counts[m[0]]})" if len(m) == 1 else
+              f"ranks {s + 1}-{s + len(m)}: {len(m)} classes, n={counts[m].min()}-{counts[m].max()}"
+              for m, s in zip(members, start)]
+    return ClassAxis(mode, members, x, width, mean_counts, labels, counts[pool], note)
 
 
 def class_subset(classes: Sequence[int | str] | None, names: Sequence[str], what: str) -> list[int]:
@@ -229,8 +360,9 @@ def class_subset(classes: Sequence[int | str] | None, names: Sequence[str], what
         else:
             bad.append(c)
     if bad or not out:
-        raise ValueError(f"{what}: unknown classes {bad or list(classes)}; pass class indices 0..{len(names) - 1} or "
-                         f"names from {list(names)}")
+        shown = list(names) if len(names) <= 12 else [*names[:5], "...", *names[-5:]]
+        raise ValueError(f"{what}: unknown classes {(bad or list(classes))[:20]}; pass class indices 0..{len(names) - 1} "
+                         f"or names from {shown}")
     return list(dict.fromkeys(out))
 
 

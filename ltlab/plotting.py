@@ -26,40 +26,51 @@ from .data.longtail import shot_split
 from .losses import functional as LF
 from .plot_classifier import class_feature_similarity, gala_theta_phi, own_class_cosine, weight_norms  # noqa: F401
 from .plot_gradients import (ALL_STATISTICS, gradient_ratio_by_class, gradient_ratio_curves,  # noqa: F401
-                             gradient_ratio_heatmap, gradient_ratio_table, negative_gradient_sources)
+                             gradient_ratio_heatmap, gradient_ratio_table, neg_by_group, negative_gradient_sources,
+                             sources_missing)
 from .plot_outputs import (ala_adjustment_curves, prediction_counts, separation_table,  # noqa: F401
                            true_class_probability, tsne_scatter)
-from .plotstyle import (_LEGEND_BELOW, CLASS_PALETTE, GROUP_COLORS, LAYOUT, PALETTE, _count_axis_figure,  # noqa: F401
-                        _count_bars, _epoch_ticks, _group_bands, _heatmap_height, _log_ticks, _log_y, _order, _per_class_figure,
-                        _positive, _probe, _rank_axis, _runs, _style, check_same_classes, class_colors, class_subset,
-                        group_of_classes, run_class_names, run_labels)
+from .plotstyle import (_LEGEND_BELOW, CLASS_PALETTE, ClassAxis, GROUP_COLORS, LAYOUT, MAX_CLASSES, PALETTE,  # noqa: F401
+                        RANK_BINS, _count_axis_figure, _count_bars, _epoch_ticks, _group_bands,
+                        _heatmap_height, _log_ticks, _log_y, _order, _per_class_figure, _positive, _probe,
+                        _rank_axis, _runs, _style, check_same_classes, class_axis, class_colors,
+                        class_subset, group_of_classes, run_class_names, run_labels)
 from .runs import Run, RunFileError
 
 
 # ---------------------------------------------------------------------- runs: accuracy
-def per_class_accuracy_bar(run, epoch: int = -1) -> go.Figure:
+def per_class_accuracy_bar(run, epoch: int = -1, classes: Sequence[int | str] | None = None,
+                           max_classes: int = MAX_CLASSES, bins: int = RANK_BINS) -> go.Figure:
     """Per-class test accuracy at an evaluated epoch (default the last), classes ordered by training count,
-    bars coloured by many/medium/few, training counts as a line on a log-scaled right axis."""
+    bars coloured by many/medium/few, training counts as a line on a log-scaled right axis.
+
+    Above ``max_classes`` classes (default 100) a bar is a rank bin of ``bins`` (its mean, the error bar the
+    25-75 % range of its classes); ``classes`` (indices or names) draws those classes only.
+    """
     run = _runs(run)[0]
     counts = np.asarray(run.per_class["class_counts"])
     acc = np.asarray(run.per_class["acc"])[epoch]
-    order = _order(counts)
-    names = np.asarray(run_class_names(run, len(counts)), dtype=object)[order]
-    group, x = group_of_classes(counts)[order], np.arange(len(order))
+    axis = class_axis(counts, run_class_names(run, len(counts)), "per_class_accuracy_bar", classes, max_classes, bins)
+    mean, lo, hi = axis.reduce(acc)
+    group = group_of_classes(counts)[[m[0] for m in axis.members]]
+    labels = np.asarray(axis.labels, dtype=object)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     for name, color in GROUP_COLORS.items():
         sel = np.flatnonzero(group == name)
         if len(sel):
-            fig.add_bar(x=x[sel], y=acc[order][sel], name=f"{name} ({len(sel)} class{'es' if len(sel) > 1 else ''})", marker_color=color,
-                        customdata=np.stack([names[sel], counts[order][sel]], axis=1),
-                        hovertemplate="%{customdata[0]} (n=%{customdata[1]})<br>acc %{y:.3f}<extra></extra>")
-    fig.add_scatter(x=x, y=counts[order], name="training count (right axis)", mode="lines+markers",
+            n = sum(len(axis.members[k]) for k in sel)
+            err = None if lo is None else dict(type="data", symmetric=False, array=hi[sel] - mean[sel],
+                                               arrayminus=mean[sel] - lo[sel], color="#333333", thickness=1)
+            fig.add_bar(x=axis.x[sel], y=mean[sel], name=f"{name} ({n} class{'es' if n > 1 else ''})", marker_color=color,
+                        error_y=err, customdata=labels[sel],
+                        hovertemplate="%{customdata}<br>acc %{y:.3f}<extra></extra>")
+    fig.add_scatter(x=axis.x, y=axis.counts, name="training count (right axis)", mode="lines+markers",
                     line=dict(color="#555555", dash="dot", width=1.5), secondary_y=True,
-                    hovertemplate="n=%{y}<extra></extra>")
+                    marker=dict(size=6 if len(axis.x) <= 60 else 3), hovertemplate="n=%{y:.0f}<extra></extra>")
     ep = int(run.per_class["epochs"][epoch]) + 1
-    _style(fig, f"Per-class test accuracy, epoch {ep} (overall {acc.mean():.3f})", legend=_LEGEND_BELOW,
+    _style(fig, f"Per-class test accuracy, epoch {ep} (overall {np.nanmean(acc):.3f})", axis.note, legend=_LEGEND_BELOW,
            margin=dict(l=60, r=60, t=60, b=50), bargap=0.15)
-    fig.update_xaxes(title="class (sorted by training count)", **_rank_axis(names))
+    fig.update_xaxes(**axis.xaxis())
     fig.update_yaxes(title="test accuracy", range=[0, 1.02], secondary_y=False)
     fig.update_yaxes(title="training count", type="log", showgrid=False, secondary_y=True,
                      **_log_ticks(float(counts.max()), float(counts.min())))
@@ -75,23 +86,25 @@ def summary_table(run):
                           "medium": s["acc_medium"], "few": s["acc_few"]}]).round(4)
 
 
-def per_class_accuracy_curve(runs, labels: Sequence[str] | None = None, epoch: int = -1) -> go.Figure:
+def per_class_accuracy_curve(runs, labels: Sequence[str] | None = None, epoch: int = -1,
+                             classes: Sequence[int | str] | None = None, max_classes: int = MAX_CLASSES,
+                             bins: int = RANK_BINS) -> go.Figure:
     """Per-class test accuracy vs class index sorted by training count, one line per run (side by side).
 
     Training counts as grey bars on a log-scaled right axis; many/medium/few ranges shaded
     (> 100 / 20-100 / < 20 training images). ``epoch`` indexes the evaluated epochs (default the last).
+    Above ``max_classes`` classes the line gives each of ``bins`` rank bins' mean with its 25-75 % band;
+    ``classes`` (indices or names) draws those classes only.
     """
-    runs, names, counts, order, cls, fig = _per_class_figure(runs, labels, "per_class_accuracy_curve")
+    runs, names, counts, axis, cls, fig = _per_class_figure(runs, labels, "per_class_accuracy_curve", classes,
+                                                            max_classes, bins)
     for i, (r, name) in enumerate(zip(runs, names)):
-        acc = np.asarray(r.per_class["acc"])[epoch][order]
-        fig.add_scatter(x=np.arange(len(order)), y=acc, mode="lines+markers", name=f"{name} ({np.nanmean(acc):.3f})",
-                        line=dict(color=PALETTE[i % len(PALETTE)], width=2.5), marker=dict(size=7),
-                        customdata=np.stack([np.asarray(cls, dtype=object)[order], counts[order]], axis=1),
-                        hovertemplate="%{customdata[0]} (n=%{customdata[1]})<br>acc %{y:.3f}", secondary_y=True)
-    _group_bands(fig, counts[order])
-    _style(fig, "Per-class test accuracy (classes sorted by training count)", legend=_LEGEND_BELOW,
+        acc = np.asarray(r.per_class["acc"])[epoch]
+        axis.line(fig, acc, f"{name} ({np.nanmean(acc):.3f})", PALETTE[i % len(PALETTE)], secondary_y=True)
+    axis.bands(fig)
+    _style(fig, "Per-class test accuracy (classes sorted by training count)", axis.note, legend=_LEGEND_BELOW,
            margin=dict(l=60, r=60, t=60, b=50), bargap=0.1)
-    fig.update_xaxes(title="class (sorted by training count)", **_rank_axis(np.asarray(cls)[order]))
+    fig.update_xaxes(**axis.xaxis())
     fig.update_yaxes(title="test accuracy", range=[0, 1.05], tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0], secondary_y=True)
     return fig
 
@@ -120,29 +133,108 @@ def accuracy_over_epochs(runs, labels: Sequence[str] | None = None) -> go.Figure
     return fig
 
 
-def confusion_matrix(run, normalize: bool = True) -> go.Figure:
+def _test_predictions(run: Run, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(argmax predictions, labels) of a run's saved test logits (float16 on disk is fine), or a RunFileError."""
+    if "test_logits" not in run.per_class:
+        raise RunFileError(f"{what}: {run.dir / 'per_class.npz'} has no test_logits: the run never evaluated, or "
+                           "was trained with its test logits left out (save_logits); train it with them saved "
+                           "(the default) to draw this figure")
+    return np.asarray(run.per_class["test_logits"]).argmax(1), np.asarray(run.per_class["test_labels"])
+
+
+def confused_pairs(run, k: int = 10, classes: Sequence[int | str] | None = None):
+    """The ``k`` most frequent confusions of a run's last evaluation as a DataFrame: ``true``, ``predicted``
+    (class names), their training counts ``n_true``, ``n_predicted``, ``count`` (test images of ``true``
+    predicted as ``predicted``) and ``share`` (of the true class's test images). ``classes``: only pairs
+    whose true class is among them. Counts pairs without a C x C matrix (any class count)."""
+    import pandas as pd
+
+    run = _runs(run)[0]
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"confused_pairs: k={k!r} must be a whole number >= 1 (pairs listed); pass e.g. k=10")
+    pred, labels = _test_predictions(run, "confused_pairs")
+    counts = np.asarray(run.class_counts)
+    names = run_class_names(run, len(counts))
+    keep = pred != labels
+    if classes is not None:
+        keep &= np.isin(labels, class_subset(classes, names, "confused_pairs"))
+    pairs, n = np.unique(labels[keep] * len(counts) + pred[keep], return_counts=True)
+    top = np.argsort(-n, kind="stable")[:k]
+    t, p = pairs[top] // len(counts), pairs[top] % len(counts)
+    size = np.bincount(labels, minlength=len(counts))
+    return pd.DataFrame({"true": [names[c] for c in t], "predicted": [names[c] for c in p], "n_true": counts[t],
+                         "n_predicted": counts[p], "count": n[top], "share": (n[top] / size[t]).round(3)})
+
+
+def confusion_matrix(run, normalize: bool = True, classes: Sequence[int | str] | None = None,
+                     max_classes: int = MAX_CLASSES, top_k: int = 15) -> go.Figure:
     """Test confusion matrix of the last evaluated epoch (rows true, columns predicted), classes sorted by count.
 
-    ``normalize``: each row divided by its class size (recall on the diagonal).
+    ``normalize``: each row divided by its class's test images (recall on the diagonal). Above
+    ``max_classes`` classes the matrix is many / medium / few x many / medium / few (rows: the true
+    class's group; never C x C cells) beside a table of the ``top_k`` most confused class pairs
+    (:func:`confused_pairs`). ``classes`` (indices or names): the rows and columns of those classes only.
     """
     run = _runs(run)[0]
-    if "test_logits" not in run.per_class:
-        raise RunFileError(f"{run.dir / 'per_class.npz'} has no test_logits; it is written after an evaluated epoch")
-    logits, labels = np.asarray(run.per_class["test_logits"]), np.asarray(run.per_class["test_labels"])
+    pred, labels = _test_predictions(run, "confusion_matrix")
     counts = np.asarray(run.class_counts)
-    order = _order(counts)
-    cm = _metrics.confusion_matrix(logits.argmax(1), labels, len(counts)).astype(np.float64)[np.ix_(order, order)]
+    names = run_class_names(run, len(counts))
+    axis = class_axis(counts, names, "confusion_matrix", classes, max_classes)
+    if axis.mode == "bins":
+        return _group_confusion(run, pred, labels, counts, normalize, classes, top_k)
+    order = axis.classes
+    pos = np.full(len(counts), -1)
+    pos[order] = np.arange(len(order))
+    keep = (pos[labels] >= 0) & (pos[pred] >= 0)
+    cm = np.zeros((len(order), len(order)))
+    np.add.at(cm, (pos[labels[keep]], pos[pred[keep]]), 1.0)
     if normalize:
-        cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    cls = list(np.asarray(run_class_names(run, len(counts)), dtype=object)[order])
-    text = np.vectorize(lambda v: f"{v:.2f}" if normalize else f"{int(v)}")(cm) if len(counts) <= 12 else None
+        cm = cm / np.maximum(np.bincount(labels, minlength=len(counts))[order], 1)[:, None]
+    cls = [names[c] for c in order]
+    text = np.vectorize(lambda v: f"{v:.2f}" if normalize else f"{int(v)}")(cm) if len(order) <= 12 else None
     fig = go.Figure(go.Heatmap(z=cm, x=cls, y=cls, colorscale="Cividis", text=text, texttemplate="%{text}" if text is
                                not None else None, colorbar=dict(title="fraction" if normalize else "count"),
                                zmin=0, zmax=1 if normalize else None))
-    _style(fig, f"Confusion matrix ({run_labels([run])[0]})", "rows: true class, columns: predicted; both sorted "
-           "by training count", margin=dict(l=60, r=20, t=60, b=50), height=_heatmap_height(len(counts)))
+    _style(fig, f"Confusion matrix ({run_labels([run])[0]})", ["rows: true class, columns: predicted; both sorted "
+           "by training count", axis.note], margin=dict(l=60, r=20, t=60, b=50), height=_heatmap_height(len(order)))
     fig.update_xaxes(title="predicted class", type="category")
     fig.update_yaxes(title="true class", type="category", autorange="reversed")
+    return fig
+
+
+def _group_confusion(run: Run, pred, labels, counts, normalize: bool, classes, top_k: int) -> go.Figure:
+    """Group x group confusion (3 x 3 at most) and the top-k confused pairs, for runs above ``max_classes``."""
+    groups = [g for g in GROUP_COLORS if (group_of_classes(counts) == g).any()]
+    gi = {g: i for i, g in enumerate(groups)}
+    of = np.array([gi[g] for g in group_of_classes(counts)])
+    rows = np.ones(len(labels), bool) if classes is None else np.isin(
+        labels, class_subset(classes, run_class_names(run, len(counts)), "confusion_matrix"))
+    cm = np.zeros((len(groups), len(groups)))
+    np.add.at(cm, (of[labels[rows]], of[pred[rows]]), 1.0)
+    if normalize:
+        cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    n_cls = np.bincount(of, minlength=len(groups))
+    ticks = [f"{g} ({n} cl.)" for g, n in zip(groups, n_cls)]
+    pairs = confused_pairs(run, top_k, classes)
+    fig = make_subplots(1, 2, column_widths=[0.38, 0.62], horizontal_spacing=0.12,
+                        specs=[[{"type": "xy"}, {"type": "table"}]],
+                        subplot_titles=["true group x predicted group", f"top {len(pairs)} confused class pairs"])
+    fig.add_heatmap(z=cm, x=ticks, y=ticks, colorscale="Cividis", zmin=0, zmax=1 if normalize else None,
+                    text=np.vectorize(lambda v: f"{v:.2f}" if normalize else f"{int(v)}")(cm), texttemplate="%{text}",
+                    colorbar=dict(title="fraction" if normalize else "count", x=0.36), row=1, col=1)
+    fig.add_table(header=dict(values=["true (n)", "predicted as (n)", "images", "share"], align="left",
+                              fill_color="#EEEEEE"),
+                  cells=dict(values=[[f"{t} ({n})" for t, n in zip(pairs["true"], pairs["n_true"])],
+                                     [f"{p} ({n})" for p, n in zip(pairs["predicted"], pairs["n_predicted"])],
+                                     pairs["count"], [f"{v:.0%}" for v in pairs["share"]]], align="left"),
+                  columnwidth=[3, 3, 1.2, 1.2], row=1, col=2)
+    what = f"{int(rows.sum())} test images" + ("" if classes is None else " of the chosen classes")
+    _style(fig, f"Confusion by many / medium / few group ({run_labels([run])[0]})",
+           [f"{len(counts)} classes > max_classes: groups instead of {len(counts)} x {len(counts)} cells; rows: "
+            f"true group, columns: predicted group ({what}{', rows sum to 1' if normalize else ''})"],
+           margin=dict(l=90, r=20, t=80, b=60), height=max(520, 200 + 25 * (len(pairs) + 1)))
+    fig.update_xaxes(title="predicted group", type="category", row=1, col=1)
+    fig.update_yaxes(title="true group", type="category", autorange="reversed", row=1, col=1)
     return fig
 
 
@@ -200,16 +292,17 @@ def _run_glag_beta(run: Run) -> tuple[np.ndarray, list[str], str]:
 
 def glag_schedule(num_epochs: int, s: float = 1.0, c: float | Sequence[float] = 2.0, beta=None,
                   beta_classes: Sequence[str] | None = None,
-                  forms: Sequence[Literal["convex", "linear", "concave"]] = ("convex",)) -> go.Figure:
+                  forms: Sequence[Literal["convex", "linear", "concave"]] = ("convex",),
+                  max_classes: int = 20) -> go.Figure:
     """GLAG alpha(T) = s (c^(T/Tmax) - 1) per epoch (GLAG paper 000, Eq. 4; ``schedules.glag_alpha``) and beta.
 
     ``c`` may be a list and ``forms`` several of "convex", "linear", "concave" (paper Fig. 3; one curve
     per form and c). ``beta`` (optional): an (E, T) array of the class-wise calibration strength per
     epoch, or a Run: a GLAG stage-two (AFG) run draws the beta it generated with, any other run replays
     the LIB rule on its per-class accuracy (``replay_glag_beta``, tail = classes with n <= 100); drawn
-    in a second panel.
+    in a second panel, for at most ``max_classes`` tail classes spread over the count ranking.
     """
-    where = "beta per tail class"
+    where, note = "beta per tail class", ""
     if isinstance(beta, (Run, str, os.PathLike)):
         beta, beta_classes, source = _run_glag_beta(_runs(beta)[0])
         where += f" ({source})"
@@ -227,6 +320,10 @@ def glag_schedule(num_epochs: int, s: float = 1.0, c: float | Sequence[float] = 
     if beta is not None:
         beta = np.asarray(beta, dtype=np.float64).reshape(len(beta), -1)
         labels = list(beta_classes) if beta_classes is not None else [f"tail class {k}" for k in range(beta.shape[1])]
+        if beta.shape[1] > max_classes:  # many tail classes: evenly spread ones (the columns are count-sorted)
+            keep = np.unique(np.linspace(0, beta.shape[1] - 1, max_classes).round().astype(int))
+            note = f"beta of {len(keep)} of the {beta.shape[1]} tail classes, spread over the count ranking"
+            beta, labels = beta[:, keep], [labels[k] for k in keep]
         colors = class_colors(beta.shape[1])
         for k in range(beta.shape[1]):
             fig.add_scatter(x=np.arange(len(beta) + 1), y=np.append(beta[:, k], beta[-1, k]), mode="lines",
@@ -235,7 +332,7 @@ def glag_schedule(num_epochs: int, s: float = 1.0, c: float | Sequence[float] = 
         fig.update_xaxes(title="generation epoch", row=1, col=2, **_epoch_ticks(len(beta)))
         fig.update_yaxes(title="beta", range=[-0.02, 1.02], row=1, col=2)
     title = "GLAG schedules: gradual balance factor alpha(T)"
-    _style(fig, title + (" and calibration strength beta" if beta is not None else ""),
+    _style(fig, title + (" and calibration strength beta" if beta is not None else ""), note,
            margin=dict(l=70, r=20, t=90, b=60))
     fig.update_xaxes(title="epoch T (0-based)", row=1, col=1)
     fig.update_yaxes(title="alpha(T)", row=1, col=1)

@@ -31,7 +31,9 @@ TSNE = [
 split = "test"                  # test | train
 classes = None                  # class indices or names to embed; None means all
 extract = True                  # compute features_<split>.npz from checkpoint.pt when missing
-color = "label"                 # label (class) | group (many / medium / few)
+color = "auto"                  # auto (class up to max_classes classes, else group) | label (class) | group
+max_classes = 20                # color="auto": colour by class up to this many classes, by group above
+max_per_class = None            # keep at most this many points of each class (None: all), before max_points
 max_points = 5000               # embed a seeded random subset of at most this many points (None: all)
 perplexity = 30.0               # t-SNE perplexity (both libraries' default)
 method = "auto"                 # auto | opentsne | sklearn
@@ -49,7 +51,8 @@ for run, name in zip(runs, names):
     f = features.run_features(run, split, extract=extract)
     embeddings[name] = features.tsne(f["features"], f["labels"], class_counts=run.class_counts,
                                      preds=f["logits"].argmax(1), perplexity=perplexity, method=method,
-                                     max_points=max_points, random_state=seed, classes=subset)
+                                     max_points=max_points, max_per_class=max_per_class, random_state=seed,
+                                     classes=subset)
     print(f"{name}: {len(embeddings[name])} points, accuracy {embeddings[name]['correct'].mean():.3f}")'''),
     ("md", "## What to look for\n\nWith a long-tailed training set, head classes form large clusters and "
            "tail classes small ones pressed against their neighbours, with mixed regions between them (GCL "
@@ -59,10 +62,11 @@ for run, name in zip(runs, names):
            "table below lists them side by side. On small runs the differences between methods are often "
            "within a few hundredths."),
     ("code", '''for name, df in embeddings.items():
-    figures[f"tsne_{name}"] = plotting.tsne_scatter(df, color, class_names=class_names,
+    figures[f"tsne_{name}"] = plotting.tsne_scatter(df, color, class_names=class_names, max_classes=max_classes,
                                                     title=f"t-SNE of {split} features: {name}")
 if len(embeddings) > 1:
-    figures["tsne_side_by_side"] = plotting.tsne_scatter(embeddings, color, class_names=class_names)
+    figures["tsne_side_by_side"] = plotting.tsne_scatter(embeddings, color, class_names=class_names,
+                                                         max_classes=max_classes)
 ''' + _SAVE),
     ("code", "plotting.separation_table(embeddings, class_names)"),
 ]
@@ -76,6 +80,10 @@ PER_CLASS = [
     ("code", _RUNS + '''
 epoch = -1                      # evaluated epoch for the per-class curve (-1: the last)
 pn_tau = 1.0                    # also draw predictions after GALA's PN re-balancing with this tau (None: off)
+classes = None                  # class indices or names to draw; None means all
+max_classes = 100               # draw classes one by one up to this many; above, rank bins (confusion: groups)
+bins = 50                       # rank bins above max_classes (mean and 25-75 % band per bin)
+top_k = 15                      # most confused class pairs listed above max_classes
 output_dir = "exports/per_class"  # relative to the project root (exports/ is git-ignored)
 ''' + _EXPORT, "parameters"),
     ("code", _LOAD),
@@ -86,18 +94,23 @@ pd.concat([plotting.summary_table(r).assign(run=n) for r, n in zip(runs, names)]
            "plain CE: the classifier is biased towards classes it saw often. Re-balancing losses lift the few "
            "group, usually at some cost to the many group.\n"
            "* **Confusion matrix** (rows true, columns predicted, both sorted by count): tail test images land "
-           "in the head columns on the left.\n"
+           "in the head columns on the left. Above `max_classes` classes it is many / medium / few x many / "
+           "medium / few beside the most confused class pairs.\n"
+           "* Above `max_classes` classes every class-axis figure draws `bins` rank bins (the bin mean, a band "
+           "from the 25th to the 75th percentile of its classes), and says so under its title; `classes` draws "
+           "chosen classes instead.\n"
            "* **Predictions per class**: a balanced test set expects the same number per class (dotted line); "
            "CE predicts head classes far more often than that. PN re-balancing (dashed) divides each class's "
            "probabilities by their sum over the test set and flattens the curve.\n"
            "* **True-class probability** per group, sorted: the share of hard (p_y < 0.2) and easy (p_y > 0.8) "
            "test images is in each panel's title; ALA's claim is fewer hard images in the few group without "
            "many more in the many group."),
-    ("code", '''figures["per_class_accuracy"] = plotting.per_class_accuracy_curve(runs, names, epoch=epoch)
+    ("code", '''axis = dict(classes=classes, max_classes=max_classes)
+figures["per_class_accuracy"] = plotting.per_class_accuracy_curve(runs, names, epoch=epoch, bins=bins, **axis)
 figures["accuracy_over_epochs"] = plotting.accuracy_over_epochs(runs, names)
 for run, name in zip(runs, names):
-    figures[f"confusion_{name}"] = plotting.confusion_matrix(run)
-figures["prediction_counts"] = plotting.prediction_counts(runs, names, pn_tau=pn_tau)
+    figures[f"confusion_{name}"] = plotting.confusion_matrix(run, top_k=top_k, **axis)
+figures["prediction_counts"] = plotting.prediction_counts(runs, names, pn_tau=pn_tau, bins=bins, **axis)
 figures["true_class_probability"] = plotting.true_class_probability(runs, names)
 ''' + _SAVE),
 ]
@@ -118,6 +131,8 @@ epoch = -1                      # epoch for the per-class figures (-1: the last;
 statistic = None                # epoch | first_epoch | cumulative | gala_code, or a list; None means all recorded
 classes = None                  # class indices or names for the curves over training; None means all (up to 10)
 classifier = None               # classifier whose negative-gradient sources are drawn; None means the rarest class
+max_classes = 100               # draw classes one by one up to this many; above, rank bins (heatmap: groups)
+bins = 50                       # rank bins above max_classes (mean and 25-75 % band per bin)
 output_dir = "exports/gradients"  # relative to the project root (exports/ is git-ignored)
 ''' + _EXPORT, "parameters"),
     ("code", _LOAD),
@@ -133,25 +148,30 @@ output_dir = "exports/gradients"  # relative to the project root (exports/ is gi
            "CE and GALA alike (0.85-1.11); the **GALA-code** statistic keeps a little of the transient (CE "
            "tail 0.86). The curves over training (log x, epoch 1 at step resolution) show the transient decay. "
            "A figure that shows every class near 1 is not a broken probe: it is what these sums do."),
-    ("code", '''figures["gradient_ratio_by_class"] = plotting.gradient_ratio_by_class(runs, names, epoch=epoch,
-                                                                statistic=statistic)
-plotting.gradient_ratio_table(runs, names, epoch=epoch, statistic=statistic).round(3)'''),
+    ("code", '''figures["gradient_ratio_by_class"] = plotting.gradient_ratio_by_class(runs, names, epoch=epoch, statistic=statistic,
+                                                                max_classes=max_classes, bins=bins)
+plotting.gradient_ratio_table(runs, names, epoch=epoch, statistic=statistic, max_classes=max_classes).round(3)'''),
     ("code", '''curve_statistic = statistic if statistic not in ("first_epoch", ["first_epoch"]) else "epoch"
 figures["gradient_ratio_curves"] = plotting.gradient_ratio_curves(runs, names, classes=classes,
                                                               statistic=curve_statistic)
-if all("grad_neg_by_source_cum" in r.probes for r in runs):
+missing = {n: plotting.sources_missing(r) for r, n in zip(runs, names)}  # "" : by source class or group recorded
+if not any(missing.values()):
     figures["negative_gradient_sources"] = plotting.negative_gradient_sources(runs, names, classifier=classifier,
-                                                                          epoch=epoch)
+                                                                          epoch=epoch, max_classes=max_classes)
 else:
-    print("negative-gradient sources skipped: a run has no accumulated by-source matrix "
-          "(written by an older ltlab, or more than 256 classes)")
-figures["weight_norms"] = plotting.weight_norms(runs, names, epoch=epoch)
-figures["class_feature_similarity"] = plotting.class_feature_similarity(runs, names)
+    print("negative-gradient sources skipped:", *[f"{n}: {why}" for n, why in missing.items() if why], sep="\\n  ")
+figures["weight_norms"] = plotting.weight_norms(runs, names, epoch=epoch, max_classes=max_classes, bins=bins)
+figures["class_feature_similarity"] = plotting.class_feature_similarity(runs, names, max_classes=max_classes,
+                                                                        bins=bins)
 for run, name in zip(runs, names):
-    figures[f"gradient_heatmap_{name}"] = plotting.gradient_ratio_heatmap(run, epoch=epoch)
+    if missing[name]:
+        print(f"gradient heatmap of {name} skipped: {missing[name]}")
+    else:
+        figures[f"gradient_heatmap_{name}"] = plotting.gradient_ratio_heatmap(run, epoch=epoch,
+                                                                           max_classes=max_classes)
 gala = [(r, n) for r, n in zip(runs, names) if "theta" in r.probes]
 for run, name in gala:
-    figures[f"gala_theta_phi_{name}"] = plotting.gala_theta_phi(run, epoch=epoch)
+    figures[f"gala_theta_phi_{name}"] = plotting.gala_theta_phi(run, epoch=epoch, max_classes=max_classes, bins=bins)
 if not gala:
     print("no GALA run among the runs: theta / phi figures skipped")
 ''' + _SAVE),
