@@ -36,13 +36,18 @@ ALL_STATISTICS = tuple(STATISTICS)
 LONG_RUN = ("sums over many steps tend to 1 for every class and loss (the bias gradient is neg - pos); the "
             "head / tail imbalance lives in epoch 1")
 ROW_LABELS = {"epoch": "per epoch", "cumulative": "accumulated from step 0", "gala_code": "GALA code"}
-OLD_RUN = ("was written before ltlab recorded the accumulated statistics (grad_*_cum, grad_*_cumcum); retrain it "
-           "to draw them, or pass statistic='epoch' / 'first_epoch'")
-
 
 def _has(run: Run, statistic: str) -> bool:
     key = "grad_ratio" + STATISTICS[statistic][0]
     return key in run.probes and bool(np.isfinite(np.asarray(run.probes[key])).any())
+
+
+def _why(run: Run, statistic: str) -> str:
+    """Why ``run`` lacks ``statistic``: the probe setting, or a run written before ltlab recorded it
+    (:func:`ltlab.probes.not_recorded`); a new run is never told it is old."""
+    from .probes import not_recorded
+    key = "grad_ratio" + STATISTICS[statistic][0]
+    return not_recorded(run.probes, key) or f"{key} holds no finite value"
 
 
 def _statistics(runs: Sequence[Run], statistic, default: Sequence[str]) -> tuple[list[str], str]:
@@ -55,14 +60,15 @@ def _statistics(runs: Sequence[Run], statistic, default: Sequence[str]) -> tuple
         raise ValueError(f"statistic must be one or more of {list(STATISTICS)}, got {bad or asked}")
     old = [r for r in runs if not all(_has(r, s) for s in asked)]
     if statistic is not None and old:
-        raise RunFileError(f"{old[0].dir}: no {[s for s in asked if not _has(old[0], s)]} gradient statistic; "
-                           f"the run {OLD_RUN}")
+        missing = [s for s in asked if not _has(old[0], s)]
+        raise RunFileError(f"{old[0].dir}: no {missing} gradient statistic: {_why(old[0], missing[0])}; or pass "
+                           "statistic='epoch' / 'first_epoch'")
     kept = [s for s in asked if all(_has(r, s) for r in runs)]
     if not kept:
         for r in runs:  # a missing probes.npz or grad_ratio: the message names what writes it
             _probe(r, "grad_ratio")
-        raise RunFileError(f"{runs[0].dir}: probes.npz holds no {asked} gradient statistic; the run {OLD_RUN}")
-    note = f"not drawn: {', '.join(s for s in asked if s not in kept)} (older run)" if len(kept) < len(asked) else ""
+        raise RunFileError(f"{runs[0].dir}: probes.npz holds no {asked} gradient statistic: {_why(runs[0], asked[0])}")
+    note = f"not drawn: {', '.join(s for s in asked if s not in kept)} (not recorded)" if len(kept) < len(asked) else ""
     return kept, note
 
 
