@@ -168,9 +168,8 @@ class AFGLoader:
         return -(-self.n_rows // self.batch_size)
 
     def _generate(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        self.gen.rng_ = np.random.default_rng([self.seed, epoch])
         with _blas_threads(self.raw.shape[1]):
-            gx, gy = self.gen.sample(self.raw, self.labels_np)
+            gx, gy = self.gen.sample(self.raw, self.labels_np, random_state=[self.seed, epoch])
         gx_t = torch.as_tensor(gx, dtype=torch.float32, device=self.device)
         gy_t = torch.as_tensor(gy, dtype=torch.long, device=self.device)
         if self.gen.stats_space == "raw":  # head-class draws are in raw space: move them to Tukey space
