@@ -14,8 +14,7 @@ import torch
 
 import ltlab
 from ltlab.cli import main
-from ltlab.engine import CHECKPOINTS, load_checkpoint
-from ltlab.runs import RunFileError, load_run
+from ltlab.runs import CHECKPOINTS, RunFileError, load_checkpoint, load_run
 
 TINY = dict(dataset="synthetic_lt", dataset_params={"num_classes": 4, "n_max": 40}, imbalance_factor=4,
             model="convnet_small", model_params={"width": 8}, epochs=4, batch_size=16, lr=0.05, device="cpu",

@@ -24,7 +24,8 @@ import ltlab
 from ltlab.data import create_sampler
 from ltlab.data.samplers import ShardedSampler
 from ltlab.distributed import DistContext, local_batch_size
-from ltlab.engine import _check_distributed, load_checkpoint
+from ltlab.engine.trainer import _check_distributed
+from ltlab.runs import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = dict(dataset="synthetic_lt", dataset_params={"num_classes": 4, "n_max": 40}, imbalance_factor=4,

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 import ltlab
-from ltlab.engine import load_checkpoint
-from ltlab.runs import RunFileError, load_run
+from ltlab.runs import RunFileError, load_checkpoint, load_run
 
 TINY = dict(dataset="digits_lt", imbalance_factor=10, model="convnet_small", epochs=3, batch_size=64, lr=0.05,
             lr_schedule="cosine", device="cpu", progress=False)

@@ -317,7 +317,7 @@ def test_last_block_option_freezes_the_trunk(tmp_path):
 def test_last_block_option_trains_only_the_block_and_head(tmp_path):
     """One epoch of the one loop: trunk weights and BN statistics bit-identical, optimiser without them."""
     import ltlab
-    from ltlab.engine import load_checkpoint
+    from ltlab.runs import load_checkpoint
 
     path = tmp_path / "trunk.pth"
     ref = _pretrained_like(path)
