@@ -89,6 +89,9 @@ TABLE: dict[str, Run | Fails | Skip] = {
     "sudo apt-get install dataset-fashion-mnist": Skip("system package (root); make demo/test install it"),
     "apt-get install": Skip(PROSE),
     "make test": Skip("the whole suite, this test included"),
+    "make test-fast": Skip("the suite without the slow / subprocess / browser tests; this file's fast checks included"),
+    "make screenshots": Skip("tests/test_browser.py writing into figures/; the suite runs the same test into a "
+                             "temporary folder"),
     "make test PYTEST_ARGS='-m \"not browser\"'": Skip("the whole suite, this test included"),
     "make figures": Skip("about an hour of training on 2 cores; notebook 08 runs the same code in "
                          "tests/test_interactive_notebooks.py"),
@@ -368,6 +371,7 @@ def results(request, tmp_path_factory) -> dict[tuple[str, str], Result]:
     return done
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 @pytest.mark.parametrize("item", RUNNABLE, ids=lambda i: f"{i.where}:{(i.text if i.kind == 'shell' else snippet_key(i.text))[:60]}")
 def test_doc_command(item: DocItem, results):

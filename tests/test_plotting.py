@@ -19,12 +19,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("plot_runs")
-    kw = dict(dataset="digits_lt", epochs=2, batch_size=64, device="cpu", progress=False)
-    out = {name: ltlab.run(loss=name, run_dir=str(root / name), **kw) for name in ("ce", "gala", "ghm_cwap", "ala")}
-    out["ce_if10"] = ltlab.run(loss="ce", imbalance_factor=10, run_dir=str(root / "ce_if10"), **kw)
-    return out
+def runs(tiny_run_copy):
+    return {name: tiny_run_copy(name) for name in ("ce", "gala", "ghm_cwap", "ala", "ce_if10")}  # tests/conftest.py
 
 
 def _has_data(fig: go.Figure) -> bool:

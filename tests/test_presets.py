@@ -168,6 +168,7 @@ def test_preset_errors_are_clear_and_write_nothing(tmp_path, monkeypatch, capsys
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_two_stage_preset_through_papermill(tmp_path, monkeypatch):
     monkeypatch.setenv("LTLAB_HOME", str(tmp_path))

@@ -110,11 +110,8 @@ def test_mean_abs_clamped_normal_against_sampling():
 
 # ---------------------------------------------------------------------- panels on a tiny run
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    import ltlab
-    d = tmp_path_factory.mktemp("widgets") / "tiny"
-    return ltlab.run(dataset="digits_lt", epochs=2, lr=0.05, batch_size=64, progress=False, device="cpu",
-                     run_dir=str(d))
+def tiny_run(tiny_run_copy):
+    return tiny_run_copy("ce")  # tests/conftest.py
 
 
 def test_posthoc_panel_updates_live(tiny_run):
