@@ -190,8 +190,8 @@ def _blas_threads(dim: int):
 
 class AFGStage(Stage):
     """GLAG stage two (see the module docstring): ``stage_params`` hold ``classifier_init`` and
-    ``ltlab.stage_options.AFG_DEFAULTS`` (flat ``afg_params={...}`` still sets them). One process, no mixup, instance sampling, checkpoints once per
-    epoch (the beta rule runs at epoch starts)."""
+    ``ltlab.stage_options.AFG_DEFAULTS`` (flat ``afg_params={...}`` still sets them). One process, no mixup,
+    instance sampling, checkpoints once per epoch (the beta rule runs at epoch starts)."""
 
     options = STAGE_OPTIONS["afg"]
 
