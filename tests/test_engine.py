@@ -39,6 +39,7 @@ def test_run_writes_the_run_directory(tmp_path):
     assert run.probes["grad_ratio"].shape == (3, 10)
 
 
+@pytest.mark.slow
 def test_learns_digits_lt(tmp_path):
     run = ltlab.run({**TINY, "epochs": 12, "run_dir": str(tmp_path / "r")})
     assert run.metrics.acc.iloc[-1] > 0.5  # chance is 0.1
@@ -53,9 +54,13 @@ def test_same_seed_same_weights(tmp_path):
     pd.testing.assert_frame_equal(a.metrics.drop(columns="seconds"), b.metrics.drop(columns="seconds"))
 
 
-@pytest.mark.parametrize("loss,extra", [("ce", {}), ("ce", {"mixup_alpha": 1.0, "drw_start": 2}),
-                                        ("ce", {"sampler": "class_aware", "sampler_params": {"num_samples_cls": 4}}),
-                                        ("ce", {"sampler": "progressive"})])
+SLOW = pytest.mark.slow  # each a few 4-epoch runs (10-30 s on the shared 2-core box); the plain case stays fast
+
+
+@pytest.mark.parametrize("loss,extra", [("ce", {}), pytest.param("ce", {"mixup_alpha": 1.0, "drw_start": 2}, marks=SLOW),
+                                        pytest.param("ce", {"sampler": "class_aware", "sampler_params":
+                                                            {"num_samples_cls": 4}}, marks=SLOW),
+                                        pytest.param("ce", {"sampler": "progressive"}, marks=SLOW)])
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, loss, extra):
     cfg = {**TINY, "epochs": 4, "loss": loss, **extra}
     full = ltlab.run({**cfg, "run_dir": str(tmp_path / "full")})
@@ -69,6 +74,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, loss, extra):
     pd.testing.assert_frame_equal(full.metrics.drop(columns="seconds"), resumed.metrics.drop(columns="seconds"))
 
 
+@pytest.mark.slow
 def test_bf16_on_cpu_trains_under_autocast_with_float32_loss_and_probe(tmp_path):
     """precision='bf16' on CPU: the model runs under autocast (bf16 outputs), the loss and the probe see float32
     outputs, and a bf16 run's gradient statistics stay within bf16 rounding of the fp32 run's."""
@@ -190,6 +196,7 @@ def test_only_a_previous_checkpoint_still_holds_a_run(tmp_path):
         ltlab.run({**SMALL, "epochs": 1, "run_dir": str(d)})
 
 
+@pytest.mark.slow
 def test_outputs_follow_evaluations_and_an_interruption(tmp_path):
     """Outputs are rewritten at evaluations and the end; the by-source matrix is kept at evaluated epochs;
     an interruption (Ctrl-C in a notebook) leaves the outputs level with the newest checkpoint."""
@@ -234,6 +241,8 @@ def test_many_classes_keep_per_class_ratios_without_the_matrix(tmp_path):
         gradient_ratio_heatmap(run)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_compiled_run_matches_eager_with_one_graph_per_mode(tmp_path):
     """compile=True: the same run as eager (within float tolerance) and two static graphs (train, eval),
     with partial last batches (train and test) running eagerly instead of forcing a dynamic recompile."""
