@@ -46,6 +46,7 @@ def test_learns_digits_lt(tmp_path):
     assert run.metrics.train_loss.iloc[-1] < run.metrics.train_loss.iloc[0]
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(tmp_path):
     a = ltlab.run({**TINY, "epochs": 2, "run_dir": str(tmp_path / "a")})
     b = ltlab.run({**TINY, "epochs": 2, "run_dir": str(tmp_path / "b")})
@@ -54,13 +55,11 @@ def test_same_seed_same_weights(tmp_path):
     pd.testing.assert_frame_equal(a.metrics.drop(columns="seconds"), b.metrics.drop(columns="seconds"))
 
 
-SLOW = pytest.mark.slow  # each a few 4-epoch runs (10-30 s on the shared 2-core box); the plain case stays fast
-
-
-@pytest.mark.parametrize("loss,extra", [("ce", {}), pytest.param("ce", {"mixup_alpha": 1.0, "drw_start": 2}, marks=SLOW),
-                                        pytest.param("ce", {"sampler": "class_aware", "sampler_params":
-                                                            {"num_samples_cls": 4}}, marks=SLOW),
-                                        pytest.param("ce", {"sampler": "progressive"}, marks=SLOW)])
+# slow: 10-40 s each on the shared 2-core box; test_mid_epoch_checkpoint_resumes_exactly keeps resume in test-fast
+@pytest.mark.slow
+@pytest.mark.parametrize("loss,extra", [("ce", {}), ("ce", {"mixup_alpha": 1.0, "drw_start": 2}),
+                                        ("ce", {"sampler": "class_aware", "sampler_params": {"num_samples_cls": 4}}),
+                                        ("ce", {"sampler": "progressive"})])
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, loss, extra):
     cfg = {**TINY, "epochs": 4, "loss": loss, **extra}
     full = ltlab.run({**cfg, "run_dir": str(tmp_path / "full")})
@@ -135,6 +134,7 @@ def test_resume_without_checkpoint(tmp_path):
         ltlab.run({**TINY, "run_dir": str(tmp_path / "empty"), "resume": True})
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_falls_back_to_previous(tmp_path):
     d = tmp_path / "r"
     ltlab.run({**TINY, "epochs": 2, "run_dir": str(d)})

@@ -247,6 +247,7 @@ def test_weights_path_loads_backbone(tmp_path):
         create_model("resnet10", 7, weights_path=path)
 
 
+@pytest.mark.slow
 def test_convnet_small_learns_digits():
     from sklearn.datasets import load_digits
 

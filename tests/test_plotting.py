@@ -145,6 +145,7 @@ def test_slug_and_export_errors(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium for kaleido: apt-get install chromium")
+@pytest.mark.subprocess
 def test_export_png_svg_pdf(runs, tmp_path):
     figs = {"per_class": plotting.per_class_accuracy_curve([runs["ce"], runs["gala"]]),
             "alpha": plotting.glag_schedule(20)}
@@ -159,6 +160,7 @@ def test_export_png_svg_pdf(runs, tmp_path):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium for kaleido: apt-get install chromium")
+@pytest.mark.subprocess
 def test_demo_figures_extracts_missing_features(runs, tmp_path):
     from ltlab.export import demo_figures
 

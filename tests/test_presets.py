@@ -119,6 +119,7 @@ def _signature(stages):
     return json.dumps([{k: v for k, v in s.items() if k not in DOC_ONLY} for s in stages], sort_keys=True, default=str)
 
 
+@pytest.mark.slow
 def test_every_two_stage_preset_runs_one_epoch_per_stage(tmp_path, monkeypatch):
     """Each two-stage preset with digits-LT overrides; presets identical after the overrides run once."""
     monkeypatch.setenv("LTLAB_HOME", str(tmp_path))

@@ -98,6 +98,7 @@ def test_incompatible_or_missing_stage_one_is_refused(stage_one, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- GLAG AFG
+@pytest.mark.slow
 def test_afg_stage_trains_the_head_on_generated_features(stage_one, tmp_path):
     s1 = stage_one["ce"]
     cfg = dict(BASE, stage="afg", init_from=str(s1.dir), epochs=2)

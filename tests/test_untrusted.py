@@ -149,6 +149,7 @@ def _legacy(d: Path) -> None:
         torch.save(load_torch(d / name), d / name)
 
 
+@pytest.mark.slow
 def test_old_checkpoints_get_a_conversion_message_and_convert_when_trusted(tmp_path):
     full = ltlab.run({**TINY, "epochs": 3, "run_dir": str(tmp_path / "full")})
     d = tmp_path / "part"
