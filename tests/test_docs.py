@@ -9,6 +9,7 @@ GPU (CUDA_VISIBLE_DEVICES=""), the venv first on PATH; two at a time.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -248,6 +249,7 @@ def snippet_key(text: str) -> str:
                  if strip_comment(ln).strip() and not ln.startswith(("import ", "from "))), "")
 
 
+@functools.lru_cache(maxsize=None)  # entry() asks once per row and per use; the YAML is read once
 def preset_row(name: str) -> Run | Fails:
     """A row of the preset table: CIFAR / file-list presets stop with their data message; the Fashion-MNIST
     demos run for 1 epoch per stage on the small Fashion-MNIST."""
