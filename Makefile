@@ -1,4 +1,5 @@
-# ltlab: `make demo` trains on the embedded digits-LT data; `make test` runs the whole suite.
+# ltlab: `make demo` trains on the embedded digits-LT data; `make test` runs the whole suite (CI),
+# `make test-fast` the everyday part (no subprocess, browser or multi-minute training).
 # Both create .venv when missing and install the project (and, as root, the Debian packages) first.
 PY      ?= python3
 VENV    ?= .venv
@@ -7,7 +8,7 @@ STAMP   := $(VENV)/.ltlab-installed
 APT_PKGS := dataset-fashion-mnist chromium
 PYTEST_ARGS ?=
 
-.PHONY: demo test install system-deps clean-runs notebooks figures bench
+.PHONY: demo test test-fast screenshots install system-deps clean-runs notebooks figures bench
 
 install: $(STAMP)
 
@@ -38,6 +39,16 @@ demo: $(STAMP) system-deps
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# everything that needs no subprocess, browser or multi-minute training (markers in pyproject.toml):
+# at most 3 minutes on 2 idle cores
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not subprocess and not browser" $(PYTEST_ARGS)
+
+# refresh the committed JupyterLab screenshots (figures/jupyterlab/*.png, figures/browser_widgets.png):
+# tests/test_browser.py writes them to a temporary folder unless LTLAB_SCREENSHOTS names one
+screenshots: $(STAMP) system-deps
+	LTLAB_SCREENSHOTS=figures $(BIN)/python -m pytest -q -m browser tests/test_browser.py $(PYTEST_ARGS)
 
 # the committed figures/ and figures/README.md (ltlab.paper_figures: 11 small CPU runs on Fashion-MNIST-LT IF 100,
 # head capped at 500 images, trained once into runs/figures/: about 52 minutes on the shared 2-core machine,

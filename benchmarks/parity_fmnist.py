@@ -32,7 +32,7 @@ from ltlab import RunConfig, run  # noqa: E402
 from ltlab.data import get_dataset  # noqa: E402
 from ltlab.data.sources import FASHION_ROOT  # noqa: E402
 from ltlab.models import create_model  # noqa: E402
-from ltlab.stages import shot_scores  # noqa: E402
+from ltlab.posthoc import shot_scores  # noqa: E402
 
 
 def recipe(epochs: int) -> dict:
@@ -41,7 +41,7 @@ def recipe(epochs: int) -> dict:
 
 
 def groups(preds: np.ndarray, labels: np.ndarray, counts) -> dict[str, float]:
-    """``ltlab.stages.shot_scores`` under the keys of ``Run.summary()`` (acc, acc_many, ...)."""
+    """``ltlab.posthoc.shot_scores`` under the keys of ``Run.summary()`` (acc, acc_many, ...)."""
     s = shot_scores(preds, labels, counts)
     return {"acc": s.pop("overall"), **{f"acc_{k}": v for k, v in s.items()}}
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .stage_options import alias_names, fill_defaults, fold_aliases, validate_stage
+
 if TYPE_CHECKING:
     from .runs import Run
 
@@ -462,8 +464,6 @@ class RunConfig:
     posthoc: dict = field(default_factory=dict)         # post-hoc step, e.g. {"method": "pn", "tau": 1.0}
 
     def __init__(self, **params: Any):
-        from .stages import fold_aliases
-
         names = self.parameter_names()
         unknown = sorted(set(params) - set(names))
         if unknown:
@@ -643,11 +643,7 @@ class RunConfig:
                 self._fail(name, "must be one of " + "; ".join(f"{k!r} ({v})" for k, v in allowed.items()))
 
     def _validate_stages(self) -> None:
-        from .stages import get_stage
-
-        if self.init_from is not None and not isinstance(self.init_from, str):
-            self._fail("init_from", "must be None or the path of a stage-one run directory")
-        get_stage(self.stage).validate(self)
+        validate_stage(self)  # the stage's options, as plain data (ltlab.stage_options)
 
     def _validate_documentation(self) -> None:
         bad = sorted(set(self.reported) - set(REPORTED_KEYS))
@@ -657,7 +653,7 @@ class RunConfig:
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 self._fail("reported", f"{k}={v!r} must be a number (top-1 %) or None")
         if self.posthoc:
-            from .posthoc import POSTHOC
+            from .posthoc.estimators import POSTHOC
 
             name = self.posthoc.get("method")
             if name not in POSTHOC:
@@ -692,9 +688,7 @@ class RunConfig:
     @classmethod
     def parameter_names(cls) -> list[str]:
         """Every keyword RunConfig takes: its fields and the flat stage keywords that set ``stage_params``
-        (``ltlab.stages.alias_names``), and ``download`` (sets ``dataset_params['download']``)."""
-        from .stages import alias_names
-
+        (``ltlab.stage_options.alias_names``), and ``download`` (sets ``dataset_params['download']``)."""
         return cls.field_names() + alias_names() + ["download"]
 
     @classmethod
@@ -707,9 +701,7 @@ class RunConfig:
 
     def resolved_stage_params(self) -> dict:
         """``stage_params`` with the stage's defaults filled in."""
-        from .stages import get_stage
-
-        return get_stage(self.stage).params(self)
+        return fill_defaults(self.stage, self.stage_params)
 
     def fingerprint(self) -> dict:
         """The fields that must match for a checkpoint to be resumed (stage options with their defaults)."""
@@ -748,18 +740,15 @@ class RunConfig:
                 f"default is shown; <code>config.to_dict()</code> has all):{table.to_html()}")
 
     def replace(self, **changes: Any) -> "RunConfig":
-        """A copy with ``changes``; a flat stage keyword (``classifier_init="reset"``) replaces the option it sets
-        in this config's ``stage_params`` (unless ``stage_params`` is changed too, when both must agree)."""
-        from .stages import fold_aliases
-
-        fields = self.to_dict()
-        d = {**fields, **changes}
-        flat = {k: d.pop(k) for k in changes if k not in fields}  # stage keywords (and names RunConfig refuses)
-        if flat and "stage_params" not in changes:
-            folded = fold_aliases({"stage": d["stage"], **flat})
-            d["stage_params"] = {**d["stage_params"], **folded.pop("stage_params", {})}
-            flat = {k: v for k, v in folded.items() if k != "stage"}
-        return RunConfig(**d, **flat)
+        """A new RunConfig with ``changes``; a flat stage keyword (``classifier_init``, ...) overrides the
+        ``stage_params`` entry it sets."""
+        d = self.to_dict()
+        flat = {k: changes.pop(k) for k in list(changes) if k in alias_names()}
+        d.update(changes)
+        if flat:
+            folded = fold_aliases({"stage": d["stage"], **flat})["stage_params"]
+            d["stage_params"] = {**d["stage_params"], **folded}
+        return RunConfig(**d)
 
 
 # ---------------------------------------------------------------------- configs from runs

@@ -3,7 +3,7 @@
 ``torchrun --nproc_per_node=N -m ltlab train ...`` starts N processes; :func:`setup` reads the
 torchrun environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``), starts the
 process group (nccl on CUDA, gloo on CPU) and puts each rank on its own device. ``batch_size`` stays
-the GLOBAL batch: :class:`ShardedSampler` cuts every global batch of the single-process order into
+the GLOBAL batch: :class:`ltlab.data.samplers.ShardedSampler` cuts every global batch of the single-process order into
 ``world_size`` equal blocks, so the union over ranks of step t is exactly the single-process batch t
 (docs/multi_gpu.md). Without torchrun (``WORLD_SIZE`` unset or 1) everything here is a no-op.
 """
@@ -15,8 +15,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-
-from .data.samplers import ShardedSampler  # noqa: F401 - re-exported: the distributed sampler
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 
 from .build import load_datasets, rebuild_model
 from .data import DeviceLoader
@@ -41,7 +42,7 @@ def _labels(a) -> np.ndarray:
     return np.asarray(a).astype(np.int64).reshape(-1)
 
 
-class TailFeatureGenerator:
+class TailFeatureGenerator(BaseEstimator):
     """GLAG adaptive feature generator (AFG): calibrated Gaussians for tail samples (GLAG Eq. 7-9).
 
     For each real sample i of a tail class y: ``x^ = tukey(x_i)``; support S = the K classes with
@@ -63,7 +64,10 @@ class TailFeatureGenerator:
         tail_classes: class indices to calibrate; default ``schedules.glag_tail_classes`` (LIB: classes
             with ``0 < n_c <= 100``, Medium + Few).
         random_state: None, int or ``np.random.Generator``; one generator is made at ``fit`` and
-            consumed by every ``sample`` call (fresh draws each generation epoch, reproducible run).
+            consumed by every ``sample`` call (fresh draws each generation epoch, reproducible run),
+            unless ``sample`` is given its own ``random_state``.
+
+    A scikit-learn ``BaseEstimator``: ``get_params`` / ``set_params`` and ``sklearn.base.clone`` work.
 
     Fitted attributes: ``means_`` (C, D), ``covs_`` (C, D, D), ``class_counts_`` (C,),
     ``tail_classes_`` (T,), ``beta_`` (C,) (entries of non-tail classes are unused), ``rng_``.
@@ -169,7 +173,8 @@ class TailFeatureGenerator:
         return mu, cov
 
     # ------------------------------------------------------------------ sample
-    def sample(self, features, labels, n_max: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, features, labels, n_max: int | None = None, *,
+               random_state=None) -> tuple[np.ndarray, np.ndarray]:
         """One generation epoch: (generated features (G, D), labels (G,)) topping every class up to n_max.
 
         ``features``/``labels`` are the real (raw) training features. Tail class c with m_c real rows
@@ -177,7 +182,10 @@ class TailFeatureGenerator:
         Gaussian, the remainder one each from randomly chosen distinct rows (TailCalib). Other classes
         draw ``n_max - m_c`` from ``N(mu_c, Sigma_c)``. 1e-4 * I jitter before Cholesky (TailCalib).
         The caller shuffles them with the real features. ``n_max`` defaults to the largest fitted count.
+        ``random_state`` (None, int, sequence or ``np.random.Generator``): draw from this instead of the
+        fitted ``rng_`` (which is then left untouched), e.g. one seed per epoch.
         """
+        rng = self.rng_ if random_state is None else np.random.default_rng(random_state)
         x, y = _np64(features), _labels(labels)
         n_max = int(self.class_counts_.max()) if n_max is None else int(n_max)
         tail = set(self.tail_classes_.tolist())
@@ -192,26 +200,27 @@ class TailFeatureGenerator:
                 continue
             if c in tail:
                 reps = np.full(len(rows), budget // len(rows))
-                reps[self.rng_.choice(len(rows), budget % len(rows), replace=False)] += 1
+                reps[rng.choice(len(rows), budget % len(rows), replace=False)] += 1
                 for start in range(0, len(rows), chunk):
                     part, r = rows[start:start + chunk], reps[start:start + chunk]
                     mu, cov = self.calibrate(x[part], y[part])
-                    out_x.append(self._draw(mu, np.linalg.cholesky(cov + jitter), r))
+                    out_x.append(self._draw(mu, np.linalg.cholesky(cov + jitter), r, rng))
             else:
                 chol = np.linalg.cholesky(self.covs_[c] + jitter)
-                out_x.append(self.means_[c] + self.rng_.standard_normal((budget, dim)) @ chol.T)
+                out_x.append(self.means_[c] + rng.standard_normal((budget, dim)) @ chol.T)
             out_y.append(np.full(budget, c, dtype=np.int64))
         if not out_x:
             return np.zeros((0, dim)), np.zeros(0, dtype=np.int64)
         return np.concatenate(out_x), np.concatenate(out_y)
 
-    def _draw(self, mu: np.ndarray, chol: np.ndarray, reps: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _draw(mu: np.ndarray, chol: np.ndarray, reps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``reps[i]`` draws from ``N(mu[i], chol[i] chol[i]^T)`` for each row, in row order."""
         out = np.empty((int(reps.sum()), mu.shape[1]))
         starts = np.concatenate([[0], np.cumsum(reps)[:-1]])
         for r in np.unique(reps[reps > 0]):  # reps takes at most two values: group rows by it
             idx = np.flatnonzero(reps == r)
-            z = self.rng_.standard_normal((len(idx), int(r), mu.shape[1]))
+            z = rng.standard_normal((len(idx), int(r), mu.shape[1]))
             draws = mu[idx][:, None, :] + np.einsum("qde,qre->qrd", chol[idx], z)
             out[(starts[idx][:, None] + np.arange(r)).reshape(-1)] = draws.reshape(-1, mu.shape[1])
         return out

@@ -1,4 +1,5 @@
-"""Shared fixtures: full-size fake CIFAR folders (built once per session) and a small digits set."""
+"""Shared fixtures: full-size fake CIFAR folders and tiny trained runs (each built once per session), a small
+digits set, and the check that keeps the process markers honest."""
 from __future__ import annotations
 
 import sys
@@ -29,6 +30,42 @@ def digits_ds():
     return get_dataset("digits_lt", imbalance_factor=10)
 
 
+# tiny digits-LT runs (2 epochs of convnet_small, a few seconds each) that several test modules read
+TINY_DIGITS = dict(dataset="digits_lt", epochs=2, batch_size=64, device="cpu", progress=False)
+SHARED_RUNS = {
+    "ce": dict(loss="ce"),
+    "gala": dict(loss="gala"),
+    "ghm_cwap": dict(loss="ghm_cwap"),
+    "ala": dict(loss="ala"),
+    "ce_if10": dict(loss="ce", imbalance_factor=10),
+    "ghm_cwap_bins8": dict(loss="ghm_cwap", loss_params={"bins": 8}),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_run_copy(tmp_path_factory):
+    """``tiny_run_copy(name, dest=None) -> Run``: a private copy (``dest``, or a new temporary folder) of the
+    shared run ``name`` of ``SHARED_RUNS``, trained once per test session on first use. A copy, so a test may
+    write into it (features, post-hoc files) without another module seeing it."""
+    import shutil
+
+    import ltlab
+    from ltlab.runs import load_run
+
+    root = tmp_path_factory.mktemp("shared_runs")
+    trained: dict[str, Path] = {}
+
+    def copy(name: str, dest: Path | None = None):
+        if name not in trained:
+            trained[name] = root / name
+            ltlab.run(**TINY_DIGITS, **SHARED_RUNS[name], run_dir=str(trained[name]))
+        dest = Path(dest) if dest is not None else tmp_path_factory.mktemp(name) / name
+        shutil.copytree(trained[name], dest)
+        return load_run(dest)
+
+    return copy
+
+
 @pytest.fixture
 def one_thread():
     """One intra-op torch thread for the test: as fast as it gets on a loaded 2-core box, and the same
@@ -38,3 +75,29 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------- markers (pyproject.toml) kept honest
+_PROCESS_MARKERS = ("subprocess", "browser")
+
+
+@pytest.fixture(autouse=True)
+def _processes_need_a_marker(request, monkeypatch):
+    """A test that starts a process (``subprocess``, ``multiprocessing``, ``os.fork``) must carry the
+    ``subprocess`` (or ``browser``) marker, so ``make test-fast`` (``-m "not slow and not subprocess and not
+    browser"``) never starts one; without the marker the attempt fails the test with what to add."""
+    if any(request.node.get_closest_marker(m) for m in _PROCESS_MARKERS):
+        yield
+        return
+    import multiprocessing.util
+    import os
+    import subprocess
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} starts a process: mark it @pytest.mark.subprocess "
+                             "(make test-fast leaves such tests out)")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(os, "fork", refuse)
+    monkeypatch.setattr(multiprocessing.util, "spawnv_passfds", refuse)
+    yield

@@ -178,12 +178,13 @@ def run_shell(command: str, cwd: Path, env: dict[str, str], timeout: float = 300
 
 
 def preset_rows_main(argvs: list[list[str]]) -> None:
-    """Run ``python -m ltlab`` argument lists in one process (the preset table: 93 commands that differ
-    only in the preset); prints one ``<<rc>>`` marker line after each command's output."""
+    """Run ``python -m ltlab`` argument lists in one process (failing rows that share their failure path with
+    a row run on its own, e.g. the preset table's data-less rows); prints ``<<start i>>`` before and one
+    ``<<rc>>`` marker line after each command's output."""
     from ltlab.launch.cli import main
 
-    for argv in argvs:
-        print(f"<<start {' '.join(argv)}>>", flush=True)
+    for i, argv in enumerate(argvs):
+        print(f"<<start {i}>>", flush=True)
         try:
             rc = main(argv)
         except SystemExit as exc:

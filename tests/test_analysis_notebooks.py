@@ -12,14 +12,12 @@ import ltlab
 NB = Path(__file__).resolve().parent.parent / "notebooks"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]  # trains, then papermill
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nb_runs")
-    kw = dict(dataset="digits_lt", epochs=2, batch_size=64, device="cpu", progress=False)
-    return {name: ltlab.run(loss=name, run_dir=str(root / name), **kw) for name in ("ce", "gala", "ghm_cwap")}
+def runs(tiny_run_copy):
+    return {name: tiny_run_copy(name) for name in ("ce", "gala", "ghm_cwap")}  # tests/conftest.py
 
 
 def _execute(name: str, params: dict, tmp_path: Path) -> dict:

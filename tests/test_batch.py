@@ -78,6 +78,7 @@ def test_summarise_and_export(tmp_path):
         batch.summarise(df, by=["nope"])
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_interrupted_sweep_completes_only_missing_runs_and_reports_failures(tmp_path):
     out = tmp_path / "runs"

@@ -2,9 +2,11 @@
 
 After a demo run (``make demo``'s: 01's defaults, 30 epochs of digits-LT, in ``$LTLAB_HOME/runs/demo``), each
 notebook is opened in JupyterLab and run with Run > Run All Cells; the test fails on any error output or on a
-cell left unexecuted, saves a screenshot of the whole notebook as ``figures/jupyterlab/<notebook>.png``, and
+cell left unexecuted, saves a screenshot of the whole notebook as ``<shots>/jupyterlab/<notebook>.png``, and
 checks what a user should see: 01 shows a notebook progress bar and the compact config table, 06's PN-tau
-slider moves the accuracies (``figures/browser_widgets.png``). Notebooks run with their default parameters
+slider moves the accuracies (``<shots>/browser_widgets.png``). ``<shots>`` is a temporary folder, so the
+suite leaves the tracked tree as it was; ``make screenshots`` sets ``LTLAB_SCREENSHOTS=figures`` to refresh
+the committed ones. Notebooks run with their default parameters
 except where ``INJECTED`` says why not; those values go in through papermill's ``injected-parameters`` cell,
 which the screenshot shows.
 
@@ -28,7 +30,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "figures" / "jupyterlab"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TOKEN = "ltlab-browser-test"
 WIDTH = int(os.environ.get("LTLAB_BROWSER_WIDTH", "1400"))  # the window; screenshots at another width: set it
@@ -307,7 +308,7 @@ def _shot_numbers(page) -> dict[str, str]:
     return dict(re.findall(r"(overall|many|medium|few)\s+([01]\.\d{4})", text))
 
 
-def _check_posthoc_slider(page) -> None:
+def _check_posthoc_slider(page, shots: Path) -> None:
     """06: dragging the PN-tau slider changes many/medium/few accuracy; the panel's screenshot is kept."""
     page.locator(".ltlab-shots").first.scroll_into_view_if_needed()
     before = _shot_numbers(page)
@@ -330,14 +331,21 @@ def _check_posthoc_slider(page) -> None:
     panel = page.locator(".widget-vbox", has=page.locator(".ltlab-shots")).first
     panel.scroll_into_view_if_needed()
     page.wait_for_timeout(500)  # let plotly finish redrawing the bars
-    panel.screenshot(path=str(ROOT / "figures" / "browser_widgets.png"))
+    panel.screenshot(path=str(shots / "browser_widgets.png"))
 
 
-CHECKS = {"01_train.ipynb": _check_train, "06_widgets.ipynb": _check_posthoc_slider}
+CHECKS = {"01_train.ipynb": lambda page, shots: _check_train(page), "06_widgets.ipynb": _check_posthoc_slider}
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """Where screenshots go: ``$LTLAB_SCREENSHOTS`` (``make screenshots``: figures/), else a temporary folder."""
+    folder = os.environ.get("LTLAB_SCREENSHOTS")
+    return Path(folder).resolve() if folder else tmp_path_factory.mktemp("screenshots")
 
 
 @pytest.mark.parametrize("name", list(INJECTED))
-def test_notebook_runs_in_jupyterlab(lab, name):
+def test_notebook_runs_in_jupyterlab(lab, shots, name):
     base, root, browser, timeout_error = lab
     deadline = Deadline(NOTEBOOK_DEADLINE_S)
     session = _start_kernel(base, name)
@@ -352,12 +360,12 @@ def test_notebook_runs_in_jupyterlab(lab, name):
         _run_all(page, deadline, timeout_error)
         problems = _problems(_save(page, root / name, deadline))
         _wait_rendered(page, deadline)
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        _screenshot(page, SHOTS / name.replace(".ipynb", ".png"))
+        (shots / "jupyterlab").mkdir(parents=True, exist_ok=True)
+        _screenshot(page, shots / "jupyterlab" / name.replace(".ipynb", ".png"))
         assert not problems, f"{name} in JupyterLab:\n" + "\n".join(problems)
         if name in CHECKS:
             page.set_viewport_size({"width": WIDTH, "height": 1000})
-            CHECKS[name](page)
+            CHECKS[name](page, shots)
     finally:
         page.close()
         _api(base, f"/api/sessions/{session}", method="DELETE")

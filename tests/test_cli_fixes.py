@@ -192,6 +192,7 @@ def test_run_checks_parameters_against_that_notebook(capsys):
     assert "--preset trains a run: use it with notebooks/01_train.ipynb" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_failing_notebook_keeps_its_copy_and_prints_one_line(tmp_path, monkeypatch, capfd):
     """Row 8 and 13: 05 raising inside the kernel -> exit 1, one `ltlab: error:` line naming the kept executed
@@ -217,6 +218,7 @@ def _fake_python(tmp_path: Path, cuda: bool, bench_rc: int) -> Path:
     return py
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("cuda,bench_rc,want", [(False, 0, 3), (True, 1, 1), (True, 0, 0)])
 def test_gpu_check_exit_status(tmp_path, cuda, bench_rc, want):
     """Row 11: no CUDA -> exit 3 with one line; any failing part -> exit 1 naming it; all passing -> 0."""

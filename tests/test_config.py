@@ -64,3 +64,15 @@ def test_failed_validation_writes_nothing(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
         ltlab.run({"dataset": "cifar10_lt", "root": str(tmp_path / "nowhere")})
     assert not (tmp_path / "runs").exists()
+
+
+def test_replace_with_a_flat_stage_keyword_overrides_stage_params():
+    """Issue 24, bug 4: the folded stage_params was fed back beside the alias ("give it once")."""
+    cfg = RunConfig(stage="classifier", init_from="runs/x", classifier_init="stage_one")
+    new = cfg.replace(classifier_init="reset")
+    assert new.stage_params["classifier_init"] == "reset" and cfg.stage_params["classifier_init"] == "stage_one"
+    assert new.replace(epochs=3).stage_params == new.stage_params
+    afg = RunConfig(stage="afg", init_from="runs/x", val_per_class=2, afg_params={"k": 3})
+    assert afg.replace(afg_params={"beta": 0.4}).stage_params == {"k": 3, "beta": 0.4}
+    with pytest.raises(ValueError, match="an option of stage"):
+        cfg.replace(stage="joint", init_from=None, backbone_mode="train")

@@ -14,8 +14,7 @@ import torch
 
 import ltlab
 from ltlab.launch.cli import main
-from ltlab.engine import CHECKPOINTS, load_checkpoint
-from ltlab.runs import RunFileError, load_run
+from ltlab.runs import CHECKPOINTS, RunFileError, load_checkpoint, load_run
 
 TINY = dict(dataset="synthetic_lt", dataset_params={"num_classes": 4, "n_max": 40}, imbalance_factor=4,
             model="convnet_small", model_params={"width": 8}, epochs=4, batch_size=16, lr=0.05, device="cpu",
@@ -70,6 +69,7 @@ def _forkserver():
     return ctx
 
 
+@pytest.mark.subprocess
 def test_a_stop_after_any_single_output_file_leaves_a_run_that_loads_and_resumes(tmp_path):
     """Stopped right after its k-th file write, for every k (by count, not timing): the directory loads, or
     holds no run yet (no metrics.csv, which is written last), and resuming ends with the uninterrupted
@@ -99,6 +99,7 @@ def test_a_stop_after_any_single_output_file_leaves_a_run_that_loads_and_resumes
     assert k == 10  # config.json, then per epoch: checkpoint.pt, per_class.npz, probes.npz, metrics.csv
 
 
+@pytest.mark.subprocess
 def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_weights(tmp_path):
     """Forked training processes are SIGKILLed after seeded random delays (mid-step, mid-write, ...);
     each time the run directory stays readable, and resuming until done gives bit-identical weights."""

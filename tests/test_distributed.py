@@ -24,7 +24,8 @@ import ltlab
 from ltlab.data import create_sampler
 from ltlab.data.samplers import ShardedSampler
 from ltlab.distributed import DistContext, local_batch_size
-from ltlab.engine import _check_distributed, load_checkpoint
+from ltlab.engine.trainer import _check_distributed
+from ltlab.runs import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = dict(dataset="synthetic_lt", dataset_params={"num_classes": 4, "n_max": 40}, imbalance_factor=4,
@@ -125,6 +126,7 @@ def _assert_same_run(single: Path, multi: Path, state_keys: tuple[str, ...]) -> 
         torch.testing.assert_close(v, cb["model"][k], rtol=1e-5, atol=1e-6, msg=k)
 
 
+@pytest.mark.subprocess
 def test_two_gloo_ranks_match_one_process(stage_one, tmp_path):
     import torch.multiprocessing as mp
     mp.set_forkserver_preload(["ltlab.engine", "torch._dynamo"])  # import once, fork the ranks from there
@@ -146,6 +148,7 @@ def test_two_gloo_ranks_match_one_process(stage_one, tmp_path):
 
 
 # ---------------------------------------------------------------------- torchrun CLI, resumed mid-epoch
+@pytest.mark.subprocess
 def test_torchrun_resumes_a_single_process_run_mid_epoch(stage_one, tmp_path):
     """``torchrun --nproc_per_node=2 -m ltlab train --preset ... -p resume True`` continues a 1-process run
     from a mid-epoch checkpoint (global batch and order are independent of the number of processes)."""

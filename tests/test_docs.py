@@ -9,6 +9,7 @@ GPU (CUDA_VISIBLE_DEVICES=""), the venv first on PATH; two at a time.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -89,6 +90,9 @@ TABLE: dict[str, Run | Fails | Skip] = {
     "sudo apt-get install dataset-fashion-mnist": Skip("system package (root); make demo/test install it"),
     "apt-get install": Skip(PROSE),
     "make test": Skip("the whole suite, this test included"),
+    "make test-fast": Skip("the suite without the slow / subprocess / browser tests; this file's fast checks included"),
+    "make screenshots": Skip("tests/test_browser.py writing into figures/; the suite runs the same test into a "
+                             "temporary folder"),
     "make test PYTEST_ARGS='-m \"not browser\"'": Skip("the whole suite, this test included"),
     "make figures": Skip("about an hour of training on 2 cores; notebook 08 runs the same code in "
                          "tests/test_interactive_notebooks.py"),
@@ -247,6 +251,7 @@ def snippet_key(text: str) -> str:
                  if strip_comment(ln).strip() and not ln.startswith(("import ", "from "))), "")
 
 
+@functools.lru_cache(maxsize=None)  # entry() asks once per row and per use; the YAML is read once
 def preset_row(name: str) -> Run | Fails:
     """A row of the preset table: CIFAR / file-list presets stop with their data message; the Fashion-MNIST
     demos run for 1 epoch per stage on the small Fashion-MNIST."""
@@ -313,23 +318,70 @@ def shortened(item: DocItem, e: Run | Fails) -> str:
     return e.cmd or item.text
 
 
+def _ltlab_argv(item: DocItem) -> list[str] | None:
+    """The ``ltlab`` command-line arguments of a failing shell row (``python -m ltlab ...``, or ``torchrun ...
+    -m ltlab train ...``: the data checks come before any process group), else None."""
+    e = entry(item)
+    if not isinstance(e, Fails) or item.kind != "shell":
+        return None
+    words = shlex.split(e.cmd or item.text)
+    if words[:3] == ["python", "-m", "ltlab"]:
+        return words[3:]
+    if words[0] == "torchrun" and "-m" in words and words[words.index("-m") + 1:words.index("-m") + 2] == ["ltlab"]:
+        return words[words.index("-m") + 2:]
+    return None
+
+
+def in_process_argv(item: DocItem) -> list[str] | None:
+    """:func:`_ltlab_argv` of a row that needs no shell (no setup, no expansion), else None."""
+    e = entry(item)
+    if _ltlab_argv(item) is None or e.setup or e.cwd != "." or re.search(r"[{}~$|;&<>*]", e.cmd or item.text):
+        return None
+    return _ltlab_argv(item)
+
+
+def failure_path(item: DocItem) -> tuple[str, str, str] | None:
+    """(launcher, subcommand, documented message) of a failing ``ltlab`` row, else None."""
+    argv = _ltlab_argv(item)
+    e = entry(item)
+    return None if argv is None else (shlex.split(e.cmd or item.text)[0], argv[0], e.message)
+
+
+def split_by_failure_path(items: list[DocItem]) -> tuple[list[DocItem], list[DocItem]]:
+    """(rows that run as their own process, rows checked in one in-process batch): of the failing rows with the
+    same failure path (launcher, subcommand, documented message), the first (docs order; one needing a shell
+    first) runs as a user runs it; the others (e.g. the preset table's CIFAR rows) differ only in their
+    arguments, so they go through ``ltlab.cli.main`` in one process."""
+    ordered = sorted(items, key=lambda i: (in_process_argv(i) is not None, RUNNABLE.index(i)))
+    seen, own, batch = set(), [], []
+    for item in ordered:
+        path = failure_path(item)
+        if path is not None and path in seen and in_process_argv(item) is not None:
+            batch.append(item)
+            continue
+        seen.add(path)
+        own.append(item)
+    return own, batch
+
+
 @pytest.fixture(scope="module")
 def results(request, tmp_path_factory) -> dict[tuple[str, str], Result]:
-    """Runs the selected commands, two at a time, each in its own copy of the project."""
+    """Runs the selected commands, two at a time, each in its own copy of the project (one row per failure
+    path; the rest of the failing rows in one process, :func:`split_by_failure_path`)."""
     wanted = {item.callspec.params["item"] for item in request.session.items
               if getattr(item, "callspec", None) and item.module is request.module and "item" in item.callspec.params}
     base = tmp_path_factory.mktemp("docs")
     home, fmnist = base / "home", fake_fashion_mnist(base / "fashion-mnist", train_per_class=600)
     home.mkdir()
     files = tracked_files()
-    batch_rows = [i for i in wanted if isinstance(entry(i), Fails) and PRESET_ROW.fullmatch(i.text)]
+    own, batch_rows = split_by_failure_path(list(wanted))
 
     def one(job: tuple[int, DocItem | None]) -> tuple[tuple[str, str] | None, Result]:
         n, item = job
         copy = make_copy(base / f"c{n}" / "ltlab", files)
         env = user_env(copy, home)
-        if item is None:  # the data-less preset rows, in one process: they differ only in the preset
-            argvs = [shlex.split(i.text)[3:] for i in batch_rows]
+        if item is None:  # the failing rows that share a failure path with a row run on its own, in one process
+            argvs = [in_process_argv(i) for i in batch_rows]
             res = run_shell(f"python {ROOT / 'tests' / 'docs_commands.py'} <<'EOF'\n{json.dumps(argvs)}\nEOF",
                             copy, env)
             return None, res
@@ -349,27 +401,35 @@ def results(request, tmp_path_factory) -> dict[tuple[str, str], Result]:
         return shortened(i, e), e.setup, e.cwd
 
     first: dict[tuple, DocItem] = {}
-    for i in wanted:
-        if i not in batch_rows:
-            first.setdefault(job_key(i), i)  # the same shortened command runs once
+    for i in own:
+        first.setdefault(job_key(i), i)  # the same shortened command runs once
     jobs = list(enumerate(first.values())) + ([(-1, None)] if batch_rows else [])
     with ThreadPoolExecutor(2) as pool:
         done = dict(pool.map(one, jobs))
-    for i in wanted:
-        if i not in batch_rows:
-            done[(i.kind, i.text)] = done[(first[job_key(i)].kind, first[job_key(i)].text)]
-    timings = sorted(((r.seconds, r.command[:100]) for r in done.values()), reverse=True)
+    for i in own:
+        done[(i.kind, i.text)] = done[(first[job_key(i)].kind, first[job_key(i)].text)]
+    timings = sorted(((r.seconds, r.command[:100]) for r in done.values() if r is not None), reverse=True)
     (base / "timings.txt").write_text("\n".join(f"{s:7.1f} s  {c}" for s, c in timings))
     if batch_rows:
         out = done.pop(None)
-        parts = re.split(r"<<start (.*?)>>\n", out.output)[1:]
-        for text, chunk in zip(parts[::2], parts[1::2]):
+        parts = re.split(r"<<start (\d+)>>\n", out.output)[1:]
+        for index, chunk in zip(parts[::2], parts[1::2]):
             rc = re.search(r"<<rc (.*?)>>", chunk).group(1)
-            item = next(i for i in batch_rows if shlex.split(i.text)[3:] == text.split())
+            item = batch_rows[int(index)]
             done[(item.kind, item.text)] = Result(item.text, int(rc) if rc.lstrip("-").isdigit() else 99, chunk, 0.0)
+        lost = [i.text for i in batch_rows if (i.kind, i.text) not in done]
+        assert not lost, f"the in-process batch stopped before {lost[0]!r}:\n{out}"
     return done
 
 
+def test_one_row_per_failure_path_runs_as_its_own_process():
+    own, batch = split_by_failure_path(RUNNABLE)
+    assert len(batch) > 50, "the preset table's data-less rows are checked in one process"
+    ran = {failure_path(i) for i in own}
+    assert {failure_path(i) for i in batch} <= ran, "each failure path checked in process also runs on its own"
+
+
+@pytest.mark.subprocess
 @pytest.mark.slow
 @pytest.mark.parametrize("item", RUNNABLE, ids=lambda i: f"{i.where}:{(i.text if i.kind == 'shell' else snippet_key(i.text))[:60]}")
 def test_doc_command(item: DocItem, results):

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 import ltlab
-from ltlab.engine import load_checkpoint
-from ltlab.runs import RunFileError, load_run
+from ltlab.runs import RunFileError, load_checkpoint, load_run
 
 TINY = dict(dataset="digits_lt", imbalance_factor=10, model="convnet_small", epochs=3, batch_size=64, lr=0.05,
             lr_schedule="cosine", device="cpu", progress=False)
@@ -40,12 +39,14 @@ def test_run_writes_the_run_directory(tmp_path):
     assert run.probes["grad_ratio"].shape == (3, 10)
 
 
+@pytest.mark.slow
 def test_learns_digits_lt(tmp_path):
     run = ltlab.run({**TINY, "epochs": 12, "run_dir": str(tmp_path / "r")})
     assert run.metrics.acc.iloc[-1] > 0.5  # chance is 0.1
     assert run.metrics.train_loss.iloc[-1] < run.metrics.train_loss.iloc[0]
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(tmp_path):
     a = ltlab.run({**TINY, "epochs": 2, "run_dir": str(tmp_path / "a")})
     b = ltlab.run({**TINY, "epochs": 2, "run_dir": str(tmp_path / "b")})
@@ -54,6 +55,8 @@ def test_same_seed_same_weights(tmp_path):
     pd.testing.assert_frame_equal(a.metrics.drop(columns="seconds"), b.metrics.drop(columns="seconds"))
 
 
+# slow: 10-40 s each on the shared 2-core box; test_mid_epoch_checkpoint_resumes_exactly keeps resume in test-fast
+@pytest.mark.slow
 @pytest.mark.parametrize("loss,extra", [("ce", {}), ("ce", {"mixup_alpha": 1.0, "drw_start": 2}),
                                         ("ce", {"sampler": "class_aware", "sampler_params": {"num_samples_cls": 4}}),
                                         ("ce", {"sampler": "progressive"})])
@@ -70,6 +73,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, loss, extra):
     pd.testing.assert_frame_equal(full.metrics.drop(columns="seconds"), resumed.metrics.drop(columns="seconds"))
 
 
+@pytest.mark.slow
 def test_bf16_on_cpu_trains_under_autocast_with_float32_loss_and_probe(tmp_path):
     """precision='bf16' on CPU: the model runs under autocast (bf16 outputs), the loss and the probe see float32
     outputs, and a bf16 run's gradient statistics stay within bf16 rounding of the fp32 run's."""
@@ -130,6 +134,7 @@ def test_resume_without_checkpoint(tmp_path):
         ltlab.run({**TINY, "run_dir": str(tmp_path / "empty"), "resume": True})
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_falls_back_to_previous(tmp_path):
     d = tmp_path / "r"
     ltlab.run({**TINY, "epochs": 2, "run_dir": str(d)})
@@ -191,6 +196,7 @@ def test_only_a_previous_checkpoint_still_holds_a_run(tmp_path):
         ltlab.run({**SMALL, "epochs": 1, "run_dir": str(d)})
 
 
+@pytest.mark.slow
 def test_outputs_follow_evaluations_and_an_interruption(tmp_path):
     """Outputs are rewritten at evaluations and the end; the by-source matrix is kept at evaluated epochs;
     an interruption (Ctrl-C in a notebook) leaves the outputs level with the newest checkpoint."""
@@ -235,6 +241,8 @@ def test_many_classes_keep_per_class_ratios_without_the_matrix(tmp_path):
         gradient_ratio_heatmap(run)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_compiled_run_matches_eager_with_one_graph_per_mode(tmp_path):
     """compile=True: the same run as eager (within float tolerance) and two static graphs (train, eval),
     with partial last batches (train and test) running eagerly instead of forcing a dynamic recompile."""

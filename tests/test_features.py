@@ -123,3 +123,29 @@ def test_parameter_errors():
         TailFeatureGenerator(beta=1.5).fit(x, y)
     with pytest.raises(ValueError, match="labels"):
         TailFeatureGenerator().fit(x, y[:-1])
+
+
+def test_generator_clone_and_params():
+    from sklearn.base import clone
+
+    gen = TailFeatureGenerator(k=3, beta=[0.1, 0.2], random_state=7)
+    assert gen.get_params()["k"] == 3 and gen.get_params()["beta"] == [0.1, 0.2]
+    twin = clone(gen)
+    assert twin.get_params() == gen.get_params() and twin is not gen
+    x, y = np.random.default_rng(0).normal(size=(30, 4)), np.arange(30) % 2
+    gen.set_params(beta=0.5).fit(x, y)
+    assert gen.beta == 0.5 and not hasattr(clone(gen), "means_")
+
+
+def test_sample_with_its_own_random_state_leaves_rng_untouched():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 3))
+    y = np.repeat([0, 1, 2], [40, 15, 5])
+    gen = TailFeatureGenerator(random_state=0).fit(x, y)
+    state = gen.rng_.bit_generator.state
+    a = gen.sample(x, y, random_state=[3, 1])
+    assert gen.rng_.bit_generator.state == state
+    b = gen.sample(x, y, random_state=[3, 1])
+    np.testing.assert_array_equal(a[0], b[0])
+    c = gen.sample(x, y)  # the fitted generator, consumed
+    assert gen.rng_.bit_generator.state != state and not np.array_equal(a[0], c[0])

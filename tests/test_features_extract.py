@@ -5,17 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-import ltlab
 from ltlab.features import extract_features, load_run_model, run_features, tsne
 from ltlab.models import create_model
 from ltlab.runs import RunFileError
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    d = tmp_path_factory.mktemp("fx") / "ce"
-    return ltlab.run(dataset="digits_lt", loss="ce", epochs=1, batch_size=64, device="cpu", progress=False,
-                     run_dir=str(d))
+def tiny_run(tiny_run_copy):
+    return tiny_run_copy("ce")  # tests/conftest.py
 
 
 def _manual(model, ds):

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import ltlab
-from ltlab.engine import load_checkpoint
+from ltlab.runs import load_checkpoint
 from ltlab.losses import create_loss
 from ltlab.losses import functional as F
 from test_losses_seed import COUNTS, TOL, _batch, _grad, _np_ce, _np_softmax, _onehot

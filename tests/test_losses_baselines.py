@@ -422,6 +422,7 @@ def _ddp_worker(rank, world, init_file, out_dir, x, y):
         dist.destroy_process_group()
 
 
+@pytest.mark.subprocess
 def test_ddp_ranks_share_state(tmp_path):
     """Two gloo ranks on two halves of each batch == one process on the whole batch."""
     import torch.multiprocessing as mp

@@ -247,6 +247,7 @@ def test_weights_path_loads_backbone(tmp_path):
         create_model("resnet10", 7, weights_path=path)
 
 
+@pytest.mark.slow
 def test_convnet_small_learns_digits():
     from sklearn.datasets import load_digits
 
@@ -317,7 +318,7 @@ def test_last_block_option_freezes_the_trunk(tmp_path):
 def test_last_block_option_trains_only_the_block_and_head(tmp_path):
     """One epoch of the one loop: trunk weights and BN statistics bit-identical, optimiser without them."""
     import ltlab
-    from ltlab.engine import load_checkpoint
+    from ltlab.runs import load_checkpoint
 
     path = tmp_path / "trunk.pth"
     ref = _pretrained_like(path)

@@ -102,6 +102,7 @@ def test_a_missing_run_lists_the_runs_there_are(tmp_path, monkeypatch):
         load_run(tmp_path / "elsewhere")
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_analysis_notebook_names_the_missing_run_in_one_message(tmp_path, monkeypatch):
     """Run All of 03 with run_dirs at a run that is not there: one short error output, no traceback."""
@@ -119,6 +120,7 @@ def test_analysis_notebook_names_the_missing_run_in_one_message(tmp_path, monkey
     assert "mine does not exist" in error["traceback"][0] and "newest first: demo." in error["traceback"][0]
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_training_under_papermill_prints_no_line_per_epoch(tmp_path, monkeypatch):
     """A headless kernel: text on stderr, refreshed at most once a minute (no widget, no line per update)."""

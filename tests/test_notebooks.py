@@ -38,6 +38,7 @@ def test_parameters_parse_cleanly(caplog):
         assert not [r.message for r in caplog.records if "Unable to parse" in r.message], path
 
 
+@pytest.mark.subprocess
 def test_train_notebook_digits(tmp_path):
     d = run_notebook(NB / "01_train.ipynb", {"epochs": 2, "progress": False, "run_dir": str(tmp_path / "r"),
                                             "device": "cpu"}, quiet=True)
@@ -48,6 +49,8 @@ def test_train_notebook_digits(tmp_path):
     assert any(c.get("outputs") for c in executed["cells"] if c["cell_type"] == "code")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.skipif(not FMNIST.exists(), reason="Fashion-MNIST Debian package absent: apt-get install dataset-fashion-mnist")
 def test_train_notebook_fashion_mnist_lt(tmp_path):
     d = run_notebook(NB / "01_train.ipynb", {"dataset": "fashion_mnist_lt", "imbalance_factor": 100, "epochs": 2,
@@ -68,6 +71,8 @@ def test_cli_reports_bad_parameters(tmp_path, capsys):
     ("graloss", {}), ("gcl", {}), ("ala", {"drw_start": 1}), ("gala", {}), ("ghm_cwap", {}),
     ("ldam", {"drw_start": 1}), ("balanced_softmax", {}),
 ])
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_train_notebook_each_seed_method(tmp_path, loss, extra):
     d = run_notebook(NB / "01_train.ipynb", {"loss": loss, "epochs": 2, "progress": False, "device": "cpu",
                                             "run_dir": str(tmp_path / loss), **extra}, quiet=True)

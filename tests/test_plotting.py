@@ -19,12 +19,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("plot_runs")
-    kw = dict(dataset="digits_lt", epochs=2, batch_size=64, device="cpu", progress=False)
-    out = {name: ltlab.run(loss=name, run_dir=str(root / name), **kw) for name in ("ce", "gala", "ghm_cwap", "ala")}
-    out["ce_if10"] = ltlab.run(loss="ce", imbalance_factor=10, run_dir=str(root / "ce_if10"), **kw)
-    return out
+def runs(tiny_run_copy):
+    return {name: tiny_run_copy(name) for name in ("ce", "gala", "ghm_cwap", "ala", "ce_if10")}  # tests/conftest.py
 
 
 def _has_data(fig: go.Figure) -> bool:
@@ -149,6 +145,7 @@ def test_slug_and_export_errors(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium for kaleido: apt-get install chromium")
+@pytest.mark.subprocess
 def test_export_png_svg_pdf(runs, tmp_path):
     figs = {"per_class": plotting.per_class_accuracy_curve([runs["ce"], runs["gala"]]),
             "alpha": plotting.glag_schedule(20)}
@@ -163,6 +160,7 @@ def test_export_png_svg_pdf(runs, tmp_path):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium for kaleido: apt-get install chromium")
+@pytest.mark.subprocess
 def test_demo_figures_extracts_missing_features(runs, tmp_path):
     from ltlab.export import demo_figures
 

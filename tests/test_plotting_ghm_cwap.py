@@ -6,16 +6,13 @@ import math
 import numpy as np
 import pytest
 
-import ltlab
 from ltlab import plotting
 from ltlab.runs import RunFileError
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ghm_plot") / "ghm"
-    return ltlab.run(dataset="digits_lt", loss="ghm_cwap", loss_params={"bins": 8}, epochs=2, batch_size=64,
-                     device="cpu", progress=False, run_dir=str(d))
+def run(tiny_run_copy):
+    return tiny_run_copy("ghm_cwap_bins8")  # tests/conftest.py
 
 
 def _edges(w):
@@ -117,7 +114,7 @@ def test_distribution_view_values(run):
     assert "Fig. 2" in fig.layout.title.text and "g = 1 - p_y" in fig.layout.title.text
 
 
-def test_synthetic_source_and_bad_input(run, tmp_path):
+def test_synthetic_source_and_bad_input(run, tiny_run_copy):
     loss = plotting.synthetic_ghm_cwap_loss([200, 50, 10], bins=6, epochs=2)
     fig = plotting.ghm_cwap_bins(loss, view="distribution")
     assert "(3 classes, 260 samples)" in fig.data[0].name
@@ -125,6 +122,6 @@ def test_synthetic_source_and_bad_input(run, tmp_path):
         plotting.ghm_cwap_bins(loss, view="fig2")
     with pytest.raises(ValueError, match=r"classes \[7\] out of range for 3 classes"):
         plotting.ghm_cwap_bins(loss, classes=[0, 7])
-    ce = ltlab.run(dataset="digits_lt", epochs=1, device="cpu", progress=False, run_dir=str(tmp_path / "ce"))
+    ce = tiny_run_copy("ce")
     with pytest.raises(RunFileError, match="loss='ghm_cwap'"):
         plotting.ghm_cwap_bins(ce, view="distribution")

@@ -166,6 +166,7 @@ def _signature(stages):
     return json.dumps([{k: v for k, v in s.items() if k not in DOC_ONLY} for s in stages], sort_keys=True, default=str)
 
 
+@pytest.mark.slow
 def test_every_two_stage_preset_runs_one_epoch_per_stage(tmp_path, monkeypatch):
     """Each two-stage preset with digits-LT overrides; presets identical after the overrides run once."""
     monkeypatch.setenv("LTLAB_HOME", str(tmp_path))
@@ -228,6 +229,7 @@ def test_preset_errors_are_clear_and_write_nothing(tmp_path, monkeypatch, capsys
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_two_stage_preset_through_papermill(tmp_path, monkeypatch):
     monkeypatch.setenv("LTLAB_HOME", str(tmp_path))

@@ -173,6 +173,7 @@ def test_accumulated_and_gala_code_statistics_follow_their_definitions(tmp_path,
         np.testing.assert_allclose(p["grad_pos_cumcum"], p["theta"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_mid_epoch_one_gives_the_uninterrupted_statistics(tmp_path, monkeypatch):
     """Killed right after the step-2 checkpoint of epoch 1 (0-based 0), resumed: every probe array, the step
     records included, equals the uninterrupted run's."""

@@ -10,15 +10,16 @@ import pytest
 import torch
 
 import ltlab
-from ltlab import features, plotting, stages
+from ltlab import features, plotting, posthoc
 from ltlab.build import rebuild_model
 from ltlab.config import RunConfig, run_config
 from ltlab.data import get_dataset
-from ltlab.engine import build_model, load_checkpoint, load_datasets
+from ltlab.build import load_datasets
+from ltlab.engine import build_model
 from ltlab.features import TailFeatureGenerator
 from ltlab.models import TukeyHead
 from ltlab.launch.presets import stage_two_config
-from ltlab.runs import results_table
+from ltlab.runs import load_checkpoint, results_table
 from ltlab.stages.afg import AFGLoader, AFGLoss
 
 # digits-LT with the head capped at 120 of its ~124 images: counts 120 92 71 55 42 32 25 19 14 12
@@ -98,6 +99,7 @@ def test_incompatible_or_missing_stage_one_is_refused(stage_one, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- GLAG AFG
+@pytest.mark.slow
 def test_afg_stage_trains_the_head_on_generated_features(stage_one, tmp_path):
     s1 = stage_one["ce"]
     cfg = dict(BASE, stage="afg", init_from=str(s1.dir), epochs=2)
@@ -218,18 +220,18 @@ def test_pn_and_logit_adjust_on_saved_logits(stage_one):
     p = np.exp(z - z.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     pred = (p / p.sum(0, keepdims=True) ** 0.7).argmax(1)
-    got = stages.pn_accuracy(run, tau=0.7)
+    got = posthoc.pn_accuracy(run, tau=0.7)
     assert got["overall"] == pytest.approx(np.mean(pred == labels))
     few = [c for c, n in enumerate(counts) if n < 20]
     assert got["few"] == pytest.approx(np.mean([np.mean(pred[labels == c] == c) for c in few]))
-    la = stages.logit_adjust_accuracy(run, tau=1.0)
+    la = posthoc.logit_adjust_accuracy(run, tau=1.0)
     pred = (z - np.log(np.asarray(counts) / sum(counts))).argmax(1)
     assert la["overall"] == pytest.approx(np.mean(pred == labels))
 
 
 def test_tau_normalization_chooses_on_validation(stage_one):
     run = stage_one["ce"]
-    res = stages.tau_normalization(run, taus=[0.0, 0.5, 1.0, 1.5])
+    res = posthoc.tau_normalization(run, taus=[0.0, 0.5, 1.0, 1.5])
     saved = json.loads((run.dir / "posthoc_tau_norm.json").read_text())
     assert saved["tau"] == res["tau"] and res["select_on"] == "val"
     sweep = pd.DataFrame(res["sweep"])
@@ -246,7 +248,7 @@ def test_tau_normalization_chooses_on_validation(stage_one):
     w = model.head.weight.detach().double().numpy()
     w = w / np.linalg.norm(w, axis=1, keepdims=True) ** res["tau"]
     assert res["overall"] == pytest.approx(np.mean((f @ w.T).argmax(1) == test_ds.targets), abs=1e-9)
-    on_test = stages.tau_normalization(run, taus=[0.0, 1.0], select_on="test", save=False)
+    on_test = posthoc.tau_normalization(run, taus=[0.0, 1.0], select_on="test", save=False)
     assert on_test["selection_acc"] == max(r["test_acc"] for r in on_test["sweep"])
 
 

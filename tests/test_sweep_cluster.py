@@ -48,6 +48,7 @@ def _stamps(run_dir: str) -> dict[str, int]:
     return {n: (Path(run_dir) / n).stat().st_mtime_ns for n in ("checkpoint.pt", "metrics.csv", "01_train.ipynb")}
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_submitit_local_sweep_killed_halfway_then_restarted_runs_only_what_is_missing(tmp_path, monkeypatch):
     out = tmp_path / "runs"
@@ -91,6 +92,7 @@ def test_submitit_local_sweep_killed_halfway_then_restarted_runs_only_what_is_mi
     assert list((out / ".submitit").iterdir())  # submitit's own pickles and logs
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_slurm_array_preempted_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     import submitit

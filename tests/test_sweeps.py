@@ -139,6 +139,7 @@ def slurm_env(tmp_path, monkeypatch):
     return state
 
 
+@pytest.mark.subprocess
 def test_slurm_submits_one_array_with_the_directives(tmp_path, slurm_env):
     out = tmp_path / "runs"
     df = batch.sweep(TRAIN_NB, [{"seed": 0}, {"seed": 1}, CRT], base_params=BASE, out_root=out, executor="slurm",
@@ -164,6 +165,7 @@ def test_slurm_submits_one_array_with_the_directives(tmp_path, slurm_env):
     assert sum(c["cmd"] == "sbatch" for c in fake_slurm.calls(slurm_env)) == 1  # nothing submitted twice
 
 
+@pytest.mark.subprocess
 def test_slurm_bad_inputs_fail_before_anything_is_submitted(tmp_path, slurm_env, monkeypatch):
     out = tmp_path / "runs"
 

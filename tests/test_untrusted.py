@@ -20,11 +20,11 @@ import torch
 
 import ltlab
 from fakes import make_fake_cifar
-from ltlab import stages, widgets
+from ltlab import posthoc, widgets
 from ltlab.data import get_dataset
-from ltlab.engine import CHECKPOINTS, load_checkpoint
 from ltlab.features import load_run_model, run_features
-from ltlab.runs import convert_checkpoint, load_run, save_torch
+from ltlab.launch.presets import stage_two_config
+from ltlab.runs import CHECKPOINTS, convert_checkpoint, load_checkpoint, load_run, save_torch
 from ltlab.safe_io import NUMPY_KEY, CifarUnpickler, UnsafeFileError, load_torch
 
 TINY = dict(dataset="synthetic_lt", dataset_params={"num_classes": 4, "n_max": 40}, imbalance_factor=4,
@@ -122,14 +122,14 @@ def test_feature_extraction_refuses(hostile):
 @pytest.mark.parametrize("stage", ["classifier", "joint"])
 def test_stage_two_init_from_refuses(hostile, stage):
     d, target = hostile
-    cfg = stages.stage_two_config(d, stage=stage, classifier_init="reset", epochs=1, run_dir=str(d.parent / "s2"))
+    cfg = stage_two_config(d, stage=stage, classifier_init="reset", epochs=1, run_dir=str(d.parent / "s2"))
     _refuses(lambda: ltlab.run(cfg), d.parent, target, _ckpt_msg(d))
     assert not (d.parent / "s2").exists()
 
 
 def test_posthoc_tau_norm_refuses(hostile):
     d, target = hostile
-    _refuses(lambda: stages.tau_normalization(d, select_on="test"), d.parent, target, _ckpt_msg(d))
+    _refuses(lambda: posthoc.tau_normalization(d, select_on="test"), d.parent, target, _ckpt_msg(d))
     before = _snapshot(d.parent)
     evaluator, note = widgets.load_evaluator(d, features="extract")  # the panel still works on saved logits
     assert not target.exists() and _snapshot(d.parent) == before
@@ -149,6 +149,7 @@ def _legacy(d: Path) -> None:
         torch.save(load_torch(d / name), d / name)
 
 
+@pytest.mark.slow
 def test_old_checkpoints_get_a_conversion_message_and_convert_when_trusted(tmp_path):
     full = ltlab.run({**TINY, "epochs": 3, "run_dir": str(tmp_path / "full")})
     d = tmp_path / "part"

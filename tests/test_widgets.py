@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ltlab import posthoc, stages, widgets
+from ltlab import posthoc, widgets
 from ltlab.data import longtail_counts
 from ltlab.runs import load_run, write_npz
 
@@ -110,11 +110,8 @@ def test_mean_abs_clamped_normal_against_sampling():
 
 # ---------------------------------------------------------------------- panels on a tiny run
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    import ltlab
-    d = tmp_path_factory.mktemp("widgets") / "tiny"
-    return ltlab.run(dataset="digits_lt", epochs=2, lr=0.05, batch_size=64, progress=False, device="cpu",
-                     run_dir=str(d))
+def tiny_run(tiny_run_copy):
+    return tiny_run_copy("ce")  # tests/conftest.py
 
 
 def test_posthoc_panel_updates_live(tiny_run):
@@ -133,7 +130,7 @@ def test_posthoc_panel_updates_live(tiny_run):
     adjusted = z - np.log(n / n.sum())[None, :]  # independent float64 rebuild of LA then PN
     p = np.exp(adjusted - adjusted.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
-    want = stages.shot_scores((p / p.sum(0, keepdims=True)).argmax(1), labels, tiny_run.class_counts)
+    want = posthoc.shot_scores((p / p.sum(0, keepdims=True)).argmax(1), labels, tiny_run.class_counts)
     for k in ("overall", "many", "medium", "few"):
         assert r[k] == pytest.approx(want[k], nan_ok=True), k
     bars = {int(x): y for t in panel.figure.data[:3] for x, y in zip(t.x, t.y)}
@@ -153,12 +150,12 @@ def test_posthoc_panel_and_the_stage_functions_give_the_same_numbers(tiny_run, t
     def same(result):
         assert [panel.result[k] for k in keys] == pytest.approx([result[k] for k in keys], nan_ok=True)
     panel.tn_p.value, panel.tn_on.value = tau, True
-    same(stages.tau_normalization(tiny_run, taus=[tau], select_on="test", save=False))
+    same(posthoc.tau_normalization(tiny_run, taus=[tau], select_on="test", save=False))
     panel.tn_on.value = False
     panel.pn_tau.value = tau
-    same(stages.pn_accuracy(tiny_run, tau=tau))
+    same(posthoc.pn_accuracy(tiny_run, tau=tau))
     panel.pn_tau.value, panel.la_tau.value = 0.0, tau
-    same(stages.logit_adjust_accuracy(tiny_run, tau=tau))
+    same(posthoc.logit_adjust_accuracy(tiny_run, tau=tau))
 
 
 def test_posthoc_panel_without_features_disables_tau_norm(tiny_run):

@@ -1,7 +1,8 @@
-"""The step of the one training loop: :func:`train_one_epoch` and :func:`evaluate`.
+"""The step of the one training loop: :func:`train_step`, :func:`evaluate` and what they mutate (:class:`TrainState`).
 
-Everything around an epoch (schedules, checkpoints, evaluation rows, output files) is in
-:mod:`ltlab.engine.trainer`; what a stage trains comes in through :class:`TrainState`.
+The epoch that runs the step, with its schedules, probes, checkpoints, evaluation rows and output files, is
+``_Epochs.run`` in :mod:`ltlab.engine.trainer` (one screen); :func:`train_one_epoch` runs the same step over a
+loader without that bookkeeping. What a stage trains comes in through :class:`TrainState`.
 """
 from __future__ import annotations
 
@@ -125,43 +126,58 @@ def _optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler
     scaler.update()
 
 
-def train_one_epoch(state: TrainState, loader, *, device: torch.device, precision: str = "fp32",
-                    mixup_alpha: float = 0.0, rng: np.random.Generator | None = None,
-                    probe: probes.GradientProbe | None = None, scaler=None, call: nn.Module | None = None,
-                    start_step: int = 0, carry: dict | None = None,
-                    on_step: Callable[[int, EpochSums], None] | None = None) -> dict[str, float]:
-    """Train for one pass over ``loader`` (``(x, y)`` or ``(x, y, extra)``; a dict ``extra`` goes to the loss as
-    keywords, e.g. GLAG's teacher logits). ``call``: the (compiled / DDP-wrapped) module to run, default
-    ``state.forward or state.model``. The probe sees dL/d(outputs), unscaled by the fp16 GradScaler.
-    Mid-epoch resume: the first ``start_step`` batches are drawn (so the loader's seeded order and
-    augmentation stay in step) but not trained on; ``carry`` holds their sums. ``on_step(steps_done, sums)``
-    runs after every step. Returns ``train_loss`` (mean over samples, all ranks) and ``first_bad_step`` (-1:
-    every loss finite); one host sync, at the end.
-    """
-    if call is None:
-        call = state.forward if state.forward is not None else state.model
+def set_train_mode(state: TrainState, call: nn.Module) -> None:
+    """Training mode for a training epoch: the stage's ``train_mode`` (None: ``call.train()``) and the loss."""
     if state.train_mode is None:
         call.train()
     else:
         state.train_mode(call, unwrap(state.model))
     state.loss_fn.train()
+
+
+def train_step(state: TrainState, call: nn.Module, batch, *, device: torch.device, precision: str = "fp32",
+               mixup_alpha: float = 0.0, rng: np.random.Generator | None = None,
+               probe: probes.GradientProbe | None = None, scaler=None) -> torch.Tensor:
+    """One optimiser step on ``batch`` (``(x, y)`` or ``(x, y, extra)``; a dict ``extra`` goes to the loss as
+    keywords, e.g. GLAG's teacher logits): mixup, forward under autocast, loss, backward and step. The probe
+    sees dL/d(outputs), unscaled by the fp16 GradScaler. Returns the detached loss (no host sync)."""
+    x, y, extra = batch[0], batch[1], (batch[2] if len(batch) > 2 else {})
+    x, lam, perm = _mixup(x, mixup_alpha, rng, extra)
     amp = autocast_dtype(precision)
+    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        out = call(x)
+    out = out.float()
+    if probe is not None:
+        out.retain_grad()
+    loss = _loss(state.loss_fn, out, y, extra, lam, perm)
+    _optimizer_step(loss, state.optimizer, scaler)
+    if probe is not None and out.grad is not None:
+        probe.update(out.grad / (scaler.get_scale() if scaler is not None else 1.0), y)
+    return loss.detach()
+
+
+def train_one_epoch(state: TrainState, loader, *, device: torch.device, precision: str = "fp32",
+                    mixup_alpha: float = 0.0, rng: np.random.Generator | None = None,
+                    probe: probes.GradientProbe | None = None, scaler=None, call: nn.Module | None = None,
+                    start_step: int = 0, carry: dict | None = None,
+                    on_step: Callable[[int, EpochSums], None] | None = None) -> dict[str, float]:
+    """One pass of :func:`train_step` over ``loader``, as the epoch of :func:`ltlab.engine.trainer.fit` runs it
+    (without its schedules, checkpoints and evaluation: for benchmarks and tests of the step). ``call``: the
+    (compiled / DDP-wrapped) module to run, default ``state.forward or state.model``. Mid-epoch resume: the
+    first ``start_step`` batches are drawn (so the loader's seeded order and augmentation stay in step) but not
+    trained on; ``carry`` holds their sums. ``on_step(steps_done, sums)`` runs after every step. Returns
+    ``train_loss`` (mean over samples, all ranks) and ``first_bad_step`` (-1: every loss finite); one host
+    sync, at the end.
+    """
+    call = call if call is not None else state.forward if state.forward is not None else state.model
+    set_train_mode(state, call)
     sums = EpochSums(device, carry)
     for step, batch in enumerate(loader):
         if step < start_step:
             continue
-        x, y, extra = batch[0], batch[1], (batch[2] if len(batch) > 2 else {})
-        x, lam, perm = _mixup(x, mixup_alpha, rng, extra)
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            out = call(x)
-        out = out.float()
-        if probe is not None:
-            out.retain_grad()
-        loss = _loss(state.loss_fn, out, y, extra, lam, perm)
-        _optimizer_step(loss, state.optimizer, scaler)
-        if probe is not None and out.grad is not None:
-            probe.update(out.grad / (scaler.get_scale() if scaler is not None else 1.0), y)
-        sums.add(step, loss.detach(), y.shape[0])
+        loss = train_step(state, call, batch, device=device, precision=precision, mixup_alpha=mixup_alpha, rng=rng,
+                          probe=probe, scaler=scaler)
+        sums.add(step, loss, batch[1].shape[0])
         if on_step is not None:
             on_step(step + 1, sums)
     return sums.result()

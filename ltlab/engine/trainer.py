@@ -1,8 +1,8 @@
 """``run`` (build a run from its config and stage, train it, write its directory) and ``fit`` (the epochs).
 
-An epoch: the lr and ``set_epoch`` from the schedules, :func:`~ltlab.engine.loop.train_one_epoch`, the
-probes, an evaluation (every ``eval_every`` epochs and the last), the checkpoint, the callbacks, then the
-output files. Every epoch is seeded from ``(seed, epoch)``, so a run resumed from its checkpoint replays
+An epoch (``_Epochs.run``, on one screen): the lr and ``set_epoch`` from the schedules, the step
+(:func:`~ltlab.engine.loop.train_step`) over every batch, the loss check, the probes, an evaluation (every
+``eval_every`` epochs and the last), the checkpoint, the callbacks, then the output files. Every epoch is seeded from ``(seed, epoch)``, so a run resumed from its checkpoint replays
 exactly the epochs it had left. What trains, and on what, is the stage's part (:mod:`ltlab.stages`).
 """
 from __future__ import annotations
@@ -11,7 +11,6 @@ import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,7 +28,7 @@ from ..stages import StageData, StageParts, get_stage
 from .checkpoint import check_resume, describe, logits_to_refresh, position, restore, resume_position, save_checkpoint
 from .compile import model_calls
 from .divergence import check_divergence
-from .loop import EpochSums, TrainState, train_one_epoch, unwrap
+from .loop import EpochSums, TrainState, set_train_mode, train_step, unwrap
 from .outputs import evaluate_gathered, non_finite_error, record_evaluation, write_outputs
 from .setup import image_loaders, make_sgd
 
@@ -160,7 +159,7 @@ def fit(state: TrainState, config: RunConfig, train_ds, test_ds, run_dir: Path, 
     ``epochs_per_call`` of them).
 
     ``loaders``: ``(train, test)`` replacing the image loaders of the datasets (anything with ``set_epoch``
-    and batches as :func:`train_one_epoch` takes them; a stage's own). A checkpoint is written after every
+    and batches as :func:`~ltlab.engine.loop.train_step` takes them; a stage's own). A checkpoint is written after every
     epoch and, with ``config.checkpoint_every_steps = k``, after every k steps inside an epoch (with the
     position, loss sums, probe and RNG states, so a resumed epoch replays exactly). Under DDP only rank 0
     writes; sums, probes and test outputs are reduced over ranks.
@@ -224,28 +223,25 @@ class _Epochs:
     last: int
 
     def run(self, epoch: int) -> tuple[dict | None, bool]:
-        """Train, probe, evaluate (when due), checkpoint, call back, write; (metrics row or None, outputs written)."""
-        state, config, ctx = self.state, self.config, distributed.context()
-        t0 = time.perf_counter()
-        lr, rng = self._start(epoch)
-        probe = probes.GradientProbe(len(self.counts), self.device, start=state.probe_records[-1] if
-                                     state.probe_records else None,
-                                     record_steps=len(self.train_loader) if epoch == 0 else 0,
-                                     class_counts=self.counts, mode=config.probes)
-        start, carry = 0, None
-        if state.position is not None and state.position["epoch"] == epoch:
-            start, carry = resume_position(state.position, probe, rng, self.device)
-        state.position = None
-        hook = partial(self._mid_epoch, epoch, lr, probe, rng) if config.checkpoint_every_steps else None
-        out = train_one_epoch(state, self.train_loader, device=self.device, precision=config.precision,
+        """One epoch: the step over every batch, then probes, evaluation (when due), checkpoint, callbacks and
+        output files; returns (metrics row or None, outputs written)."""
+        state, config, ctx, t0 = self.state, self.config, distributed.context(), time.perf_counter()
+        lr, rng = self._start(epoch)                                  # seeds, lr, set_epoch (schedules)
+        probe = self._new_probe(epoch)
+        start, sums = self._resume_point(epoch, probe, rng)          # mid-epoch resume: steps already done
+        set_train_mode(state, self.train_call)
+        for step, batch in enumerate(self.train_loader):
+            if step < start:
+                continue  # drawn, so the loader's seeded order and augmentation stay in step; not trained on
+            loss = train_step(state, self.train_call, batch, device=self.device, precision=config.precision,
                               mixup_alpha=config.mixup_alpha, rng=rng, probe=probe if probe.active else None,
-                              scaler=self.scaler,
-                              call=self.train_call, start_step=start, carry=carry, on_step=hook)
-        if out["first_bad_step"] >= 0 or not np.isfinite(out["train_loss"]):
-            raise self._non_finite(epoch, out["first_bad_step"], lr)
-        check_divergence(epoch, out["train_loss"], len(self.counts), lr, self.run_dir / CHECKPOINTS[0], state.saved)
+                              scaler=self.scaler)
+            sums.add(step, loss, batch[1].shape[0])
+            self._mid_epoch(epoch, lr, probe, rng, step + 1, sums)  # a checkpoint every checkpoint_every_steps
+        out = sums.result()
+        self._check_loss(epoch, out, lr)                              # check the loss
         state.epoch = epoch
-        record = self._probe_record(probe)
+        record = self._record_probes(probe)                          # record probes
         evaluated = (epoch + 1) % config.eval_every == 0 or epoch == config.epochs - 1
         probes.add_record(state.probe_records, record, evaluated)  # (C, C) matrices at evaluated epochs only
         row = None
@@ -278,10 +274,35 @@ class _Epochs:
         self.train_loader.set_epoch(epoch)
         return lr, np.random.default_rng([config.seed, epoch])
 
+    def _new_probe(self, epoch: int) -> probes.GradientProbe:
+        """The epoch's gradient probe, continuing the accumulated statistics; epoch 0 records every step."""
+        records = self.state.probe_records
+        return probes.GradientProbe(len(self.counts), self.device, start=records[-1] if records else None,
+                                    record_steps=len(self.train_loader) if epoch == 0 else 0,
+                                    class_counts=self.counts, mode=self.config.probes)
+
+    def _resume_point(self, epoch: int, probe: probes.GradientProbe,
+                      rng: np.random.Generator) -> tuple[int, EpochSums]:
+        """(steps already done, loss sums so far): from a mid-epoch checkpoint of this epoch, else (0, empty)."""
+        start, carry, pos = 0, None, self.state.position
+        if pos is not None and pos["epoch"] == epoch:
+            start, carry = resume_position(pos, probe, rng, self.device)
+        self.state.position = None
+        return start, EpochSums(self.device, carry)
+
+    def _check_loss(self, epoch: int, out: dict[str, float], lr: float) -> None:
+        """FloatingPointError naming the first non-finite step, or a stop when the loss diverged
+        (:func:`check_divergence`); either way before the epoch's checkpoint, so the last good one stays."""
+        if out["first_bad_step"] >= 0 or not np.isfinite(out["train_loss"]):
+            raise self._non_finite(epoch, out["first_bad_step"], lr)
+        check_divergence(epoch, out["train_loss"], len(self.counts), lr, self.run_dir / CHECKPOINTS[0],
+                         self.state.saved)
+
     def _mid_epoch(self, epoch: int, lr: float, probe: probes.GradientProbe, rng: np.random.Generator,
                    steps: int, sums: EpochSums) -> None:
         """After every ``checkpoint_every_steps`` steps (not the last: the end-of-epoch checkpoint follows)."""
-        if steps % self.config.checkpoint_every_steps or steps >= len(self.train_loader):
+        every = self.config.checkpoint_every_steps
+        if not every or steps % every or steps >= len(self.train_loader):
             return
         bad = sums.first_bad_step()
         if bad >= 0:  # never checkpoint a poisoned model: the last good checkpoint stays
@@ -291,7 +312,7 @@ class _Epochs:
             save_checkpoint(self.run_dir, self.state, self.config, position=pos, scaler=self.scaler)
         self.state.saved = describe(self.state.epoch, pos)
 
-    def _probe_record(self, probe: probes.GradientProbe) -> dict:
+    def _record_probes(self, probe: probes.GradientProbe) -> dict:
         """The epoch's gradient statistics, weight norms and loss / stage internals."""
         ctx, state = distributed.context(), self.state
         if ctx.enabled:  # each rank saw dL/dz of its local-mean loss: sum / W is the global-batch gradient

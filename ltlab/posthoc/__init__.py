@@ -6,15 +6,33 @@
 - :mod:`.steps`: a method on a finished run (saved test logits, or features of its rebuilt model),
   scored overall and many/medium/few; ``apply_posthoc`` runs the step a run's config names.
 
+The maths and the estimators belong to the base layer (RunConfig reads ``POSTHOC``); the steps read run
+directories and rebuild models, so :mod:`.steps` is imported on first use of one of its names
+(``ltlab.posthoc.posthoc_on_run`` works as before) and importing this package loads no run or model code.
 The stages' post-hoc steps, the post-hoc panel of :mod:`ltlab.widgets` and the notebooks all go through
 these, so they give the same numbers for the same run and tau.
 """
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .estimators import POSTHOC, LogitAdjuster, PNRebalancer, PosthocEstimator, TauNormalizer
 from .functional import logit_adjust, pn_rebalance, tau_norm_logits, tau_normalize
-from .steps import (apply_posthoc, classifier_bias, classifier_weight, logit_adjust_accuracy, pn_accuracy,
-                    posthoc_on_run, scaled_test_logits, shot_scores, split_inputs, tau_normalization)
 
-__all__ = ["logit_adjust", "pn_rebalance", "tau_normalize", "tau_norm_logits", "POSTHOC", "PosthocEstimator",
-           "LogitAdjuster", "PNRebalancer", "TauNormalizer", "posthoc_on_run", "pn_accuracy", "logit_adjust_accuracy",
-           "tau_normalization", "apply_posthoc", "scaled_test_logits", "shot_scores", "classifier_weight",
-           "classifier_bias", "split_inputs"]
+_STEPS = ("apply_posthoc", "classifier_bias", "classifier_weight", "logit_adjust_accuracy", "pn_accuracy", "posthoc_on_run",
+          "scaled_test_logits", "shot_scores", "split_inputs", "tau_normalization")
+
+__all__ = ["logit_adjust", "pn_rebalance", "tau_normalize", "tau_norm_logits", "POSTHOC", "PosthocEstimator", "LogitAdjuster",
+           "PNRebalancer", "TauNormalizer", *_STEPS]
+
+
+def __getattr__(name: str) -> Any:
+    """The run-level steps of :mod:`.steps`, loaded on first use (see the module docstring)."""
+    if name in _STEPS:
+        return getattr(importlib.import_module(".steps", __name__), name)
+    raise AttributeError(f"module 'ltlab.posthoc' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_STEPS])

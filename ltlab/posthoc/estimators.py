@@ -1,8 +1,9 @@
 """Post-hoc adjustments as scikit-learn-style estimators: fit on a split, then predict.
 
-``__init__`` stores the hyper-parameters unchanged. ``fit(X, y)`` fixes ``tau_``: ``tau``, or, when ``taus``
-is given, the first of them with the highest accuracy on ``(X, y)`` (``sweep_`` lists every tau with its
-accuracy); fitted attributes end in ``_``. ``decision_function(X)`` gives the adjusted scores (M, C),
+Each is a scikit-learn ``BaseEstimator`` (``get_params`` / ``set_params``, ``sklearn.base.clone``):
+``__init__`` stores the hyper-parameters unchanged and only ``fit`` sets state. ``fit(X, y)`` fixes
+``tau_``: ``tau``, or, when ``taus`` is given, the smallest of them with the highest accuracy on ``(X, y)``
+(``sweep_`` lists every tau with its accuracy, in the order given); fitted attributes end in ``_``. ``decision_function(X)`` gives the adjusted scores (M, C),
 ``predict(X)`` their argmax, ``score(X, y)`` the accuracy. ``X`` are logits (M, C) for
 :class:`LogitAdjuster` and :class:`PNRebalancer`, penultimate features (M, D) for :class:`TauNormalizer`;
 numpy or torch, as the functions of :mod:`ltlab.posthoc.functional` that do the maths.
@@ -14,6 +15,7 @@ from typing import ClassVar, Literal, Sequence
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 
 from .functional import logit_adjust, pn_rebalance, tau_norm_logits, tau_normalize
 
@@ -24,7 +26,7 @@ def _numpy(a) -> np.ndarray:
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
 
-class PosthocEstimator:
+class PosthocEstimator(BaseEstimator):
     """Base of the post-hoc estimators (see the module docstring)."""
 
     method: ClassVar[str] = ""
@@ -49,7 +51,8 @@ class PosthocEstimator:
         if not taus or y is None:
             raise ValueError(f"{type(self).__name__}.fit: choosing tau needs at least one value in taus and labels y")
         self.sweep_ = [(t, self._accuracy(self._scores(X, t), y)) for t in taus]
-        self.tau_ = max(self.sweep_, key=lambda row: row[1])[0]  # the first maximum: the smallest such tau
+        best = max(acc for _, acc in self.sweep_)
+        self.tau_ = min(t for t, acc in self.sweep_ if acc == best)  # ties go to the smallest tau
         return self
 
     def _check_fitted(self) -> None:
@@ -72,9 +75,6 @@ class PosthocEstimator:
     @staticmethod
     def _accuracy(scores, y) -> float:
         return float(np.mean(_numpy(scores).argmax(1) == _numpy(y)))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(tau={self.tau!r}, taus={self.taus!r})"
 
 
 class LogitAdjuster(PosthocEstimator):

@@ -26,27 +26,13 @@ from ..metrics import per_class_accuracy
 from ..models import TukeyHead
 from ..models.heads import tukey
 from ..schedules import glag_alpha, glag_beta_update
-from .base import WARM_START, WARM_START_CHOICES, Stage, StageData, StageParts, fail, freeze_backbone
+from ..stage_options import STAGE_OPTIONS
+from .base import Stage, StageData, StageParts, freeze_backbone
 
 if TYPE_CHECKING:
     from ..config import RunConfig
     from ..data import LTDataset
     from ..models import HeadedModel
-
-# the AFG options of RunConfig.stage_params (formerly afg_params), with their sources
-AFG_DEFAULTS: dict[str, Any] = {
-    "k": 2,                 # support size K (paper: 2 or 3)
-    "beta": 0.6,            # initial calibration strength of tail classes (paper implementation details)
-    "gamma": 0.1,           # covariance dispersion (paper: 0 or 0.1)
-    "tukey_lambda": 0.5,    # Tukey exponent (LIB: DC's value; paper gives none)
-    "stats_space": "raw",   # class statistics on raw features (LIB, paper Eq. 5-6 / DC code)
-    "tail_classes": None,   # None: classes with n_c <= 100 (LIB, schedules.glag_tail_classes)
-    "beta_step": 0.05,      # beta rule step (LIB, schedules.glag_beta_update); 0 keeps beta fixed
-    "kd": True,             # head-class distillation from the stage-one classifier (paper Eq. 11)
-    "kd_s": 1.0,            # alpha(T) = s (c^(T/Tmax) - 1), same (s, c) as GraLoss (paper)
-    "kd_c": 2.0,
-}
-
 
 class AFGLoss(nn.Module):
     """GLAG stage-two loss ``base(z2, y) + alpha(T) * KL(softmax(z1) || softmax(z2))`` (GLAG Eq. 10-11).
@@ -168,9 +154,8 @@ class AFGLoader:
         return -(-self.n_rows // self.batch_size)
 
     def _generate(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        self.gen.rng_ = np.random.default_rng([self.seed, epoch])
         with _blas_threads(self.raw.shape[1]):
-            gx, gy = self.gen.sample(self.raw, self.labels_np)
+            gx, gy = self.gen.sample(self.raw, self.labels_np, random_state=[self.seed, epoch])
         gx_t = torch.as_tensor(gx, dtype=torch.float32, device=self.device)
         gy_t = torch.as_tensor(gy, dtype=torch.long, device=self.device)
         if self.gen.stats_space == "raw":  # head-class draws are in raw space: move them to Tukey space
@@ -204,33 +189,11 @@ def _blas_threads(dim: int):
 
 
 class AFGStage(Stage):
-    """GLAG stage two (see the module docstring): ``stage_params`` hold ``classifier_init`` and ``AFG_DEFAULTS``
-    (flat ``afg_params={...}`` still sets them). One process, no mixup, instance sampling, checkpoints once per
-    epoch (the beta rule runs at epoch starts)."""
+    """GLAG stage two (see the module docstring): ``stage_params`` hold ``classifier_init`` and
+    ``ltlab.stage_options.AFG_DEFAULTS`` (flat ``afg_params={...}`` still sets them). One process, no mixup,
+    instance sampling, checkpoints once per epoch (the beta rule runs at epoch starts)."""
 
-    name = "afg"
-    summary = "GLAG stage two: train the head on real + generated Tukey-space features of init_from's backbone"
-    defaults = {"classifier_init": WARM_START["classifier_init"], **AFG_DEFAULTS}
-    choices = {"classifier_init": WARM_START_CHOICES["classifier_init"], "stats_space": ("raw", "tukey"),
-               "kd": (True, False)}
-    aliases = {"classifier_init": "classifier_init", "afg_params": None}
-    needs_init_from = True
-    distributed = False
-
-    def validate(self, config: RunConfig) -> None:
-        super().validate(config)
-        if config.checkpoint_every_steps is not None:
-            fail(config, "checkpoint_every_steps", "stage='afg' checkpoints once per epoch (its beta rule runs at "
-                                                   "epoch starts); leave it None")
-        if config.resolved_head != "linear":
-            fail(config, "head", "stage='afg' trains a linear classifier on features; use head='auto' or 'linear' "
-                                 "with a logits loss such as 'ce'")
-        if config.mixup_alpha > 0 or config.sampler != "instance":
-            fail(config, "stage", "stage='afg' balances classes with generated features; use mixup_alpha=0 and "
-                                  "sampler='instance'")
-        if config.val_per_class < 1 and self.params(config)["beta_step"] != 0:
-            fail(config, "val_per_class", "stage='afg' updates beta on a balanced validation split; set "
-                                          "val_per_class >= 1 (or stage_params={'beta_step': 0} to keep beta fixed)")
+    options = STAGE_OPTIONS["afg"]
 
     def check_head(self, old: str, config: RunConfig, where: str) -> None:
         if old != "linear":

@@ -1,9 +1,9 @@
 """The Stage protocol: what a run of the one training loop trains, and on what.
 
-A stage is picked from :data:`ltlab.stages.STAGES` by ``RunConfig.stage``. It declares its options
-(``defaults``: the keys of ``RunConfig.stage_params`` with their values when not given; ``aliases``: flat
-RunConfig keywords that set them, as RunConfig had before ``stage_params``), checks a config before
-anything runs (``validate``, also on a stage two whose stage one has not run yet), checks a stage two
+A stage is picked from :data:`ltlab.stages.STAGES` by ``RunConfig.stage``. Its options are plain data in
+:data:`ltlab.stage_options.STAGE_OPTIONS` (``defaults``: the keys of ``RunConfig.stage_params`` with their
+values when not given; ``aliases``: flat RunConfig keywords that set them; the config rules RunConfig checks
+before anything runs), so RunConfig needs no stage code; a stage checks a stage two
 against its stage one's config (``check_stage_one``) and builds what the loop needs (``build`` ->
 :class:`StageParts`). A second stage starts from the finished run named by ``init_from``
 (:func:`stage_one_model`: :func:`ltlab.build.rebuild_model` of that run, checked against this one).
@@ -20,15 +20,13 @@ from ..build import rebuild_model
 from ..losses import create_loss
 from ..models import LWSHead, create_model
 from ..runs import Run, RunFileError, check_finished, load_run
+from ..stage_options import StageOptions, fill_defaults, validate_stage
 
 if TYPE_CHECKING:
     from ..config import RunConfig
     from ..data import LTDataset
     from ..models import HeadedModel
 
-# options of every stage that can start from a stage one (init_from): cRT, LWS (Kang et al. 2020), MiSLAS
-WARM_START = {"classifier_init": "stage_one", "lws_freeze_linear": True}
-WARM_START_CHOICES = {"classifier_init": ("stage_one", "reset"), "lws_freeze_linear": (True, False)}
 # a stage two sees the same data through the same model as its stage one
 SAME_DATA_AND_MODEL = ("dataset", "root", "imbalance_factor", "imbalance_profile", "data_seed", "dataset_params",
                        "model")
@@ -70,41 +68,49 @@ class StageParts:
     train_mode: Callable[[nn.Module, nn.Module], None] = train_all
 
 
-def fail(config: RunConfig, name: str, why: str) -> None:
-    """ValueError naming a RunConfig field (``name`` may be ``stage_params['k']``), its value and the fix."""
-    base, _, key = name.partition("[")
-    value = getattr(config, base)
-    if key:
-        value = value.get(key.strip("]'\""), "<default>")
-    raise ValueError(f"RunConfig.{name}={value!r}: {why}")
-
-
 class Stage:
     """Base of every stage (see the module docstring); subclasses set the class attributes and ``build``."""
 
-    name: ClassVar[str] = ""
-    summary: ClassVar[str] = ""
-    defaults: ClassVar[dict[str, Any]] = {}
-    choices: ClassVar[dict[str, tuple]] = {}
-    aliases: ClassVar[dict[str, str | None]] = {}  # flat keyword -> stage_params key (None: a dict of them)
-    needs_init_from: ClassVar[bool] = False
-    distributed: ClassVar[bool] = True  # runs under torchrun (one model over several processes)
+    options: ClassVar[StageOptions]  # what RunConfig sees of the stage (ltlab.stage_options.STAGE_OPTIONS)
+
+    @property
+    def name(self) -> str:
+        return self.options.name
+
+    @property
+    def summary(self) -> str:
+        return self.options.summary
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return self.options.defaults
+
+    @property
+    def choices(self) -> dict[str, tuple]:
+        return self.options.choices
+
+    @property
+    def aliases(self) -> dict[str, str | None]:
+        """Flat RunConfig keyword -> ``stage_params`` key (None: a dict of them)."""
+        return self.options.aliases
+
+    @property
+    def needs_init_from(self) -> bool:
+        return self.options.needs_init_from
+
+    @property
+    def distributed(self) -> bool:
+        """Runs under torchrun (one model over several processes)."""
+        return self.options.distributed
 
     def params(self, config: RunConfig) -> dict[str, Any]:
         """``config.stage_params`` with the defaults filled in (None means the default)."""
-        return {**self.defaults, **{k: v for k, v in config.stage_params.items() if v is not None}}
+        return fill_defaults(self.name, config.stage_params)
 
     def validate(self, config: RunConfig) -> None:
-        """Check the stage's fields of ``config`` (ValueError naming the field, the value and the fix)."""
-        if self.needs_init_from and not config.init_from:
-            fail(config, "stage", f"a {self.name!r} stage needs init_from=<stage-one run directory>")
-        bad = sorted(set(config.stage_params) - set(self.defaults))
-        if bad:
-            fail(config, "stage_params", f"stage {self.name!r} has no option(s) {bad}; valid: {sorted(self.defaults)}")
-        params = self.params(config)
-        for key, allowed in self.choices.items():
-            if params[key] not in allowed or isinstance(params[key], bool) != isinstance(allowed[0], bool):
-                fail(config, f"stage_params['{key}']", f"must be one of {', '.join(map(str, allowed))}")
+        """Check the stage's fields of ``config`` (ValueError naming the field, the value and the fix);
+        RunConfig runs the same check (:func:`ltlab.stage_options.validate_stage`) when it is built."""
+        validate_stage(config)
 
     def check_head(self, old: str, config: RunConfig, where: str) -> None:
         """Refuse a stage-one head of kind ``old`` this run cannot take over (same kind, LWS around a linear

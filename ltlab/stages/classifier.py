@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .base import WARM_START, WARM_START_CHOICES, Stage, StageData, StageParts, freeze_backbone, head_only, train_all
+from ..stage_options import STAGE_OPTIONS
+from .base import Stage, StageData, StageParts, freeze_backbone, head_only, train_all
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -24,12 +25,7 @@ if TYPE_CHECKING:
 class ClassifierStage(Stage):
     """A frozen stage-one backbone and a head that trains (see the module docstring)."""
 
-    name = "classifier"
-    summary = "train the head on the frozen backbone of init_from (cRT, LWS, GCL stage two)"
-    defaults = {**WARM_START, "backbone_mode": "eval"}
-    choices = {**WARM_START_CHOICES, "backbone_mode": ("eval", "train")}
-    aliases = {k: k for k in defaults}
-    needs_init_from = True
+    options = STAGE_OPTIONS["classifier"]
 
     def build_model(self, config: RunConfig, train_ds: LTDataset) -> HeadedModel:
         return freeze_backbone(super().build_model(config, train_ds))

@@ -5,7 +5,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .base import WARM_START, WARM_START_CHOICES, Stage, StageData, StageParts
+from ..stage_options import STAGE_OPTIONS
+from .base import Stage, StageData, StageParts
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -15,11 +16,7 @@ class JointStage(Stage):
     """Every parameter trains (the usual stage one). With ``init_from`` the model starts from that run, its head
     shaped by ``classifier_init`` / ``head='lws'`` as in a second stage, nothing frozen."""
 
-    name = "joint"
-    summary = "train the whole model (from scratch, or fine-tuned from init_from)"
-    defaults = dict(WARM_START)
-    choices = dict(WARM_START_CHOICES)
-    aliases = {k: k for k in WARM_START}
+    options = STAGE_OPTIONS["joint"]
 
     def build(self, config: RunConfig, data: StageData, device: torch.device) -> StageParts:
         return StageParts(self.build_model(config, data.train).to(device), self.loss(config, data, device))

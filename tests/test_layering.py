@@ -1,0 +1,162 @@
+"""The layers of ltlab: the base (RunConfig and the registries) imports nothing above it, and no ltlab module
+imports itself through others (issue 24)."""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "ltlab"
+
+# what building a RunConfig must not load: training, stages, run files, launching and figures
+ABOVE_THE_BASE = ("ltlab.engine", "ltlab.stages", "ltlab.runs", "ltlab.launch", "ltlab.cli", "ltlab.batch",
+                  "ltlab.sweeps", "ltlab.notebook_runner", "ltlab.plotting", "ltlab.plot_", "ltlab.plotstyle",
+                  "ltlab.widgets", "ltlab.export", "ltlab.paper_", "ltlab.build", "ltlab.features", "ltlab.viz",
+                  "ltlab.posthoc.steps", "ltlab.presets", "ltlab.probes", "ltlab.distributed", "ltlab.loggers")
+
+
+def _above(module: str) -> bool:
+    return any(module == p or module.startswith(p if p.endswith("_") else p + ".") or
+               (p.endswith("_") and module.startswith(p)) for p in ABOVE_THE_BASE)
+
+
+@pytest.mark.subprocess
+def test_runconfig_imports_nothing_above_the_base():
+    code = ("import json, sys; from ltlab.config import RunConfig; "
+            "RunConfig(); RunConfig(stage='classifier', init_from='x', classifier_init='reset', posthoc={'method': 'pn'}); "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('ltlab'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "ltlab.config" in loaded and "ltlab.stage_options" in loaded
+    assert [m for m in loaded if _above(m)] == []
+
+
+def test_above_the_base_matches_the_issue_list():
+    for name in ("ltlab.engine.trainer", "ltlab.stages", "ltlab.runs", "ltlab.launch.cli", "ltlab.launch.sweep.run",
+                 "ltlab.plot_outputs", "ltlab.paper_figures", "ltlab.plotstyle"):
+        assert _above(name), name
+    for name in ("ltlab.config", "ltlab.data.samplers", "ltlab.models", "ltlab.losses.gcl", "ltlab.posthoc.estimators"):
+        assert not _above(name), name
+
+
+# ---------------------------------------------------------------------- the static import graph
+# An edge A -> B for each ``import`` / ``from ... import`` in A that names an ltlab module B, at module level,
+# inside functions and in ``if __name__ == "__main__":`` blocks (``python -m ltlab.x`` runs that block with
+# ltlab.x loaded as ``__main__``: a path from there back to ltlab.x loads the module a second time), plus B's
+# parent packages (importing ``ltlab.x.y`` runs ``ltlab/x/__init__.py`` first), except A's own parents (a
+# submodule never imports the package it is part of). Left out: imports under ``if TYPE_CHECKING:`` (they
+# never run) and the lazy attribute lookup of a module ``__getattr__`` (importlib with a string).
+def _modules(root: Path = PACKAGE) -> dict[str, Path]:
+    out = {}
+    for path in root.rglob("*.py"):
+        parts = ["ltlab", *path.relative_to(root).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _runtime_nodes(node: ast.AST):
+    """Every node under ``node`` except the bodies of ``if TYPE_CHECKING:``."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+            yield from (n for stmt in child.orelse for n in [stmt, *_runtime_nodes(stmt)])
+            continue
+        yield child
+        yield from _runtime_nodes(child)
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets = set()
+        for node in _runtime_nodes(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = package.split(".")[:len(package.split(".")) - (node.level - 1)] if node.level else []
+                full = ".".join([*base, *([node.module] if node.module else [])])
+                targets |= {f"{full}.{a.name}" if f"{full}.{a.name}" in modules else full for a in node.names}
+        edges = set()
+        for t in targets:
+            if t in modules or any(p in modules for p in _parents(t)):
+                edges |= {m for m in (*_parents(t), t) if m in modules}
+        graph[name] = edges - {name, *_parents(name)}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as ``[a, b, ..., a]``, or None (depth-first search)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        state[node] = 2
+        path.pop()
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return None
+
+
+def test_the_cycle_finder_finds_cycles_main_blocks_and_parent_package_edges(tmp_path):
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    pkg = tmp_path / "ltlab"
+    (pkg / "p").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "p" / "__init__.py").write_text("from .a import f\n")
+    (pkg / "p" / "a.py").write_text("from .. import q\n")  # a submodule importing its own package: no edge
+    (pkg / "q.py").write_text("def g():\n    from .p import a\n")  # a function-level import counts
+    (pkg / "w.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import q\n"
+                              "if __name__ == '__main__':\n    from .r import main\n")
+    (pkg / "r.py").write_text("def main():\n    from . import w\n")  # python -m ltlab.w loads w twice
+    graph = import_graph(_modules(pkg))
+    assert graph["ltlab.p.a"] == {"ltlab.q"} and graph["ltlab.q"] == {"ltlab.p", "ltlab.p.a"}
+    assert graph["ltlab.w"] == {"ltlab.r"}  # the __main__ block counts, TYPE_CHECKING does not
+    assert find_cycle(graph) == ["ltlab.p", "ltlab.p.a", "ltlab.q", "ltlab.p"]
+    del graph["ltlab.q"]
+    assert find_cycle(graph) == ["ltlab.r", "ltlab.w", "ltlab.r"]
+
+
+def test_no_import_cycles_in_ltlab():
+    graph = import_graph(_modules())
+    assert len(graph) > 60 and graph["ltlab.engine.trainer"] >= {"ltlab.stages", "ltlab.config"}
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+# ---------------------------------------------------------------------- stage options as plain data
+def test_stage_options_name_the_registered_stages():
+    from ltlab.stage_options import STAGE_OPTIONS, alias_names
+    from ltlab.stages import STAGES
+
+    assert list(STAGE_OPTIONS) == list(STAGES)
+    for name, stage in STAGES.items():
+        opts = STAGE_OPTIONS[name]
+        assert (stage.name, stage.defaults, stage.choices, stage.aliases, stage.needs_init_from, stage.distributed) == \
+               (opts.name, opts.defaults, opts.choices, opts.aliases, opts.needs_init_from, opts.distributed)
+        assert set(opts.choices) <= set(opts.defaults)
+        assert all(key is None or key in opts.defaults for key in opts.aliases.values())
+    assert alias_names() == list(dict.fromkeys(a for s in STAGES.values() for a in s.aliases))
