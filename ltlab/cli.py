@@ -182,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["sweep"]:  # papermill sweeps have their own parser
         from .sweeps.cli import main as sweep_main
         return sweep_main(argv[1:])
+    if argv[:1] == ["search"]:  # Optuna search (ltlab.search owns its arguments)
+        from .search import add_arguments, main as search_main
+        return search_main(add_arguments(argparse.ArgumentParser(prog="python -m ltlab search")).parse_args(argv[1:]))
     ap = argparse.ArgumentParser(prog="python -m ltlab", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="execute a notebook with papermill (parameters from a preset and -p)")
@@ -193,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--kernel", default=None)
     r.add_argument("--quiet", action="store_true")
     sub.add_parser("sweep", help="papermill sweep over presets x grid x seeds (see `python -m ltlab sweep -h`)",
+                   add_help=False)
+    sub.add_parser("search", help="Optuna search over a loss's hyper-parameters (`python -m ltlab search -h`)",
                    add_help=False)
     t = sub.add_parser("train", help="train in this process (no notebook), e.g. under torchrun")
     t.add_argument("--preset", action="append", default=[])
