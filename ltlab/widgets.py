@@ -29,6 +29,7 @@ from .metrics import per_class_accuracy
 from .posthoc import (LogitAdjuster, PNRebalancer, TauNormalizer, classifier_weight, scaled_test_logits, shot_scores,
                       split_inputs)
 from .runs import as_run, new_run_id
+from .workbench import workbench_panel  # noqa: F401 - the tweak-and-compare panel (ltlab/workbench.py)
 
 if TYPE_CHECKING:
     import ipywidgets

@@ -46,7 +46,7 @@ def _one_thread(monkeypatch):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # trials side by side on a busy 2-core box
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
     yield
     torch.set_num_threads(threads)
 
