@@ -56,12 +56,12 @@ def _number_widget(name: str, p: Param, value: Any):
     def from_box(ch) -> None:
         syncing.append(1)
         try:
-            slider.value = min(max(ch["new"], slider.min), slider.max)
+            slider.value = min(max(ch["new"], p.low), high)
         finally:
             syncing.pop()
 
     box.value = value
-    slider.value = min(max(value, slider.min), slider.max)
+    slider.value = min(max(value, p.low), high)  # (a log slider's min / max are exponents)
     slider.observe(from_slider, "value")
     box.observe(from_box, "value")
     row = w.HBox([slider, box, w.HTML(f"<small>{p.describe()}</small>")])

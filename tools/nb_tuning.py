@@ -25,7 +25,7 @@ vary_name = "noise_mul"    # the hyper-parameter "vary one value" changes when a
 vary_values = [0.2, 0.8]   # its values
 run_search = True          # run (or finish) the search below
 search_trials = 12         # finished (complete + pruned) trials of the search
-objective = "overall"      # overall | many | medium | few | a mix such as "overall=0.5,few=0.5"
+objective = "overall"      # overall | many | medium | few, or a weighted mix of them (docs/tuning.md)
 pruner = "median"          # median | hyperband | none
 workers = 1                # processes sharing the study
 out_root = None            # the study file and trial run directories; None means runs/search''', "parameters"),
