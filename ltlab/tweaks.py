@@ -170,6 +170,14 @@ def write_preset(config: dict[str, Any], path: str | os.PathLike) -> Path:
     return atomic_write_bytes(Path(path), text.encode())
 
 
+def notebooks_dir() -> Path:
+    """The notebooks (and presets/) of this ltlab's checkout, else of the project home (``LTLAB_HOME``)."""
+    from .runs import project_home
+
+    checkout = Path(__file__).resolve().parent.parent / "notebooks"
+    return checkout if checkout.is_dir() else project_home() / "notebooks"
+
+
 # ---------------------------------------------------------------------- vary one value
 def vary_presets(params: dict[str, Any], name: str, values: Sequence[Any]) -> list[dict[str, Any]]:
     """One parameter dict per value of ``name`` (a form name: loss hyper-parameter, sampler option or field)."""
@@ -191,11 +199,9 @@ def vary(params: dict[str, Any], name: str, values: Sequence[Any], out_root: str
     """Run ``params`` once per value of ``name`` through the local sweep executor (01_train, ``parallel``
     processes); the sweep's table with a ``value`` column."""
     from . import batch
-    from .runs import project_home
 
     presets = vary_presets({**params, "progress": False}, name, values)
-    table = batch.sweep(project_home() / "notebooks" / "01_train.ipynb", presets=presets, parallel=parallel,
-                        out_root=out_root)
+    table = batch.sweep(notebooks_dir() / "01_train.ipynb", presets=presets, parallel=parallel, out_root=out_root)
     table.insert(0, "value", list(values)[:len(table)])
     return table
 

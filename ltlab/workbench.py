@@ -203,9 +203,8 @@ class Workbench:
         if not name or name == "(none)":
             return
         from .presets import load_preset
-        from .runs import project_home
 
-        params = load_preset(project_home() / "notebooks" / "presets" / name)
+        params = load_preset(tweaks.notebooks_dir() / "presets" / name)
         self.set_values({"loss": params["loss"], **tweaks.form_values(params)})
         self.status.value = f"form filled from {name} (recipe as published: shorten epochs for a quick look)"
 
@@ -414,9 +413,7 @@ class Workbench:
 
 def _presets() -> list[str]:
     """One-stage presets under notebooks/presets (two-stage ones have a stage_two key)."""
-    from .runs import project_home
-
-    folder = project_home() / "notebooks" / "presets"
+    folder = tweaks.notebooks_dir() / "presets"
     return sorted(p.name for p in folder.glob("*.yaml") if "stage_two" not in p.read_text()) if folder.is_dir() else []
 
 

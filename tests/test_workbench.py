@@ -140,3 +140,40 @@ def test_panel_headless_start_two_runs_stop_and_continue(tmp_path, one_thread):
     assert len(wb.curves.data) == 8
     wb.selected.value = (first.name, second.name)
     assert len(wb.per_class.data) == 2
+
+
+@pytest.mark.slow
+def test_tuning_notebook_runs_headless(tmp_path, monkeypatch):
+    """09_tuning under papermill: a workbench run, "vary one value" over two values, a 4-trial search and its
+    figures, everything under tmp_path."""
+    import papermill as pm
+
+    pytest.importorskip("optuna")
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.setenv("LTLAB_HOME", str(tmp_path / "home"))
+    out = tmp_path / "09.ipynb"
+    pm.execute_notebook(str(root / "notebooks" / "09_tuning.ipynb"), str(out), cwd=str(root / "notebooks"),
+                        progress_bar=False, log_output=False,
+                        parameters={"epochs": 1, "device": "cpu", "autostart": True, "vary_values": [0.2, 0.8],
+                                    "run_root": str(tmp_path / "bench"), "search_trials": 4,
+                                    "out_root": str(tmp_path / "search")})
+    nb = json.loads(out.read_text())
+    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    assert len(list((tmp_path / "bench").glob("vary_*/*/metrics.csv"))) == 2
+    assert len(list((tmp_path / "search").glob("trial_*/search.json"))) == 4
+
+
+def test_a_preset_fills_the_form(tmp_path):
+    from ltlab.presets import load_preset
+    from ltlab.workbench import Workbench
+
+    wb = Workbench(loss="ce", run_root=tmp_path)
+    name = next(n for n in wb.preset.options if n.startswith("ldam"))
+    wb.preset.value = name
+    preset = load_preset(tweaks.notebooks_dir() / "presets" / name)
+    values = wb.values()
+    assert wb.loss.value == "ldam" and values["epochs"] == preset["epochs"] and values["lr"] == preset["lr"]
+    assert values["drw_start"] == preset.get("drw_start") and "filled from" in wb.status.value
+    RunConfig(**wb.params())
