@@ -129,7 +129,7 @@ RECIPE_SPACE: tuple[Param, ...] = (
     Param("momentum", "float", 0.9, low=0.5, high=0.99, source="SGD 0.9 in every recipe"),
     Param("warmup_epochs", "int", 0, low=0, high=10, source="LDAM-DRW / GCL: 5 warm-up epochs"),
     Param("mixup_alpha", "float", 0.0, low=0.0, high=1.0, source="GCL / MiSLAS: 1.0 CIFAR, 0.2 large-scale"),
-    Param("seed", "int", 0, low=0, high=2**31 - 1, source="any"),
+    Param("seed", "int", 0, low=0, high=9999, source="any seed; the form's slider spans 0-9999"),
 )
 
 

@@ -104,6 +104,9 @@ class Workbench:
         self._widgets: dict[str, Any] = {}
         self._live: dict[str, list[dict]] = {}
         self._stop, self._thread, self.error, self.vary_table = threading.Event(), None, None, None
+        for widget, css in ((self.status, "ltlab-wb-status"), (self.table_html, "ltlab-wb-table"),
+                            (self.selected, "ltlab-wb-runs")):
+            widget.add_class(css)  # what a browser test (or a user's CSS) finds
         self._build_figures()
         self._rebuild_form(tweaks.form_values({"loss": loss, "epochs": epochs}))
         self.loss.observe(lambda ch: self._rebuild_form(self._form_values_for(ch["new"])), "value")
@@ -120,9 +123,9 @@ class Workbench:
             w.HTML("<b>Workbench</b>: tweak, start, compare"),
             w.HBox([w.VBox([self.dataset, self.imbalance_factor]), w.VBox([self.preset, self.loss])]),
             self.form, self.note, w.HBox([b["start"], b["stop"]]), self.status,
-            self.curves, w.HBox([self.selected, w.VBox([b["continue"], b["copy"], b["hide"], b["export"]])]),
-            self.table_html, self.per_class, self.output,
-            w.HBox([self.vary_name, self.vary_values, b["vary"]]), self.vary_fig])
+            self.views["curves"], w.HBox([self.selected, w.VBox([b["continue"], b["copy"], b["hide"], b["export"]])]),
+            self.table_html, self.views["per_class"], self.output,
+            w.HBox([self.vary_name, self.vary_values, b["vary"]]), self.views["vary"]])
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -327,11 +330,7 @@ class Workbench:
         from .runs import timestamp
         table = tweaks.vary(self.params(), name, values, self.root / f"vary_{timestamp()}_{name}", parallel)
         fig = tweaks.vary_figure(table, name)
-        with self.vary_fig.batch_update():
-            self.vary_fig.data = []
-            for tr in fig.data:
-                self.vary_fig.add_trace(tr)
-            self.vary_fig.layout.title, self.vary_fig.layout.xaxis.title = fig.layout.title, name
+        self._show("vary", fig)
         self.vary_table = table
         self.status.value = f"varied {name}: {len(table)} runs ({', '.join(sorted(set(table.status)))})"
         return table
@@ -353,15 +352,19 @@ class Workbench:
         from plotly.subplots import make_subplots
 
         base = make_subplots(rows=1, cols=4, subplot_titles=[g for g, _ in GROUPS], shared_yaxes=True)
-        base.update_layout(template="simple_white", height=320, width=1100, margin=dict(l=50, r=20, t=40, b=40),
-                           yaxis=dict(range=[0, 1.02], title="accuracy"))
-        self.curves = go.FigureWidget(base)
-        self.per_class = go.FigureWidget(layout=dict(template="simple_white", height=300, width=1100,
-                                                     title="per-class accuracy of the selected runs",
-                                                     xaxis_title="class (most frequent first)",
-                                                     yaxis=dict(range=[0, 1.02])))
-        self.vary_fig = go.FigureWidget(layout=dict(template="simple_white", height=320, width=560,
-                                                    title="vary one value"))
+        base.update_layout(template="simple_white", height=340, width=940, margin=dict(l=50, r=20, t=40, b=40),
+                           yaxis=dict(range=[0, 1.02], title="accuracy"), legend=dict(orientation="h", y=-0.2))
+        base.update_xaxes(title_text="epoch", rangemode="tozero")
+        # the panel's figures (plain go.Figure, the latest drawn) and their live views (FigureWidget)
+        self._base = base
+        self.curves = go.Figure(base)
+        self.per_class = go.Figure(layout=dict(template="simple_white", height=300, width=940,
+                                               title="per-class accuracy of the selected runs",
+                                               xaxis_title="class (most frequent first)", yaxis=dict(range=[0, 1.02])))
+        self.vary_fig = go.Figure(layout=dict(template="simple_white", height=320, width=560, title="vary one value"))
+        self.views = {view: go.FigureWidget(fig) for view, fig in (("curves", self.curves),
+                                                                    ("per_class", self.per_class),
+                                                                    ("vary", self.vary_fig))}
 
     def refresh(self) -> None:
         """Redraw the curves and the table from the run directories (and the live epochs of the current run)."""
@@ -383,10 +386,14 @@ class Workbench:
                                    mode="lines+markers", name=row.label, legendgroup=row.run,
                                    showlegend=col == 1, line=dict(color=color), xaxis=f"x{col if col > 1 else ''}",
                                    yaxis=f"y{col if col > 1 else ''}"))
-        with self.curves.batch_update():
-            self.curves.data = []
-            for tr in traces:
-                self.curves.add_trace(tr)
+        last = max((max(t["x"]) for t in traces if len(t["x"])), default=0)
+        import plotly.graph_objects as go
+
+        fig = go.Figure(self._base)
+        for tr in traces:
+            fig.add_trace(tr)
+        fig.update_xaxes(dtick=max(1, math.ceil(last / 8)))  # whole epochs
+        self._show("curves", fig)
         shown = table[~table.run.isin(hidden)]
         self.table_html.value = shown.round(4).to_html(index=False, na_rep="--") if len(shown) else "<i>no runs yet</i>"
         options = list(table.run)
@@ -395,20 +402,30 @@ class Workbench:
 
     def _draw_per_class(self) -> None:
         import numpy as np
+        import plotly.graph_objects as go
 
         from .runs import load_run
 
-        with self.per_class.batch_update():
-            self.per_class.data = []
-            labels = dict(zip(*[self.table(include_hidden=True)[c] for c in ("run", "label")]))
-            for name in self.selected.value:
-                try:
-                    r = load_run(self.root / name)
-                    acc = np.asarray(r.per_class["acc"])[-1]
-                except Exception:  # noqa: BLE001 - a run without an evaluated epoch yet
-                    continue
-                self.per_class.add_scatter(x=list(range(len(acc))), y=acc, mode="lines+markers",
-                                           name=labels.get(name, name))
+        fig = go.Figure(layout=self.per_class.layout)
+        labels = dict(zip(*[self.table(include_hidden=True)[c] for c in ("run", "label")]))
+        for name in self.selected.value:
+            try:
+                acc = np.asarray(load_run(self.root / name).per_class["acc"])[-1]
+            except Exception:  # noqa: BLE001 - a run without an evaluated epoch yet
+                continue
+            fig.add_scatter(x=list(range(len(acc))), y=acc, mode="lines+markers", name=labels.get(name, name))
+        self._show("per_class", fig)
+
+    def _show(self, view: str, fig) -> None:
+        """Keep ``fig`` as the panel's figure and draw it in its Output widget."""
+        setattr(self, {"curves": "curves", "per_class": "per_class", "vary": "vary_fig"}[view], fig)
+        widget = self.views[view]
+        with widget.batch_update():
+            widget.data = []
+            for trace in fig.data:
+                widget.add_trace(trace)
+            widget.update_layout(title=fig.layout.title, xaxis=dict(title=fig.layout.xaxis.title))
+            widget.update_xaxes(dtick=fig.layout.xaxis.dtick)
 
 
 def _presets() -> list[str]:
