@@ -8,7 +8,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import CosineMarginLoss, all_reduce_sum_
-from ..space import Param, drw
+from .param import Param, drw
 
 
 class ALALoss(CosineMarginLoss):

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import DRWMixin, LossBase
-from ..space import fixed, drw
+from .param import fixed, drw
 
 
 class CrossEntropyLoss(DRWMixin, LossBase):

@@ -9,7 +9,7 @@ from torch import Tensor
 from .. import schedules
 from . import functional as F
 from .base import LossBase
-from ..space import Param
+from .param import Param
 
 _TYPES = ("softmax", "sigmoid", "focal")
 

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import LossBase
-from ..space import Param
+from .param import Param
 
 _FORMS = ("sigmoid", "softmax")
 _DEFAULT_LAMBDA = {"sigmoid": 0.00177, "softmax": 0.005}

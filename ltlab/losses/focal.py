@@ -7,7 +7,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import DRWMixin, LossBase
-from ..space import Param, drw
+from .param import Param, drw
 
 _FORMS = ("softmax", "sigmoid")
 _DEFAULT_GAMMA = {"softmax": 1.0, "sigmoid": 2.0}

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import CosineMarginLoss
-from ..space import Param
+from .param import Param
 
 
 class GCLLoss(CosineMarginLoss):

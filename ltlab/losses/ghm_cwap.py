@@ -8,7 +8,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import LossBase, all_reduce_sum_, world_size
-from ..space import Param
+from .param import Param
 
 
 class GHMCWAPLoss(LossBase):

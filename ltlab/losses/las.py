@@ -7,7 +7,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import LossBase
-from ..space import Param
+from .param import Param
 
 _SHAPES = ("concave", "linear", "convex")
 

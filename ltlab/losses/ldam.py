@@ -7,7 +7,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import CosineMarginLoss
-from ..space import Param, drw
+from .param import Param, drw
 
 
 class LDAMLoss(CosineMarginLoss):

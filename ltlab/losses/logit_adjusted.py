@@ -8,7 +8,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import LossBase
-from ..space import Param, fixed
+from .param import Param, fixed
 
 
 class LogitAdjustedLoss(LossBase):

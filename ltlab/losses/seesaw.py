@@ -8,7 +8,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import LossBase, all_reduce_sum_
-from ..space import Param, fixed
+from .param import Param, fixed
 
 
 class SeesawLoss(LossBase):
