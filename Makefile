@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.ltlab-installed
 APT_PKGS := dataset-fashion-mnist chromium
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast screenshots install system-deps clean-runs notebooks figures bench
+.PHONY: demo test test-fast screenshots install system-deps clean-runs notebooks figures figures-workbench bench
 
 install: $(STAMP)
 
@@ -55,6 +55,10 @@ screenshots: $(STAMP) system-deps
 # then about 4 minutes with the runs reused)
 figures: $(STAMP) system-deps
 	$(BIN)/python tools/make_figures.py --out figures
+
+# figures/workbench.png: the 09_tuning workbench driven in JupyterLab (tests/test_browser_workbench.py, ~3 minutes)
+figures-workbench: $(STAMP) system-deps
+	LTLAB_SCREENSHOT_DIR=figures $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_browser_workbench.py
 
 # speed against the reference loop, measured in the same run (issue 8): the CPU tables, then the GPU
 # end-to-end table when torch sees a CUDA device (GPU_BENCH_ARGS, e.g. "--only 'ltlab fp32' reference")

@@ -26,6 +26,10 @@ class TensorBoardLogger:
     many / medium / few classes as ``<key>/<group>`` (NaN classes, with no negative gradient yet, left out).
     The writer opens at the first epoch logged, purging later steps an interrupted attempt may have left,
     is flushed after every epoch (a killed job leaves readable files) and closed after ``num_epochs``.
+
+    HParams: a run that starts at epoch 0 also writes its hyper-parameters (:func:`hparams_of`) as one session of
+    TensorBoard's HParams plugin, with the accuracy and loss tags above as its metrics, so the HParams tab
+    compares runs by their latest (final) overall / many / medium / few accuracy, stopped runs included.
     """
 
     def __init__(self, run_dir: str | os.PathLike, num_epochs: int | None = None):
@@ -37,7 +41,17 @@ class TensorBoardLogger:
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
             self._writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=epoch or None)
+            if epoch == 0:  # a resumed run's first attempt wrote them already
+                self._write_hparams(self._writer)
         return self._writer
+
+    def _write_hparams(self, writer) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        config = json.loads((self.run_dir / "config.json").read_text())
+        metrics = {tag: 0.0 for tag in HPARAM_METRICS}  # values come from the scalars of the same tags
+        for summary in hparams(hparams_of(config), metrics):
+            writer.file_writer.add_summary(summary)
 
     def groups(self) -> dict[str, np.ndarray]:
         """Class indices of many / medium / few from the run's ``config.json`` (``class_counts``)."""
@@ -74,6 +88,31 @@ class TensorBoardLogger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+# the HParams tab's metric columns: scalar tags every evaluated epoch writes
+HPARAM_METRICS = ("accuracy/overall", "accuracy/many", "accuracy/medium", "accuracy/few", "loss/train")
+HPARAM_FIELDS = ("dataset", "imbalance_factor", "model", "loss", "sampler", "drw_start", "epochs", "batch_size",
+                 "lr", "lr_schedule", "weight_decay", "momentum", "warmup_epochs", "mixup_alpha", "seed", "stage")
+
+
+def hparams_of(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's hyper-parameters as HParams values (str / float / bool): the recipe fields, the method label and
+    every loss hyper-parameter (``loss.<name>``, the search space's default where unset) and sampler option."""
+    def value(v: Any) -> Any:
+        return v if isinstance(v, (bool, int, float, str)) else str(v)
+
+    out = {k: value(config.get(k)) for k in HPARAM_FIELDS if k in config}
+    out["method"] = value(config.get("method") or config.get("loss"))
+    loss_params = dict(config.get("loss_params") or {})
+    try:
+        from .space import loss_values
+        loss_params = loss_values(config["loss"], loss_params)
+    except (KeyError, ValueError):
+        pass
+    out.update({f"loss.{k}": value(v) for k, v in loss_params.items() if k != "drw_start"})
+    out.update({f"sampler.{k}": value(v) for k, v in (config.get("sampler_params") or {}).items()})
+    return out
 
 
 def config_loggers(config, run_dir: str | os.PathLike) -> list:

@@ -126,10 +126,12 @@ def samplers() -> dict[str, dict]:
 def stages() -> dict[str, dict]:
     """``name -> {"summary", "params": [(option, default, flat alias)]}`` for every entry of ``STAGES``."""
     import sys
+
+    from . import stage_options
     from .stages import STAGES
     out = {}
     for name, stage in STAGES.items():
-        notes = {**_source_comments(sys.modules[type(stage).__module__]), **_OPTION_TEXT}
+        notes = {**_source_comments(stage_options, sys.modules[type(stage).__module__]), **_OPTION_TEXT}
         flat = {v: k for k, v in stage.aliases.items() if v is not None}
         params = [(k, v, notes.get(k, "") + (f" (also the flat field `{flat[k]}`)" if flat.get(k, k) != k else ""))
                   for k, v in stage.defaults.items()]

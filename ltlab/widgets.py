@@ -28,6 +28,7 @@ from .data.longtail import longtail_counts
 from .metrics import shot_accuracy
 from .posthoc import TauNormalizer, classifier_weight, scaled_test_logits, split_inputs
 from .runs import as_run, new_run_id
+from .workbench import workbench_panel  # noqa: F401 - the tweak-and-compare panel (ltlab/workbench.py)
 
 if TYPE_CHECKING:
     import ipywidgets

@@ -56,3 +56,29 @@ def test_unknown_kind_and_name_say_what_is_valid():
         methods_ref.table("lossess")
     with pytest.raises(ValueError, match="unknown loss 'gcll'; valid: ce, focal"):
         methods_ref.list_text("loss", "gcll")
+
+
+def test_list_command_prints_the_reference(capsys):
+    from ltlab.launch.cli import main
+
+    assert main(["list"]) == 0 and "losses    ce, focal" in capsys.readouterr().out
+    assert main(["list", "loss", "gcl"]) == 0 and "noise_mul = 0.5" in capsys.readouterr().out
+    assert main(["list", "loss", "gcll"]) == 2
+    assert "ltlab: error: unknown loss 'gcll'; valid: ce" in capsys.readouterr().err
+
+
+def test_every_option_of_every_subcommand_is_described(capsys):
+    import argparse
+
+    from ltlab.launch.cli import main, parser
+
+    ap = parser()
+    subs = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subs.choices) == {"train", "run", "sweep", "search", "list"}
+    for name, sp in subs.choices.items():
+        bare = [a.dest for a in sp._actions if not a.help and a.dest != "help"]
+        assert not bare, f"python -m ltlab {name}: no description for {bare}"
+        assert "examples:" in (sp.epilog or "") and "docs/" in sp.epilog, name
+    p_help = next(a.help for a in subs.choices["train"]._actions if a.dest == "param")
+    assert "YAML" in p_help
+    assert main([]) == 0 and "{train,run,sweep,search,list}" in capsys.readouterr().out  # bare: the help

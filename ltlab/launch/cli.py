@@ -186,37 +186,74 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- the parser
+P_HELP = "a parameter; VALUE is YAML (5e-4, [1, 2], \"{s: 30}\", null, true; quote text that looks like a number)"
+DOCS = "Docs: README.md, docs/running.md, docs/sweeps.md, docs/methods.md (python -m ltlab list)."
+EPILOG = {
+    "main": "examples:\n  python -m ltlab train -p dataset digits_lt -p epochs 3\n"
+            "  python -m ltlab run notebooks/01_train.ipynb -p loss gcl -p epochs 30\n"
+            "  python -m ltlab list loss gcl\n" + DOCS,
+    "run": "examples:\n  python -m ltlab run notebooks/01_train.ipynb -p loss ldam -p loss_params \"{s: 30}\" "
+           "-p drw_start 20 -p epochs 30\n  python -m ltlab run notebooks/03_per_class_accuracy.ipynb -p run_dirs "
+           "\"[runs/demo]\"\n" + DOCS,
+    "train": "examples:\n  python -m ltlab train -p dataset fashion_mnist_lt -p epochs 10\n"
+             "  torchrun --standalone --nproc_per_node=4 -m ltlab train --preset notebooks/presets/"
+             "gcl_cifar100_if100.yaml\n" + DOCS,
+    "sweep": "examples:\n  python -m ltlab sweep -p dataset digits_lt -p epochs 5 --grid loss=ce,ldam --seeds 0,1 "
+             "--out-root runs/sweep_demo --table runs/sweep_demo/results\n"
+             "  python -m ltlab sweep --status runs/sweep_demo\n" + DOCS,
+    "search": "examples:\n  python -m ltlab search gcl -p dataset digits_lt -p epochs 4 --trials 12\n"
+              "  python -m ltlab search gcl --objective few --workers 2\nDocs: docs/tuning.md.",
+    "list": "examples:\n  python -m ltlab list\n  python -m ltlab list losses\n  python -m ltlab list loss gcl\n"
+            "Docs: docs/methods.md.",
+}
+
+
 def parser() -> argparse.ArgumentParser:
     """``python -m ltlab`` with its subcommands ``train``, ``run`` and ``sweep``."""
     from ..runs import project_home
     from .sweep.executors import EXECUTORS
 
-    ap = argparse.ArgumentParser(prog="python -m ltlab", description=__doc__.split("\n\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="execute a notebook with papermill (parameters from a preset and -p)")
-    r.add_argument("notebook")
+    ap = argparse.ArgumentParser(
+        prog="python -m ltlab", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="ltlab: train long-tailed recognition methods, run the notebooks headless, sweep and search.",
+        epilog=EPILOG["main"])
+    sub = ap.add_subparsers(dest="cmd", metavar="{train,run,sweep,search,list}")
+    r = sub.add_parser("run", help="execute a notebook with papermill (parameters from a preset and -p)",
+                       description="Execute a notebook headless with papermill; a training notebook writes a run "
+                                   "directory under runs/ (or -p run_dir).",
+                       epilog=EPILOG["run"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("notebook", help="the notebook to execute, e.g. notebooks/01_train.ipynb")
     r.add_argument("--preset", action="append", default=[],
                    help="YAML preset(s), later wins; a two-stage preset runs both stages")
     r.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
-                   help="override; KEY applies to every stage, stage_one.KEY / stage_two.KEY to one")
-    r.add_argument("--kernel", default=None)
-    r.add_argument("--quiet", action="store_true")
-    t = sub.add_parser("train", help="train in this process (no notebook), e.g. under torchrun")
-    t.add_argument("--preset", action="append", default=[])
-    t.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
+                   help=P_HELP + "; KEY applies to every stage, stage_one.KEY / stage_two.KEY to one")
+    r.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's own)")
+    r.add_argument("--quiet", action="store_true",
+                   help="no papermill / kernel log lines (warnings are never shown unless LTLAB_VERBOSE=1)")
+    t = sub.add_parser("train", help="train in this process (no notebook), e.g. under torchrun",
+                       description="Train a run in this process (no notebook; also under torchrun).",
+                       epilog=EPILOG["train"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--preset", action="append", default=[],
+                   help="YAML preset(s), later wins; a two-stage preset runs both stages")
+    t.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help=P_HELP + "; KEY applies to every stage, stage_one.KEY / stage_two.KEY to one")
+    t.add_argument("--quiet", action="store_true", help="accepted for symmetry with run (train prints no logs)")
     s = sub.add_parser("sweep", help="papermill sweep over presets x grid x seeds into a results table",
                        description="Papermill sweeps: presets x grid x seeds -> one notebook execution per run -> "
-                                   "a results table.")
+                                   "a results table.", epilog=EPILOG["sweep"],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("presets", nargs="*", help="YAML parameter files (one run family each; two-stage ones run both)")
-    s.add_argument("--notebook", default=str(project_home() / "notebooks" / "01_train.ipynb"))
+    s.add_argument("--notebook", default=str(project_home() / "notebooks" / "01_train.ipynb"),
+                   help="the notebook every run executes (default notebooks/01_train.ipynb)")
     s.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="values to sweep (product); stage_one.KEY / stage_two.KEY set one stage")
     s.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
-    s.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="fixed parameter")
+    s.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help=P_HELP + " (the same for every run)")
     s.add_argument("--parallel", type=int, default=None, help="runs at once (local: default 1, or one per GPU)")
     s.add_argument("--out-root", default=None, help="where run directories go (default runs/)")
     s.add_argument("--table", default=None, help="write <TABLE>.csv/.tex summaries and <TABLE>_runs.csv")
-    s.add_argument("--kernel", default=None)
+    s.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's own)")
     s.add_argument("--timeout", type=float, default=None,
                    help="local executor: seconds a run may take; it then records 'timed out after N s'")
     s.add_argument("--executor", default="local", help=f"one of {', '.join(EXECUTORS)} (default local)")
@@ -228,6 +265,18 @@ def parser() -> argparse.ArgumentParser:
                    help="local executor: which of the visible GPUs to use, e.g. 0,1 (default: all visible)")
     s.add_argument("--no-wait", action="store_true", help="cluster executors: submit, print the job ids and return")
     s.add_argument("--status", default=None, metavar="OUT", help="print where the sweep in OUT stands and exit")
+    from ..search import add_arguments as search_arguments
+    search_arguments(sub.add_parser(
+        "search", help="Optuna search over a loss's hyper-parameters (each trial a run directory)",
+        description="Optuna search over a loss's search space (or RunConfig fields), pruned on the per-epoch "
+                    "balanced accuracy; the study lives in the out-root and resumes after a kill.",
+        epilog=EPILOG["search"], formatter_class=argparse.RawDescriptionHelpFormatter))
+    li = sub.add_parser("list", help="methods and their hyper-parameters: losses, samplers, stages, posthoc, presets",
+                        description="The methods reference (also docs/methods.md): every loss, sampler, stage and "
+                                    "post-hoc method with its hyper-parameters, defaults and meaning.",
+                        epilog=EPILOG["list"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    li.add_argument("kind", nargs="?", help="losses | samplers | stages | posthoc | presets (or loss, sampler, ...)")
+    li.add_argument("name", nargs="?", help="one entry, e.g. gcl: its hyper-parameters with defaults and meaning")
     return ap
 
 
@@ -243,9 +292,20 @@ def _error(exc: BaseException, code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ltlab train|run|sweep ...``; returns the exit status."""
-    args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    """``python -m ltlab train|run|sweep|search|list ...``; returns the exit status (bare: the help)."""
+    ap = parser()
+    args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.cmd is None:
+        ap.print_help()
+        return 0
     try:  # every value (-p, --preset, --grid, --seeds) is read in here: a bad one is one line naming it
+        if args.cmd == "list":
+            from ..methods_ref import list_text
+            print(list_text(args.kind, args.name))
+            return 0
+        if args.cmd == "search":
+            from ..search import main as search_main
+            return search_main(args)
         return _sweep(args) if args.cmd == "sweep" else _train_or_run(args)
     except (ValueError, FileNotFoundError) as exc:
         return _error(exc, 2)

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import CosineMarginLoss, all_reduce_sum_
+from .param import Param, drw
 
 
 class ALALoss(CosineMarginLoss):
@@ -72,3 +73,11 @@ class ALALoss(CosineMarginLoss):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, s={self.s}, qf={self.qf!r}, drw_start={self.drw_start}"
+
+
+# the search space (ltlab.space): type, default, sensible range, scale, source
+SEARCH_SPACE = (
+    Param("s", "float", 30.0, low=8.0, high=64.0, scale="log", source="ALA paper / OpenLT s=30"),
+    Param("qf", "choice", "paper", choices=("paper", "code"), source="ALA paper QF vs OpenLT log 2 form"),
+    drw("OpenLT: DRW after epoch 160 of 200; None = no DRW"),
+)

@@ -30,3 +30,7 @@ class BalancedSoftmaxLoss(LossBase):
 
     def state_summary(self) -> dict[str, Tensor]:
         return {"adjustment": torch.log(self.class_counts)}
+
+
+# the search space (ltlab.space): type, default, sensible range, scale, source
+SEARCH_SPACE: tuple = ()  # Ren et al.: no hyper-parameter

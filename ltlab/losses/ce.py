@@ -8,6 +8,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import DRWMixin, LossBase
+from .param import fixed, drw
 
 
 class CrossEntropyLoss(DRWMixin, LossBase):
@@ -42,3 +43,10 @@ class CrossEntropyLoss(DRWMixin, LossBase):
         if w is None and self.has_weight:
             w = self.weight.to(device=logits.device, dtype=logits.dtype)
         return F.cross_entropy(logits, labels, weight=w)
+
+
+# the search space (ltlab.space): type, default, sensible range, scale, source
+SEARCH_SPACE = (
+    fixed("weight", None, "per-class weights are data (set from class counts), not a scalar knob"),
+    drw(),
+)

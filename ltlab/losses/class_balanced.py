@@ -9,6 +9,7 @@ from torch import Tensor
 from .. import schedules
 from . import functional as F
 from .base import LossBase
+from .param import Param
 
 _TYPES = ("softmax", "sigmoid", "focal")
 
@@ -54,3 +55,12 @@ class ClassBalancedLoss(LossBase):
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, beta={self.beta}, loss_type={self.loss_type!r}, "
                 f"gamma={self.gamma}")
+
+
+# the search space (ltlab.space): type, default, sensible range, scale, source
+SEARCH_SPACE = (
+    Param("beta", "choice", 0.9999, choices=(0.9, 0.99, 0.999, 0.9999), source="Cui et al.: beta grid "
+          "{0.9, 0.99, 0.999, 0.9999}"),
+    Param("loss_type", "choice", "softmax", choices=("softmax", "sigmoid", "focal"), source="Cui et al."),
+    Param("gamma", "choice", 1.0, choices=(0.5, 1.0, 2.0), source="Cui et al.: gamma in {0.5, 1, 2} (focal type)"),
+)

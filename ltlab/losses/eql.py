@@ -8,6 +8,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import LossBase
+from .param import Param
 
 _FORMS = ("sigmoid", "softmax")
 _DEFAULT_LAMBDA = {"sigmoid": 0.00177, "softmax": 0.005}
@@ -75,3 +76,13 @@ class EQLLoss(LossBase):
     def extra_repr(self) -> str:
         extra = f", gamma={self.gamma}" if self.form == "softmax" else ""
         return f"num_classes={self.num_classes}, form={self.form!r}, lambda_={self.lambda_}" + extra
+
+
+# the search space (ltlab.space): type, default, sensible range, scale, source
+SEARCH_SPACE = (
+    Param("lambda_", "float", 0.00177, low=1e-4, high=0.1, scale="log", source="EQL code 1.77e-3 (sigmoid); "
+          "BoT-LT softmax 5e-3 (CIFAR-100) / 5e-2 (CIFAR-10)"),
+    Param("form", "choice", "sigmoid", choices=("sigmoid", "softmax"), source="EQL code (sigmoid); BoT-LT (softmax)"),
+    Param("gamma", "float", 0.9, low=0.5, high=1.0, source="BoT-LT softmax EQL gamma=0.9",
+          when=(("form", "softmax"),)),
+)

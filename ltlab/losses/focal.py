@@ -7,6 +7,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import DRWMixin, LossBase
+from .param import Param, drw
 
 _FORMS = ("softmax", "sigmoid")
 _DEFAULT_GAMMA = {"softmax": 1.0, "sigmoid": 2.0}
@@ -66,3 +67,14 @@ class FocalLoss(DRWMixin, LossBase):
     def extra_repr(self) -> str:
         extra = f", alpha={self.alpha}" if self.form == "sigmoid" else f", drw_start={self.drw_start}"
         return f"num_classes={self.num_classes}, form={self.form!r}, gamma={self.gamma}" + extra
+
+
+# the search space (ltlab.space): type, default, sensible range, scale, source
+SEARCH_SPACE = (
+    Param("gamma", "float", 1.0, low=0.0, high=5.0, source="LDAM-DRW cifar_train gamma=1 (softmax); "
+          "Lin et al. Tab. 1a ablate gamma in [0, 5] (sigmoid default 2)"),
+    Param("form", "choice", "softmax", choices=("softmax", "sigmoid"), source="softmax: LDAM-DRW code; sigmoid: RetinaNet"),
+    Param("alpha", "float", 0.25, low=0.05, high=0.95, source="Lin et al. Tab. 1a/b: alpha 0.25 with gamma 2 "
+          "(sigmoid form only)", when=(("form", "sigmoid"),)),
+    drw(),
+)

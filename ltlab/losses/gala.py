@@ -8,6 +8,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import LossBase, all_reduce_sum_, world_size
+from .param import Param, fixed
 
 
 class GALALoss(LossBase):
@@ -103,3 +104,13 @@ class GALALoss(LossBase):
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, lambda1={self.lambda1}, lambda2={self.lambda2}, "
                 f"variant={self.variant!r}, eps={self.eps}")
+
+
+# the search space (ltlab.space): type, default, sensible range, scale, source
+SEARCH_SPACE = (
+    Param("lambda1", "float", 1.0, low=0.0, high=2.0, source="GALA code configs 1.0 (gala) / 1.2 (gala_pn)"),
+    Param("lambda2", "float", 1.0, low=0.0, high=2.0, source="GALA code configs 1.0 / 0.9 (inert in the code "
+          "variant)"),
+    Param("variant", "choice", "code", choices=("code", "paper"), source="GALA code vs paper Eq. 6"),
+    fixed("eps", 0.001, "the code's 1e-3 guard inside log(theta + eps)"),
+)

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import CosineMarginLoss
+from .param import Param
 
 
 class GCLLoss(CosineMarginLoss):
@@ -67,3 +68,13 @@ class GCLLoss(CosineMarginLoss):
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, s={self.s}, m={self.m}, noise_mul={self.noise_mul}, "
                 f"gamma={self.gamma}")
+
+
+# the search space (ltlab.space): type, default, sensible range, scale, source
+SEARCH_SPACE = (
+    Param("s", "float", 30.0, low=8.0, high=64.0, scale="log", source="GCL code: 30 stage one, 20 / 15 stage two"),
+    Param("m", "float", 0.0, low=0.0, high=0.3, source="GCL code: 0 stage one, 0.1 stage two"),
+    Param("noise_mul", "float", 0.5, low=0.0, high=1.5, source="GCL code 0.5 CIFAR, 1.0 Places-LT; paper 1 "
+          "(official code vs paper)"),
+    Param("gamma", "float", 0.0, low=0.0, high=2.0, source="GCL code: 0 stage one, 1 stage two"),
+)

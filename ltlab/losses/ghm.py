@@ -8,6 +8,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import LossBase, all_reduce_sum_
+from .param import Param
 
 
 class GHMCLoss(LossBase):
@@ -63,3 +64,11 @@ class GHMCLoss(LossBase):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, bins={self.bins}, momentum={self.momentum}"
+
+
+# the search space (ltlab.space): type, default, sensible range, scale, source
+SEARCH_SPACE = (
+    Param("bins", "int", 10, low=5, high=50, source="GHMC class default M=10; GHM paper config M=30 (ablated "
+          "over several M)"),
+    Param("momentum", "float", 0.0, low=0.0, high=0.9, source="GHMC class default 0; paper config 0.75"),
+)

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import LossBase, all_reduce_sum_, world_size
+from .param import Param
 
 
 class GHMCWAPLoss(LossBase):
@@ -150,3 +151,15 @@ class GHMCWAPLoss(LossBase):
         return (f"num_classes={self.num_classes}, bins={self.bins}, alpha={self.alpha}, gamma={self.gamma}, "
                 f"weight_norm={self.weight_norm!r}, empty_bin={self.empty_bin!r}, reduction={self.reduction!r}, "
                 f"use_weights={self.use_weights}")
+
+
+# the search space (ltlab.space): type, default, sensible range, scale, source
+SEARCH_SPACE = (
+    Param("bins", "int", 30, low=5, high=60, source="GHM-CWAP paper N=30 (following GHM-C's M=30)"),
+    Param("alpha", "float", 0.9, low=0.5, high=1.0, source="GHM-CWAP paper alpha=0.9"),
+    Param("gamma", "float", 0.8, low=0.0, high=2.0, source="GHM-CWAP paper gamma=0.8"),
+    Param("weight_norm", "choice", "bins", choices=("bins", "none"), source="ours (docs/ghm_cwap.md)"),
+    Param("empty_bin", "choice", "unit", choices=("unit", "density"), source="ours (docs/ghm_cwap.md)"),
+    Param("reduction", "choice", "weighted", choices=("weighted", "mean"), source="ours (docs/ghm_cwap.md)"),
+    Param("use_weights", "choice", True, choices=(True, False), source="paper Tab. 3 row A: margins only"),
+)

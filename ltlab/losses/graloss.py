@@ -9,6 +9,7 @@ from torch import Tensor
 from .. import schedules
 from . import functional as F
 from .base import LossBase
+from .param import Param
 
 
 class GraLoss(LossBase):
@@ -46,3 +47,10 @@ class GraLoss(LossBase):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, s={self.s}, c={self.c}, alpha={self.alpha:.4g}"
+
+
+# the search space (ltlab.space): type, default, sensible range, scale, source
+SEARCH_SPACE = (
+    Param("s", "float", 1.0, low=0.1, high=2.0, source="GLAG paper: s=1 CIFAR / ImageNet-LT, 0.5 iNat"),
+    Param("c", "float", 2.0, low=1.0, high=4.0, source="GLAG paper Tab. 5: convex c=2 best"),
+)

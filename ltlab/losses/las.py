@@ -7,6 +7,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import LossBase
+from .param import Param
 
 _SHAPES = ("concave", "linear", "convex")
 
@@ -49,3 +50,11 @@ class LabelAwareSmoothingLoss(LossBase):
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, shape={self.shape!r}, smooth_head={self.smooth_head}, "
                 f"smooth_tail={self.smooth_tail}")
+
+
+# the search space (ltlab.space): type, default, sensible range, scale, source
+SEARCH_SPACE = (
+    Param("shape", "choice", "concave", choices=("concave", "linear", "convex"), source="MiSLAS code (concave default)"),
+    Param("smooth_head", "float", 0.4, low=0.0, high=0.5, source="MiSLAS configs eps_1 in 0.1-0.4"),
+    Param("smooth_tail", "float", 0.1, low=0.0, high=0.3, source="MiSLAS configs eps_K in 0.0-0.1"),
+)

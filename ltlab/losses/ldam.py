@@ -7,6 +7,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import CosineMarginLoss
+from .param import Param, drw
 
 
 class LDAMLoss(CosineMarginLoss):
@@ -45,3 +46,13 @@ class LDAMLoss(CosineMarginLoss):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, max_m={self.max_m}, s={self.s}, drw_start={self.drw_start}"
+
+
+# the search space (ltlab.space): type, default, sensible range, scale, source
+SEARCH_SPACE = (
+    Param("max_m", "float", 0.5, low=0.05, high=1.0, source="LDAM-DRW code max_m=0.5 (Cao et al. tune C so "
+          "the largest margin is 0.5)"),
+    Param("s", "float", 30.0, low=8.0, high=64.0, scale="log", source="LDAM-DRW code s=30; cosine scales "
+          "15-64 in GCL / CosFace"),
+    drw(),
+)

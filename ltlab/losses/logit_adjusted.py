@@ -8,6 +8,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import LossBase
+from .param import Param, fixed
 
 
 class LogitAdjustedLoss(LossBase):
@@ -40,3 +41,11 @@ class LogitAdjustedLoss(LossBase):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, tau={self.tau}, eps={self.eps}"
+
+
+# the search space (ltlab.space): type, default, sensible range, scale, source
+SEARCH_SPACE = (
+    Param("tau", "float", 1.0, low=0.0, high=3.0, source="Menon et al.: tau=1 default, Fig. 3 sweeps tau; "
+          "oracle grid 0-2"),
+    fixed("eps", 0.0, "numerical guard inside log(prior^tau + eps)"),
+)

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from . import functional as F
 from .base import LossBase, all_reduce_sum_
+from .param import Param, fixed
 
 
 class SeesawLoss(LossBase):
@@ -54,3 +55,11 @@ class SeesawLoss(LossBase):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, p={self.p}, q={self.q}, eps={self.eps}"
+
+
+# the search space (ltlab.space): type, default, sensible range, scale, source
+SEARCH_SPACE = (
+    Param("p", "float", 0.8, low=0.0, high=1.5, source="Seesaw paper ablates p; mmdet default 0.8"),
+    Param("q", "float", 2.0, low=0.0, high=3.0, source="Seesaw paper ablates q; mmdet default 2.0"),
+    fixed("eps", 0.01, "numerical guard on sigma_y (mmdet 1e-2)"),
+)
