@@ -51,7 +51,7 @@ def _why(run: Run, statistic: str) -> str:
 
 
 def _statistics(runs: Sequence[Run], statistic, default: Sequence[str]) -> tuple[list[str], str]:
-    """The statistics to draw and a note on those left out (older runs); unknown or missing ones raise."""
+    """The statistics to draw and a note on those left out (not recorded); unknown or missing ones raise."""
     if isinstance(statistic, str):
         statistic = [statistic]
     asked = list(default) if statistic is None else list(statistic)

@@ -26,7 +26,7 @@ import torch
 
 import ltlab
 from ltlab.config import RunConfig, check_plain, load_yaml, parse_value
-from ltlab.engine import CHECKPOINTS, load_checkpoint
+from ltlab.runs import CHECKPOINTS, load_checkpoint
 from ltlab.engine.divergence import divergence_threshold
 from ltlab.runs import (LOCK_FILE, RunDirLockedError, RunDirRefusedError, RunFileError, atomic_write_bytes,
                         claim_run_dir, load_run, lock_run_dir, remove_stale_temps, write_json)

@@ -324,7 +324,7 @@ def test_older_runs_draw_what_they_have(runs):
     old = dataclasses.replace(ce, probes={k: v for k, v in ce.probes.items()
                                           if not ("_cum" in k or "steps" in k)})
     fig = plotting.gradient_ratio_by_class(old)
-    assert len({t.xaxis for t in fig.data}) == 2 and "not drawn: cumulative, gala_code (older run)" in fig.layout.title.subtitle.text
+    assert len({t.xaxis for t in fig.data}) == 2 and "not drawn: cumulative, gala_code (not recorded)" in fig.layout.title.subtitle.text
     assert plotting.gradient_ratio_curves(old, statistic="epoch").data  # epoch ends only, no step records
     with pytest.raises(RunFileError, match="before ltlab recorded the accumulated statistics"):
         plotting.gradient_ratio_by_class(old, statistic="cumulative")
