@@ -745,7 +745,9 @@ class RunConfig:
         d = self.to_dict()
         flat = {k: changes.pop(k) for k in list(changes) if k in alias_names()}
         d.update(changes)
-        if flat:
+        if flat and "stage_params" in changes:  # both given: they must agree ("give it once")
+            d = fold_aliases({**d, **flat})
+        elif flat:
             folded = fold_aliases({"stage": d["stage"], **flat})["stage_params"]
             d["stage_params"] = {**d["stage_params"], **folded}
         return RunConfig(**d)

@@ -101,8 +101,9 @@ def _probe(run: Run, key: str, why: str = "") -> np.ndarray:
         raise RunFileError(f"{run.dir / 'probes.npz'} is missing; it is written by ltlab.run (the 01_train "
                            "notebook) during training: re-run or resume the run")
     if key not in run.probes:
-        raise RunFileError(f"{run.dir / 'probes.npz'} has no {key!r} (run loss {run.config.get('loss')!r}){why}; "
-                           f"available: {sorted(run.probes)}")
+        from .probes import not_recorded  # why: the probe setting, the class limit, or an older ltlab
+        raise RunFileError(f"{run.dir / 'probes.npz'}: {not_recorded(run.probes, key)} (run loss "
+                           f"{run.config.get('loss')!r}){why}; available: {sorted(run.probes)}")
     return np.asarray(run.probes[key])
 
 

@@ -390,7 +390,7 @@ def search(loss: str, *, n_trials: int = 20, space: list[str] | dict[str, Any] |
         if not wait:
             print(f"submitted {len(jobs)} search worker job(s): {', '.join(j.job_id for j in jobs)}")
             return search_table(spec, name)
-        from .sweeps.cluster import poll_seconds
+        from .launch.sweep.cluster import poll_seconds
         while not all(j.done() for j in jobs):
             time.sleep(poll_seconds())
         for j in jobs:
@@ -418,7 +418,7 @@ def _submit(spec: str, name: str, workers: int, executor: str, slurm: dict, thre
         raise ValueError(f"search: executor={executor!r} needs submitit: pip install submitit")
     import submitit
 
-    from .sweeps.cluster import check_slurm_commands, slurm_options
+    from .launch.sweep.cluster import check_slurm_commands, slurm_options
 
     folder = _root(spec) / ".submitit" / "%j"
     if executor == "slurm":
@@ -550,8 +550,8 @@ def main(args: argparse.Namespace) -> int:
     """Run ``python -m ltlab search`` from parsed :func:`add_arguments` arguments; prints the table."""
     import pandas as pd
 
-    from .presets import parse_params
-    from .sweeps.cli import split_options
+    from .launch.presets import parse_params
+    from .launch.sweep.options import split_options
 
     try:
         if args.status:
@@ -574,6 +574,3 @@ def main(args: argparse.Namespace) -> int:
         table.to_csv(args.table, index=False)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(add_arguments(argparse.ArgumentParser(prog="python -m ltlab search")).parse_args()))

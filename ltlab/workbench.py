@@ -205,7 +205,7 @@ class Workbench:
         """Fill the form from a preset of notebooks/presets (loss, its hyper-parameters, sampler, DRW, recipe)."""
         if not name or name == "(none)":
             return
-        from .presets import load_preset
+        from .launch.presets import load_preset
 
         params = load_preset(tweaks.notebooks_dir() / "presets" / name)
         self.set_values({"loss": params["loss"], **tweaks.form_values(params)})

@@ -81,6 +81,7 @@ def run_copy(trained, tmp_path) -> Path:
 
 # ---------------------------------------------------------------------- parameters are data
 @pytest.mark.timeout(120)
+@pytest.mark.subprocess
 def test_binary_parameter_cannot_break_out_of_the_notebook(tmp_path):
     """Issue row 1: ``-p labels "!!binary ..."`` gave bytes that papermill wrote unescaped."""
     marker = tmp_path / "PWNED"
@@ -93,6 +94,7 @@ def test_binary_parameter_cannot_break_out_of_the_notebook(tmp_path):
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("tag", ["!!binary", "!!python/object/apply:os.system"])
+@pytest.mark.subprocess
 def test_preset_with_a_tag_is_refused_naming_the_file(tmp_path, tag):
     marker = tmp_path / "PWNED"
     value = (base64.b64encode(_payload(marker).encode()).decode() if tag == "!!binary"
@@ -242,6 +244,7 @@ CLI_CASES = [
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("flags,needles", CLI_CASES, ids=[" ".join(c[0])[:40] for c in CLI_CASES])
+@pytest.mark.subprocess
 def test_cli_refusals_are_one_line(tmp_path, flags, needles):
     proc = _cli(["train", *TINY_FLAGS, *flags], tmp_path)
     _one_error_line(proc, *needles)
@@ -250,6 +253,7 @@ def test_cli_refusals_are_one_line(tmp_path, flags, needles):
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.subprocess
 def test_preset_and_sweep_yaml_errors_are_one_line(tmp_path):
     preset = tmp_path / "dup.yaml"
     preset.write_text("loss: ce\nepochs: 3\nloss: focal\n")
@@ -268,6 +272,7 @@ def test_preset_and_sweep_yaml_errors_are_one_line(tmp_path):
 
 # ---------------------------------------------------------------------- one writer per run directory
 @pytest.mark.timeout(300)
+@pytest.mark.subprocess
 def test_a_second_writer_is_refused_with_the_holders_host_and_pid(tmp_path):
     d = tmp_path / "run"
     with lock_run_dir(d):
@@ -294,6 +299,7 @@ def _lock_in_child(d: Path) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.subprocess
 def test_the_lock_dies_with_its_holder(tmp_path):
     d = tmp_path / "run"
     code = (f"from ltlab.runs import lock_run_dir; import time; lock_run_dir({str(d)!r}); "
@@ -311,6 +317,7 @@ def test_the_lock_dies_with_its_holder(tmp_path):
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.subprocess
 def test_two_trainings_into_one_run_dir_lose_no_run(tmp_path):
     """Issue row 2: both exited 0 and one run existed nowhere. Now exactly one trains; the other is refused
     (held by the first, or already holding its run) and says so; the directory holds the winner's whole run."""
@@ -334,6 +341,7 @@ def test_two_trainings_into_one_run_dir_lose_no_run(tmp_path):
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.subprocess
 def test_a_folder_that_is_not_a_run_is_never_written(tmp_path):
     """Issue row 3: a user's config.json was overwritten and .notes.tmp deleted."""
     d = tmp_path / "mine"
@@ -512,6 +520,7 @@ def _tamper_checkpoint(d: Path, edit) -> None:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.subprocess
 def test_resume_with_wrong_weight_shapes_is_one_line(run_copy, tmp_path):
     def wrong_shape(ckpt):
         key = next(k for k, v in ckpt["model"].items() if v.ndim == 4)
@@ -590,6 +599,7 @@ def test_run_features_with_root_in_dataset_params_is_one_clear_error(run_copy):
 
 # ---------------------------------------------------------------------- divergence
 @pytest.mark.timeout(300)
+@pytest.mark.subprocess
 def test_divergent_training_stops_naming_epoch_and_loss_keeping_the_last_good_checkpoint(tmp_path):
     """Issue row: ``-p lr 100`` trained to a loss of 1e9 and exited 0."""
     d = tmp_path / "run"

@@ -73,6 +73,9 @@ MESSAGES = {
     "gpu_check": ("gpu_check: error: ... sees no CUDA device", r"gpu_check: error: .* sees no CUDA device"),
 }
 
+SEARCH_README = ("python -m ltlab search gcl --trials 12 -p dataset digits_lt -p imbalance_factor 10 -p epochs 3 "
+                 "--objective overall=0.5,few=0.5 --out-root runs/search_gcl")
+SEARCH_TUNING = SEARCH_README.replace("--out-root", "--pruner median --out-root")
 PROSE = "a command named in a sentence (its runnable forms are in the code blocks)"
 DEMO_RUN = "python -m ltlab train -p epochs 1 -p run_dir runs/demo -p progress False"  # a finished run, 4 s
 GLAG = "notebooks/presets/glag_fashion_mnist_if100.yaml"
@@ -82,6 +85,20 @@ SLURM = ("python -m ltlab sweep notebooks/presets/{ce,ldam_drw,gcl}_cifar100_if{
          "gpus_per_node=1,cpus_per_task=8,timeout_min=120,mem_gb=16,array_parallelism=32")
 
 TABLE: dict[str, Run | Fails | Skip] = {
+    # ---- tuning (issue 26) and the methods reference (issue 29)
+    "pip install 'ltlab[search]'": Skip("installs the search extra (optuna); the test extra includes it"),
+    SEARCH_README: Run("2 trials of 1 epoch", cmd=SEARCH_README.replace("--trials 12", "--trials 2").replace(
+        "-p epochs 3", "-p epochs 1")),
+    SEARCH_TUNING: Run("2 trials of 1 epoch", cmd=SEARCH_TUNING.replace("--trials 12", "--trials 2").replace(
+        "-p epochs 3", "-p epochs 1")),
+    "python -m ltlab search --status runs/search_gcl": Skip("the status of the search above; tests/test_search.py "
+                                                            "covers --status"),
+    "make figures-workbench": Skip("a browser screenshot; tests/test_browser_workbench.py drives the same panel"),
+    "python tools/gen_methods_doc.py": Run(expect=(r"wrote \S+docs/methods\.md",)),
+    "python -m ltlab list": Run(expect=(r"losses\s+ce, focal",)),
+    "python -m ltlab list loss gcl": Run(expect=(r"noise_mul = 0\.5",)),
+    "python -m ltlab list presets": Run(expect=(r"glag_fashion_mnist_if100",)),
+    "python -m ltlab train -p ...": Skip(PROSE),
     # ---- install and the suite
     "make install": Skip("installs into .venv (pip install -e); the tests run inside that environment"),
     "pip install -e '.[analysis,test]'": Skip("what make install runs"),
@@ -221,6 +238,7 @@ PRESET_ROW = re.compile(r"python -m ltlab run notebooks/01_train\.ipynb --preset
 
 # ```python snippets: keyed by their first line that is not an import; ``subs`` shorten them
 SNIPPETS: dict[str, tuple[Run | Fails, tuple[tuple[str, str], ...], str]] = {
+    'space_table("gcl")': (Run(), (), ""),
     'run = ltlab.run(dataset="digits_lt", imbalance_factor=100, loss="ce", epochs=3)': (
         Run(), (), 'assert run.per_class["acc"].shape == (len(run.metrics), 10), run.per_class["acc"].shape'),
     'run = ltlab.load_run("runs/demo")': (

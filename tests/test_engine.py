@@ -237,8 +237,9 @@ def test_many_classes_keep_per_class_ratios_without_the_matrix(tmp_path):
                     device="cpu", progress=False, run_dir=str(tmp_path / "r"))
     assert run.probes["grad_ratio"].shape == (1, c) and "grad_neg_by_source" not in run.probes
     assert np.isfinite(run.probes["grad_pos"]).all() and (run.probes["grad_neg"] > 0).all()
-    with pytest.raises(RunFileError, match=f"up to {MATRIX_MAX_CLASSES} classes"):
-        gradient_ratio_heatmap(run)
+    assert run.probes["grad_neg_by_group"].shape == (1, c, 3)  # by source group instead (issue 23)
+    fig = gradient_ratio_heatmap(run)  # drawn by group, never C x C cells
+    assert fig.data and np.asarray(fig.data[0].z).size < c * c
 
 
 @pytest.mark.slow

@@ -83,6 +83,7 @@ def _blobs(n_per=40, dim=60, classes=4, seed=0):
 
 
 @pytest.mark.parametrize("method", ["opentsne", "sklearn"])
+@pytest.mark.subprocess
 def test_tsne_frame_and_seeding(method):
     if method == "opentsne":
         pytest.importorskip("openTSNE")

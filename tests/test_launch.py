@@ -175,6 +175,7 @@ def test_gpus_index_the_parents_visible_gpus(monkeypatch):
 
 
 # ---------------------------------------------------------------------- status of a dead run
+@pytest.mark.subprocess
 def test_status_never_shows_a_dead_run_as_running(tmp_path, capsys):
     """A fresh heartbeat whose process is gone (same host) is not "running"; --status prints no None."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -209,6 +210,7 @@ def _fake_training_notebook(folder: Path, body: str) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_run_notebook_resolves_run_dir_against_the_cwd_and_returns_it(tmp_path, monkeypatch):
     """Bug 3: from another folder, run_dir runs/x is <cwd>/runs/x (before: <notebook folder>/runs/x), and the
     run directory is returned (before: the executed notebook's path)."""
@@ -263,6 +265,7 @@ def test_timed_out_sweep_run_records_it_and_is_not_running(tmp_path, monkeypatch
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.subprocess
 def test_killing_the_sweep_ends_its_workers_and_kernels(tmp_path, sig):
     """Issue 25: killing a sweep's parent (SIGTERM, or SIGKILL) ends its worker and the worker's kernel; the
     run records how it ended and is not shown running (before: both went on running)."""

@@ -156,7 +156,11 @@ def test_every_class_axis_builder_is_bounded_at_1000_classes(run):
 
 @pytest.mark.slow
 def test_gradient_figures_from_by_group_arrays(run, tmp_path):
-    assert "class count 1000 > 256" in plotting.sources_missing(run)
+    assert plotting.sources_missing(run) == ""  # a run of today's ltlab records the by-group matrix
+    bare = tmp_path / "bare"  # one without it (probes.npz of an ltlab before issue 23) says why
+    shutil.copytree(run.dir, bare)
+    write_npz(bare / "probes.npz", {k: v for k, v in dict(run.probes).items() if "by_group" not in k})
+    assert "class count 1000 > 256" in plotting.sources_missing(load_run(bare))
     d = tmp_path / "grouped"
     shutil.copytree(run.dir, d)
     rng = np.random.default_rng(0)
@@ -216,6 +220,7 @@ def test_posthoc_panel_at_1000_classes(run, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["02_tsne", "03_per_class_accuracy", "04_gradient_ratios", "05_schedules"])
+@pytest.mark.subprocess
 def test_notebooks_run_all_with_defaults(home, run, tmp_path, name):
     import papermill as pm
 

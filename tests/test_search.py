@@ -71,6 +71,7 @@ def test_twelve_trials_over_gcl_prune_and_write_run_directories(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_search_killed_halfway_then_restarted_finishes_the_missing_trials_none_twice(tmp_path, monkeypatch):
     out = tmp_path / "search"
     monkeypatch.setenv("LTLAB_SEARCH_HEARTBEAT_S", "0.3")
@@ -115,6 +116,7 @@ def _finished_of(trials) -> list:
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_two_local_workers_share_one_study(tmp_path):
     out = tmp_path / "search"
     table = search("gcl", n_trials=6, space={"noise_mul": [0.0, 1.5]}, base_params={**BASE, "epochs": 1},
@@ -162,7 +164,7 @@ def test_bad_input_gives_one_clear_message_each(tmp_path, monkeypatch, capsys):
     with pytest.raises(ValueError, match="made for another search space"):
         search("gcl", n_trials=1, space=["m"], base_params={**BASE, "epochs": 1}, out_root=out)
     assert len(search_table(out)) == 1
-    from ltlab.cli import main
+    from ltlab.launch.cli import main
     assert main(["search", "gcl", "--space", "noise_mul=0,9", "-p", "dataset", "digits_lt"]) == 2
     assert "ltlab: error: search space: noise_mul=9" in capsys.readouterr().err
     import importlib.util

@@ -84,7 +84,7 @@ def test_comparison_table_export_and_state_on_fake_runs(tmp_path):
     command = tweaks.train_command(config)
     argv = shlex.split(command)
     assert argv[:4] == ["python", "-m", "ltlab", "train"] and "run_dir" not in argv and "device" not in argv
-    from ltlab.presets import load_preset, parse_params
+    from ltlab.launch.presets import load_preset, parse_params
     pairs = [argv[i + 1:i + 3] for i in range(4, len(argv), 3)]
     rebuilt = RunConfig(**parse_params(pairs))
     assert rebuilt.loss_params == {"noise_mul": 0.8} and rebuilt.epochs == 3
@@ -143,6 +143,7 @@ def test_panel_headless_start_two_runs_stop_and_continue(tmp_path, one_thread):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_tuning_notebook_runs_headless(tmp_path, monkeypatch):
     """09_tuning under papermill: a workbench run, "vary one value" over two values, a 4-trial search and its
     figures, everything under tmp_path."""
@@ -166,7 +167,7 @@ def test_tuning_notebook_runs_headless(tmp_path, monkeypatch):
 
 
 def test_a_preset_fills_the_form(tmp_path):
-    from ltlab.presets import load_preset
+    from ltlab.launch.presets import load_preset
     from ltlab.workbench import Workbench
 
     wb = Workbench(loss="ce", run_root=tmp_path)

@@ -32,7 +32,7 @@ split = "test"                  # test | train
 classes = None                  # class indices or names to embed; None means all
 extract = True                  # compute features_<split>.npz from checkpoint.pt when missing
 color = "auto"                  # auto (class up to max_classes classes, else group) | label (class) | group
-max_classes = 20                # color="auto": colour by class up to this many classes, by group above
+max_classes = 20                # with color auto: colour by class up to this many classes, by group above
 max_per_class = None            # keep at most this many points of each class (None: all), before max_points
 max_points = 5000               # embed a seeded random subset of at most this many points (None: all)
 perplexity = 30.0               # t-SNE perplexity (both libraries' default)

@@ -25,7 +25,7 @@ def _preset_file(preset: str | os.PathLike | dict, tmp: str, i: int) -> Path:
     if not isinstance(preset, dict):
         return Path(preset)
     path = Path(tmp) / f"preset{i}.yaml"
-    from ..config import check_plain
+    from ...config import check_plain
     path.write_text(yaml.safe_dump(check_plain(dict(preset), "preset"), sort_keys=False))  # fresh copies: no &aliases
     return path
 
