@@ -225,8 +225,12 @@ class Workbench:
             self.status.value = "a run is going: stop it first"
             return None
         params = dict(params or self.params())
+        name, n = new_run_id(params, "wb_"), 1
+        while (self.root / name).exists():  # two starts within one second: a run directory each, never shared
+            n += 1
+            name = f"{new_run_id(params, 'wb_')}_{n}"
         try:
-            config = RunConfig(**{**params, "run_dir": str(self.root / new_run_id(params, "wb_"))})
+            config = RunConfig(**{**params, "run_dir": str(self.root / name)})
         except ValueError as exc:
             self.status.value = f"<span style='color:#D55E00'>{exc}</span>"
             return None

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch  # noqa: F401 - imported before any test: its first import starts a process (the marker check below
+#               would refuse it inside a test that happens to import torch first)
 
 sys.path.insert(0, str(Path(__file__).parent))  # `from fakes import ...` works with or without tests/__init__.py
 from fakes import make_fake_cifar  # noqa: E402

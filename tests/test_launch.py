@@ -45,6 +45,7 @@ def test_one_executor_one_papermill_call_one_identity():
     assert "__getattr__" not in batch and "__main__" not in batch
 
 
+@pytest.mark.subprocess
 def test_no_module_runs_as_main_inside_a_package_that_imports_it():
     """No import cycle through a ``__main__`` block: only ltlab/__main__.py and the worker have one, nothing
     imports the worker, and ``python -m`` of each loads it once (no RuntimeWarning about sys.modules)."""
@@ -244,6 +245,7 @@ def _wait(cond, what: str, limit: float = 120.0) -> None:
         time.sleep(0.5)
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_timed_out_sweep_run_records_it_and_is_not_running(tmp_path, monkeypatch):
     """Bug 1: a local run past its timeout records "timed out after N s" and frees its heartbeat (before: no
@@ -292,3 +294,30 @@ def test_killing_the_sweep_ends_its_workers_and_kernels(tmp_path, sig):
     assert not (run_dir / ex.HEARTBEAT_FILE).exists()
     from ltlab.batch import sweep_status
     assert sweep_status(out).status.tolist() == ["interrupted"]  # the next sweep resumes it
+
+
+@pytest.mark.subprocess
+def test_a_run_another_process_holds_is_skipped_and_left_alone(tmp_path):
+    """Issue 25: a sweep skips a run another process (another sweep) is writing, naming the holder, and writes
+    nothing into it (the holder's heartbeat and result stay its own); by hand the same run is refused."""
+    from ltlab.launch.execute import RESULT_FILE, execute, spec
+    from ltlab.runs import RunDirLockedError
+
+    d = tmp_path / "held"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from ltlab.runs import lock_run_dir; "
+                               f"lock_run_dir({str(d)!r}); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = sorted(p.name for p in d.iterdir())
+        one = spec([{"dataset": "digits_lt", "epochs": 1, "progress": False}], [str(d)])
+        res = execute(one)
+        assert res["status"] == "skipped" and f"PID {holder.pid}" in res["error"]
+        assert sorted(p.name for p in d.iterdir()) == before and not (d / RESULT_FILE).exists()
+        with pytest.raises(RunDirLockedError, match=f"PID {holder.pid}"):
+            execute(one, errors="raise")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert execute(spec([{"dataset": "digits_lt", "epochs": 1, "progress": False, "model": "convnet_small"}],
+                        [str(d)]))["status"] == "done"  # the lock died with its holder

@@ -181,6 +181,7 @@ def test_gradient_figures_from_by_group_arrays(run, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_tsne_caps_points_legend_and_silhouette_text(run):
     from ltlab import features
 
@@ -229,5 +230,5 @@ def test_notebooks_run_all_with_defaults(home, run, tmp_path, name):
     assert out.stat().st_size < 3_000_000, out.stat().st_size
     text = "".join("".join(o.get("text", "")) for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", []))
     assert str(run.dir) in text or name == "05_schedules"
-    if name == "04_gradient_ratios":
-        assert "class count 1000 > 256" in text and "older" not in text
+    if name == "04_gradient_ratios":  # the run recorded the negative gradient by source group: nothing skipped
+        assert "class count 1000 > 256" not in text and "older" not in text and "retrain" not in text

@@ -128,6 +128,7 @@ def test_two_local_workers_share_one_study(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_slurm_workers_through_the_fake_scheduler_share_a_journal_study(tmp_path, monkeypatch):
     import fake_slurm
 

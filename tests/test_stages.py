@@ -256,7 +256,7 @@ def test_tau_normalization_fixed_tau_keeps_bias_as_bag_of_tricks(stage_one, tmp_
     """BagofTricks-LT's tau-norm (TAU 1.0, only classifier.weight rescaled): f @ (W_c / ||W_c||).T + b, scored on
     the test split without a sweep; the same through a run's posthoc config (apply_posthoc)."""
     run = stage_one["ce"]
-    res = stages.tau_normalization(run, tau=1.0, keep_bias=True, save=False)
+    res = posthoc.tau_normalization(run, tau=1.0, keep_bias=True, save=False)
     assert res["tau"] == 1.0 and res["keep_bias"] is True and "sweep" not in res
     cfg = run_config(run)
     train_ds, test_ds = load_datasets(cfg)
@@ -270,11 +270,11 @@ def test_tau_normalization_fixed_tau_keeps_bias_as_bag_of_tricks(stage_one, tmp_
     b = model.head.bias.detach().double().numpy()
     want = (f @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T + b).argmax(1)
     assert res["overall"] == pytest.approx(np.mean(want == test_ds.targets), abs=1e-9)
-    dropped = stages.tau_normalization(run, tau=1.0, save=False)
+    dropped = posthoc.tau_normalization(run, tau=1.0, save=False)
     assert dropped["overall"] == pytest.approx(np.mean((f @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T)
                                                        .argmax(1) == test_ds.targets), abs=1e-9)
     with pytest.raises(ValueError, match="either tau .* or taus"):
-        stages.tau_normalization(run, tau=1.0, taus=[0.0, 1.0])
+        posthoc.tau_normalization(run, tau=1.0, taus=[0.0, 1.0])
     # the preset form: {method: tau_norm, tau: 1.0, keep_bias: true} validates and runs with the fixed tau
     spec = {"method": "tau_norm", "tau": 1.0, "keep_bias": True}
     RunConfig(**{**cfg.to_dict(), "posthoc": spec})
