@@ -548,6 +548,7 @@ class RunConfig:
                 self._fail("drw_start", f"loss {self.loss!r} has no DRW; losses with drw_start: {with_drw}")
             if isinstance(self.drw_start, bool) or not isinstance(self.drw_start, int) or self.drw_start < 0:
                 self._fail("drw_start", "must be None or an integer epoch >= 0")
+        self._check_drw_once()
         kind = LOSSES[self.loss].input_kind
         if kind == "cosine" and self.head not in ("auto", "cosine"):
             self._fail("head", f"loss {self.loss!r} takes cosine similarities; use head='cosine' or 'auto'")
@@ -635,6 +636,20 @@ class RunConfig:
             if not ok:
                 self._fail("loss_params", f"{k}={v!r} must be {what} (the default of loss {self.loss!r} is "
                                           f"{default!r}), or None for the default")
+
+    def _check_drw_once(self) -> None:
+        """DRW has one place (the top-level ``drw_start``) and must switch on within the run: a ``drw_start`` at or
+        past ``epochs`` would train the plain loss under the method's name (a shortened preset scales it instead)."""
+        inner = self.loss_params.get("drw_start")
+        if self.drw_start is not None and inner is not None:
+            self._fail("drw_start", "DRW is given twice (top level and loss_params['drw_start']); give it once, as the "
+                                    "top-level drw_start")
+        for name, v in (("drw_start", self.drw_start), ("loss_params", inner)):
+            if _number(v) and isinstance(self.epochs, int) and not isinstance(self.epochs, bool) and v >= self.epochs:
+                self._fail(name, f"drw_start={v} is at or past epochs={self.epochs}: DRW would never switch on and the "
+                                 f"run would be plain {self.loss!r}; give drw_start < epochs (e.g. "
+                                 f"{max(int(0.8 * self.epochs), 0)}, 80% of the run), or None for no DRW (a shortened "
+                                 "preset scales drw_start with its epochs)")
 
     def _validate_records(self) -> None:
         """``save_logits`` and ``probes`` (issue 23): one message listing the valid values and what each does."""

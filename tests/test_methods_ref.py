@@ -82,3 +82,17 @@ def test_every_option_of_every_subcommand_is_described(capsys):
     p_help = next(a.help for a in subs.choices["train"]._actions if a.dest == "param")
     assert "YAML" in p_help
     assert main([]) == 0 and "{train,run,sweep,search,list}" in capsys.readouterr().out  # bare: the help
+
+
+def test_drw_is_given_once_and_within_the_run():
+    """Issue 29: a shortened run never silently drops DRW, and DRW has one place."""
+    from ltlab.config import RunConfig
+
+    with pytest.raises(ValueError, match=r"RunConfig.drw_start=20: drw_start=20 is at or past epochs=10: DRW would "
+                                         r"never switch on and the run would be plain 'ldam'"):
+        RunConfig(loss="ldam", drw_start=20, epochs=10)
+    with pytest.raises(ValueError, match=r"at or past epochs=10"):
+        RunConfig(loss="ldam", loss_params={"drw_start": 10}, epochs=10)
+    with pytest.raises(ValueError, match="DRW is given twice"):
+        RunConfig(loss="ldam", drw_start=5, loss_params={"drw_start": 5}, epochs=10)
+    assert RunConfig(loss="ldam", drw_start=9, epochs=10).loss_kwargs()["drw_start"] == 9
