@@ -245,6 +245,7 @@ def _wait(cond, what: str, limit: float = 120.0) -> None:
         time.sleep(0.5)
 
 
+@pytest.mark.flaky(reruns=2)  # timing: a worker stopping itself at its deadline on a loaded 2-core box (seen once: no result)
 @pytest.mark.subprocess
 @pytest.mark.slow
 def test_timed_out_sweep_run_records_it_and_is_not_running(tmp_path, monkeypatch):

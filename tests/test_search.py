@@ -70,6 +70,7 @@ def test_twelve_trials_over_gcl_prune_and_write_run_directories(tmp_path):
     _check_no_run_twice(out, 12)
 
 
+@pytest.mark.flaky(reruns=2)  # timing: the search can finish before the test sees it halfway on a loaded box
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_search_killed_halfway_then_restarted_finishes_the_missing_trials_none_twice(tmp_path, monkeypatch):
