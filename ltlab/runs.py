@@ -510,27 +510,16 @@ MAX_TEST_ROWS = 1 << 24    # test images a run's logits may hold
 
 def open_regular(path: Path, max_bytes: int | None = None, producer: str = "") -> io.BufferedReader:
     """``path`` opened for reading only if it is a regular file (after symlinks) of at most ``max_bytes``: a FIFO
-    would block the read forever and ``/dev/zero`` never ends. RunFileError naming the file otherwise."""
+    would block the read forever and ``/dev/zero`` never ends. RunFileError naming the file otherwise
+    (:func:`ltlab.safe_io.open_regular`)."""
+    from .safe_io import open_regular as open_regular_file
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        return open_regular_file(path, max_bytes, error=RunFileError,
+                                 note=" from a run directory: remove or replace it")
     except FileNotFoundError:
         raise RunFileError(f"{path} is missing" + (f"; {producer}" if producer else "")) from None
     except OSError as exc:
         raise RunFileError(f"{path} cannot be opened ({exc.strerror})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise RunFileError(f"{path} is not a regular file (a FIFO, device or folder); ltlab reads only regular "
-                               "files from a run directory: remove or replace it")
-        if max_bytes is not None and st.st_size > max_bytes:
-            raise RunFileError(f"{path} is {st.st_size} bytes, more than the {max_bytes} a run file of this kind can "
-                               "be; it is not an ltlab file")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def npz_headers(fh: Any, path: Path) -> dict[str, tuple[tuple, np.dtype]]:

@@ -132,15 +132,21 @@ def _unsafe_globals(path: str | os.PathLike, exc: Exception) -> list[str]:
         return re.findall(r"GLOBAL (\S+)", str(exc))[:1]
 
 
-def _open_regular(path: str | os.PathLike) -> io.BufferedReader:
-    """``path`` opened for reading if it is a regular file (a FIFO would block ``torch.load`` forever, a device
-    never ends); ValueError naming it otherwise."""
+def open_regular(path: str | os.PathLike, max_bytes: int | None = None, *, error: type[Exception] = ValueError,
+                 note: str = "") -> io.BufferedReader:
+    """``path`` opened for reading only if it is a regular file (after symlinks) of at most ``max_bytes``: a FIFO
+    would block a read (``torch.load``) forever and a device never ends. ``error`` (with ``note`` after the
+    reason) names the file otherwise; a missing or unopenable file raises the OSError ``os.open`` gives."""
     import stat
 
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError(f"{path} is not a regular file (a FIFO, device or folder); ltlab reads only regular files")
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{path} is not a regular file (a FIFO, device or folder); ltlab reads only regular files{note}")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise error(f"{path} is {st.st_size} bytes, more than the {max_bytes} a run file of this kind can be; it "
+                        "is not an ltlab file")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -153,7 +159,7 @@ def load_torch(path: str | os.PathLike, *, fix: str = "") -> Any:
     """``torch.load(path, weights_only=True)`` on CPU, numpy restored; :class:`UnsafeFileError` (plus ``fix``)
     when the file names any other object. Other failures (corrupt, truncated) propagate as torch raises them."""
     try:
-        with _open_regular(path) as fh:
+        with open_regular(path) as fh:
             obj = torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = sorted(_unsafe_globals(path, exc), key=lambda g: g.startswith("numpy."))  # strangers first
