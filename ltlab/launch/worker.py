@@ -34,7 +34,8 @@ def _die_with_parent() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Execute the spec in ``argv[0]``; 0 when the run was recorded (its result file says how it went)."""
+    """Execute the spec in ``argv[0]``; 0 when the run was recorded (its result file says how it went), else 1
+    with the reason on stderr (the sweep shows it as the run's error)."""
     from .execute import execute
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -43,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, _stop)
     _die_with_parent()
-    execute(json.loads(Path(argv[0]).read_text()))
+    from .execute import read_result
+    spec = json.loads(Path(argv[0]).read_text())
+    res = execute(spec)
+    if read_result(spec["dirs"][0]) is None:  # refused before writing anything (a folder that is not ltlab's,
+        print(res.get("error") or res.get("status"), file=sys.stderr)  # a run another process holds): say why
+        return 1
     return 0
 
 
