@@ -54,8 +54,25 @@ def run_labels(runs: Sequence[Run], labels: Sequence[str] | None = None) -> list
         if len(labels) != len(runs):
             raise ValueError(f"got {len(labels)} labels for {len(runs)} runs")
         return labels
-    names = [str(r.config.get("loss", r.dir.name)) for r in runs]
+    names = [method_label(r.config) if r.config.get("loss") else r.dir.name for r in runs]
     return [f"{n} ({r.dir.name})" if names.count(n) > 1 else n for n, r in zip(names, runs)]
+
+
+def method_label(config: dict[str, Any]) -> str:
+    """What a run trained, in a legend: the config's ``method`` when set, else the loss with ``-DRW`` when
+    deferred re-weighting switched on (``drw_start``, top level or in ``loss_params``), the sampler when it is
+    not instance sampling, and the stage when it is not joint training (e.g. ``ldam-DRW``, ``ce + class_aware``,
+    ``ce [classifier]``)."""
+    if config.get("method"):
+        return str(config["method"])
+    name = str(config.get("loss", "?"))
+    if config.get("drw_start") is not None or (config.get("loss_params") or {}).get("drw_start") is not None:
+        name += "-DRW"
+    if config.get("sampler") not in (None, "instance"):
+        name += f" + {config['sampler']}"
+    if config.get("stage") not in (None, "joint"):
+        name += f" [{config['stage']}]"
+    return name
 
 
 def check_same_classes(runs: Sequence[Run], what: str, same_counts: bool = True) -> None:

@@ -82,7 +82,7 @@ def summary_table(run):
     import pandas as pd
 
     s = _runs(run)[0].summary()
-    return pd.DataFrame([{"epoch": int(s["epoch"]) + 1, "overall": s["acc"], "many": s["acc_many"],
+    return pd.DataFrame([{"epoch": s["epoch"], "overall": s["acc"], "many": s["acc_many"],
                           "medium": s["acc_medium"], "few": s["acc_few"]}]).round(4)
 
 
@@ -293,7 +293,7 @@ def _run_glag_beta(run: Run) -> tuple[np.ndarray, list[str], str]:
 def glag_schedule(num_epochs: int, s: float = 1.0, c: float | Sequence[float] = 2.0, beta=None,
                   beta_classes: Sequence[str] | None = None,
                   forms: Sequence[Literal["convex", "linear", "concave"]] = ("convex",),
-                  max_classes: int = 20) -> go.Figure:
+                  max_classes: int = 20, beta_source: str | None = None) -> go.Figure:
     """GLAG alpha(T) = s (c^(T/Tmax) - 1) per epoch (GLAG paper 000, Eq. 4; ``schedules.glag_alpha``) and beta.
 
     ``c`` may be a list and ``forms`` several of "convex", "linear", "concave" (paper Fig. 3; one curve
@@ -301,8 +301,12 @@ def glag_schedule(num_epochs: int, s: float = 1.0, c: float | Sequence[float] = 
     epoch, or a Run: a GLAG stage-two (AFG) run draws the beta it generated with, any other run replays
     the LIB rule on its per-class accuracy (``replay_glag_beta``, tail = classes with n <= 100); drawn
     in a second panel, for at most ``max_classes`` tail classes spread over the count ranking.
+    ``beta_source``: where an array ``beta`` comes from, written in the panel title (e.g. ``"synthetic
+    accuracy history, no training"`` for :func:`synthetic_glag_beta`).
     """
     where, note = "beta per tail class", ""
+    if beta_source and not isinstance(beta, (Run, str, os.PathLike)):
+        where += f" ({beta_source})"
     if isinstance(beta, (Run, str, os.PathLike)):
         beta, beta_classes, source = _run_glag_beta(_runs(beta)[0])
         where += f" ({source})"

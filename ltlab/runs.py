@@ -953,11 +953,13 @@ class Run:
         return [int(n) for n in self.per_class["class_counts"]]
 
     def summary(self) -> dict[str, float]:
-        """Last evaluated epoch's overall and many/medium/few accuracy."""
+        """Last evaluated epoch's overall and many/medium/few accuracy; ``epoch`` counts epochs as the command
+        line does (an int: 20 after the 20th epoch; ``metrics.csv``'s ``epoch`` column is 0-based)."""
         if not len(self.metrics):
             raise RunFileError(f"{self.dir / 'metrics.csv'} has no evaluated epoch yet")
         last = self.metrics.iloc[-1]
-        return {k: float(last[k]) for k in ("epoch", "acc", "acc_many", "acc_medium", "acc_few")}
+        return {"epoch": int(last["epoch"]) + 1, **{k: float(last[k]) for k in ("acc", "acc_many", "acc_medium",
+                                                                                  "acc_few")}}
 
     def class_accuracy(self) -> pd.DataFrame:
         """Per-class test accuracy: one row per evaluated epoch (index ``epoch``, 0-based), one column per class."""

@@ -318,7 +318,8 @@ SCHEDULE_METHODS = {"glag_alpha": "GLAG α(T)", "glag_beta": "GLAG β (AFG calib
 def _glag_beta_figure(counts, p: dict):
     from . import plotting
     beta, labels = plotting.synthetic_glag_beta(counts, p["epochs"], p["beta0"], p["step"])
-    return plotting.glag_schedule(p["epochs"], p["s"], p["c"], beta=beta, beta_classes=labels)
+    return plotting.glag_schedule(p["epochs"], p["s"], p["c"], beta=beta, beta_classes=labels,
+                                  beta_source="synthetic accuracy history, no run")
 
 
 def _schedule_builders() -> dict:

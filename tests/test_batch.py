@@ -1,6 +1,7 @@
 """ltlab.batch: validation before anything runs, resumable parallel sweeps, failures reported, tables."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -71,16 +72,60 @@ def test_summarise_and_export(tmp_path):
     assert s[s.loss == "bs"].iloc[0].few_std == 0.0
     assert batch.format_table(s).loc[1, "overall"] == "23.3 ± 15.3"
     paths = batch.export_tables(s, tmp_path / "tab")
-    pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]), s)
+    pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]), s, check_dtype=False, rtol=1e-5)  # 6 digits
     tex = paths["tex"].read_text()
     assert "\\begin{tabular}" in tex and "23.3 $\\pm$ 15.3" in tex
     with pytest.raises(ValueError, match="unknown column"):
         batch.summarise(df, by=["nope"])
 
 
+def test_progress_lines_count_and_estimate():
+    """Issue 29: one line per finished run with status, varying parameters, seconds, the four numbers, elapsed
+    and the time left (from the mean so far)."""
+    import io
+
+    from ltlab.launch.sweep.progress import Progress, clock
+    buf = io.StringIO()
+    p = Progress(5, 3, ["loss", "seed"], parallel=2, stream=buf)
+    p.start(2, "runs/x")
+    p.t0 -= 30.0  # 30 s in when the first run ends
+    p.done({"run_id": "a", "row": {"loss": "ce", "seed": 0, "lr": 0.1}}, {"status": "done", "seconds": 29.6},
+           {"overall": 0.5, "many": 0.75, "medium": 0.5, "few": 0.125, "epochs_done": 3})
+    p.done({"run_id": "b", "row": {"loss": "gcl", "seed": 0}}, {"status": "failed", "error": "ValueError: bad"}, {})
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "sweep: 5 run(s), 2 already finished (skipped); running 3, 2 at a time into runs/x"
+    assert lines[1] == ("[1/3] done        loss=ce seed=0, 30 s  overall 50.0  many 75.0  medium 50.0  few 12.5  "
+                        "(elapsed 0:30, about 1:00 left)")
+    assert lines[2].startswith("[2/3] failed      loss=gcl seed=0  (ValueError: bad)  (elapsed 0:30, about 0:15 left)")
+    assert clock(3725) == "1:02:05" and clock(59.6) == "1:00"
+    quiet = Progress(1, 1, [], stream=buf, enabled=False)
+    quiet.start(0, "x")
+    assert buf.getvalue().count("\n") == 3
+
+
+def test_cli_sweep_prints_the_summary_and_where_the_tables_went(tmp_path, monkeypatch, capsys):
+    """Issue 29: the command line ends with mean ± std per setting (not a per-run table), then the table paths;
+    the CSV numbers are rounded (0.755, not 0.7549999999999999)."""
+    import ltlab.launch.sweep.run as sweep_run
+    rows = [{"run_id": f"r{i}", "loss": loss, "seed": seed, "status": "done", "overall": o, "many": 0.9,
+             "medium": 0.6, "few": 0.3, "epochs_done": 3, "seconds": 1.0, "notebook": "", "error": "",
+             "run_dir": str(tmp_path / "out" / f"r{i}")}
+            for i, (loss, seed, o) in enumerate([("ce", 0, 0.7549999999999999), ("ce", 1, 0.755), ("ldam", 0, 0.8),
+                                                  ("ldam", 1, 0.7)])]
+    monkeypatch.setattr(sweep_run, "sweep", lambda *a, **k: pd.DataFrame(rows))
+    assert main(["sweep", "--grid", "loss=ce,ldam", "--seeds", "0,1", "--out-root", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "mean ± std over seeds" in out and "75.5 ± 0.0" in out and "75.0 ± 7.1" in out
+    assert "run_id" not in out and "r3" not in out  # no per-run table
+    stem = tmp_path / "out" / "results"
+    assert f"tables: {stem}.csv and {stem}.tex (the summary), {stem}_runs.csv (one row per run)" in out
+    assert "0.755," in (tmp_path / "out" / "results.csv").read_text()
+    assert "0.7549999999999999" not in (tmp_path / "out" / "results_runs.csv").read_text()
+
+
 @pytest.mark.subprocess
 @pytest.mark.slow
-def test_interrupted_sweep_completes_only_missing_runs_and_reports_failures(tmp_path):
+def test_interrupted_sweep_completes_only_missing_runs_and_reports_failures(tmp_path, capsys):
     out = tmp_path / "runs"
     # first attempt: seed 0 finishes, seed 1 is cut off after one of its two epochs (an interruption)
     first = batch.sweep(TRAIN_NB, presets=[{"seed": 0}, {"seed": 1, "epochs_per_call": 1}], base_params=BASE,
@@ -94,7 +139,15 @@ def test_interrupted_sweep_completes_only_missing_runs_and_reports_failures(tmp_
     # second attempt: same runs plus one that fails while it trains (missing data stops a sweep before any run
     # starts, tests/test_sweeps.py): an lr that sends the loss to inf in the first steps
     bad = {"seed": 2, "lr": 1e30}
+    capsys.readouterr()
     second = batch.sweep(TRAIN_NB, presets=[{"seed": 0}, {"seed": 1}, bad], base_params=BASE, parallel=2, out_root=out)
+    said = capsys.readouterr().out.splitlines()  # issue 29: the sweep talks, one line per finished run
+    assert said[0] == f"sweep: 3 run(s), 1 already finished (skipped); running 2, 2 at a time into {out}"
+    lines = sorted(said[1:3])
+    assert re.match(r"\[\d/2\] failed +lr=1e\+30 seed=2, \d+ s  \(.*loss became NaN/inf.*\)  \(elapsed \d:\d\d", lines[0])
+    assert re.match(r"\[\d/2\] resumed +lr=0.1 seed=1, \d+ s  overall \d+\.\d  many \d+\.\d  medium \d+\.\d  few "
+                    r"\d+\.\d  \(elapsed \d:\d\d", lines[1]), lines[1]
+    assert "left)" in said[1] and "left)" not in said[2]  # the first to finish estimates the time left
     assert list(second.run_id[:2]) == list(first.run_id)  # the same directories are found again
     assert list(second.status) == ["skipped", "resumed", "failed"]
     assert all(p.stat().st_mtime_ns == t for p, t in stamp.items())  # the finished run was not executed again

@@ -179,12 +179,15 @@ TABLE: dict[str, Run | Fails | Skip] = {
                 "-p stage_two.epochs 1 -p run_dir runs/t_glag_stage1 -p resume True --quiet",
             expect=(r"t_glag_stage2",), files=("runs/t_glag_stage2/metrics.csv",)),
     # ---- sweeps
-    "python -m ltlab sweep -p dataset fashion_mnist_lt -p epochs 10 --grid loss=ce,ldam,gcl --seeds 0,1,2 "
-    "--parallel 2 --out-root runs/sweep_fmnist --table runs/sweep_fmnist/results":
-        Run("1 epoch, one seed, small Fashion-MNIST",
-            cmd=f"python -m ltlab sweep -p dataset fashion_mnist_lt {TINY_FM} --grid loss=ce,ldam,gcl --seeds 0 "
-                "--parallel 2 --out-root runs/sweep_fmnist --table runs/sweep_fmnist/results",
-            files=("runs/sweep_fmnist/results.csv", "runs/sweep_fmnist/results.tex")),
+    'python -m ltlab sweep -p dataset fashion_mnist_lt -p dataset_params "{n_max: 500}" -p epochs 5 '
+    "--grid loss=ce,ldam --seeds 0,1 --parallel 2 --out-root runs/sweep_fmnist":
+        Run("1 epoch, one seed, small Fashion-MNIST; it talks and ends with the summary and the table paths",
+            cmd=f'python -m ltlab sweep -p dataset fashion_mnist_lt -p dataset_params "{{n_max: 500}}" {TINY_FM} '
+                "--grid loss=ce,ldam --seeds 0 --parallel 2 --out-root runs/sweep_fmnist",
+            expect=(r"sweep: 2 run\(s\); running 2, 2 at a time into ", r"\[2/2\] done +loss=", r"mean ± std over seeds",
+                    r"tables: \S+/runs/sweep_fmnist/results\.csv and "),
+            files=("runs/sweep_fmnist/results.csv", "runs/sweep_fmnist/results.tex",
+                   "runs/sweep_fmnist/results_runs.csv")),
     SLURM + " --no-wait": Fails("slurm", "no Slurm here"),
     SLURM + " --table runs/c100/results": Fails("slurm", "no Slurm here"),
     "python -m ltlab sweep --status runs/c100":
@@ -247,6 +250,8 @@ SNIPPETS: dict[str, tuple[Run | Fails, tuple[tuple[str, str], ...], str]] = {
     'config = ltlab.RunConfig(dataset="digits_lt", loss="ldam", loss_params={"s": 30}, drw_start=1, epochs=2)': (
         Run(), (), 'assert run.per_class["acc"].shape == (2, 10)'),
     'class_counts = [500, 230, 106, 49, 23, 11, 5]': (Run(), (), ""),
+    'res = posthoc_on_run("runs/demo", "logit_adjust", taus=[0.5, 1.0, 1.5, 2.0])': (
+        Run("on a 1-epoch run", setup=(DEMO_RUN,)), (), 'assert res["select_on"] == "none" and res["tau"] == 1.0'),
     'df = batch.sweep("notebooks/01_train.ipynb", ["notebooks/presets/gcl_cifar100_if100.yaml"], seeds=[0, 1, 2],': (
         Fails("slurm", "no Slurm here", traceback_ok=True), (), ""),
 }

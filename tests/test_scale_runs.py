@@ -111,7 +111,7 @@ def test_load_run_reads_no_array_until_one_is_used(big_runs, monkeypatch):
     monkeypatch.setattr(np.lib.format, "read_array", lambda *a, **k: reads.append(1) or real(*a, **k))
     run = load_run(big_runs["full"])
     assert isinstance(run.per_class, NpzArrays) and isinstance(run.probes, NpzArrays)
-    assert run.summary()["epoch"] == 1 and "Run" in run._repr_html_()
+    assert run.summary()["epoch"] == 2 and "Run" in run._repr_html_()  # epochs as the CLI counts them
     assert "test_logits" in run.per_class and "grad_pos" in run.probes and len(run.probes) > 10
     assert run.per_class.shape("test_logits") == (2 * C, C)
     assert reads == [] and not run.per_class.loaded and not run.probes.loaded

@@ -223,13 +223,14 @@ figures = {}'''),
            "improves and falls when it drops."),
     ("code", '''afg = ltlab.load_runs(beta_run_dir, stage="afg", missing_ok=True)
 if afg:
-    beta, beta_labels = afg[0], None
+    beta, beta_labels, beta_source = afg[0], None, None
     print("beta from", afg[0].dir)
 else:
     beta, beta_labels = plotting.synthetic_glag_beta(class_counts, glag_generation_epochs, seed=seed)
+    beta_source = "synthetic accuracy history, no run"
     print("no GLAG stage-two run under runs/: beta replayed on a synthetic accuracy history")
 figures["glag_schedule"] = plotting.glag_schedule(num_epochs, glag_s, glag_c, beta=beta, beta_classes=beta_labels,
-                                                  forms=glag_forms)'''),
+                                                  forms=glag_forms, beta_source=beta_source)'''),
     ("md", "## ALA over training (a run)\n\nALA Fig. 4: DF (the epoch mean over each class's training samples), "
            "QF and their product averaged per many / medium / few group. Expect DF to fall as the network fits "
            "and to be larger for the few group than for the many group, and the product to adjust the few group "

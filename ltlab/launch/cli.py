@@ -83,6 +83,19 @@ def run_stages(stages: list[dict[str, Any]], *, notebook: str | Path | None = No
     return [Path(d) for d in dirs]
 
 
+def export_folder(notebook: str | Path, params: dict) -> Path:
+    """Where an analysis notebook run with ``export=True`` wrote its figures: ``output_dir`` as given (made absolute
+    against the current folder), else the notebook's default, relative to the project folder."""
+    import papermill as pm
+
+    from ..export import resolve_out_dir
+    given = params.get("output_dir")
+    if given is None:
+        given = (pm.inspect_notebook(str(notebook)).get("output_dir") or {}).get("default", "exports")
+        given = str(given).strip("\"'")
+    return resolve_out_dir(given)
+
+
 def _print_summary(run_dir: Path) -> None:
     from ..metrics import empty_group_note
     from ..runs import load_run
@@ -90,8 +103,8 @@ def _print_summary(run_dir: Path) -> None:
     r = load_run(run_dir)
     s = r.summary()
     shots = {g: s[f"acc_{g}"] for g in ("many", "medium", "few")}
-    print(f"\nrun directory: {r.dir}")
-    print(f"epoch {int(s['epoch']) + 1}: overall {s['acc']:.4f} | "
+    print(f"run directory: {r.dir}")
+    print(f"epoch {s['epoch']}: overall {s['acc']:.4f} | "
           + " | ".join(f"{g} {'--' if v != v else f'{v:.4f}'}" for g, v in shots.items())
           + "  (balanced test split)")
     for g, v in shots.items():
@@ -113,6 +126,8 @@ def _train_or_run(args: argparse.Namespace) -> int:
     kernel, quiet = getattr(args, "kernel", None), getattr(args, "quiet", False)
     if not training:
         print(f"executed notebook: {run_notebook(args.notebook, params, kernel=kernel, quiet=quiet)}")
+        if params.get("export"):
+            print(f"exports: {export_folder(args.notebook, params)}")
         return 0
     if args.preset:
         run_dirs = run_preset(args.preset, params, notebook=notebook, kernel=kernel, quiet=quiet)
@@ -155,7 +170,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from ..metrics import empty_group_note
     from .sweep.options import parse_grid, split_options
     from .sweep.run import sweep
-    from .sweep.tables import export_tables, summarise
+    from .sweep.tables import export_runs, export_tables, format_table, summarise
 
     if args.status:
         return _print_status(args.status)
@@ -168,20 +183,25 @@ def _sweep(args: argparse.Namespace) -> int:
     df = sweep(args.notebook, args.presets or None, grid, fixed, args.parallel, args.out_root, seeds,
                kernel=args.kernel, timeout=args.timeout, executor=args.executor,
                slurm=split_options(args.slurm, "--slurm"), per_gpu=args.per_gpu,
-               gpus=args.gpus.split(",") if args.gpus else None, wait=not args.no_wait)
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(df.drop(columns=["error", "run_dir"]).to_string(index=False, na_rep="--"))
-    for g in ("many", "medium", "few"):
-        if g in df and (df.status != "failed").any() and df.loc[df.status != "failed", g].isna().all():
-            print(empty_group_note(g))
-    for _, r in df[df.status == "failed"].iterrows():
-        print(f"FAILED {r.run_id}: {r.error}\n  executed notebook: {r.notebook}", file=sys.stderr)
+               gpus=args.gpus.split(",") if args.gpus else None, wait=not args.no_wait,
+               progress=not args.quiet)
     if (df.status == "submitted").any():
         root = Path(df.run_dir.iloc[0]).parent
         print(f"submitted; watch with: python -m ltlab sweep --status {root}  (or tensorboard --logdir {root})")
-    if args.table:
-        export_tables(summarise(df), args.table)
-        df.to_csv(Path(args.table).with_name(Path(args.table).name + "_runs.csv"), index=False)
+        return 0
+    for _, r in df[df.status == "failed"].iterrows():
+        print(f"FAILED {r.run_id}: {r.error}\n  executed notebook: {r.notebook}", file=sys.stderr)
+    summary = summarise(df)
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 40):
+        print("\naccuracy in %, mean ± std over seeds (seeds = finished / all runs of the setting):\n"
+              + format_table(summary).to_string(index=False))
+    for g in ("many", "medium", "few"):
+        if g in df and (df.status != "failed").any() and df.loc[df.status != "failed", g].isna().all():
+            print(empty_group_note(g))
+    stem = Path(args.table) if args.table else Path(df.run_dir.iloc[0]).parent / "results"
+    paths = export_tables(summary, stem)
+    per_run = export_runs(df, stem)
+    print(f"tables: {paths['csv']} and {paths['tex']} (the summary), {per_run} (one row per run)")
     return 1 if (df.status == "failed").any() else 0
 
 
@@ -229,7 +249,8 @@ def parser() -> argparse.ArgumentParser:
                    help=P_HELP + "; KEY applies to every stage, stage_one.KEY / stage_two.KEY to one")
     r.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's own)")
     r.add_argument("--quiet", action="store_true",
-                   help="no papermill / kernel log lines (warnings are never shown unless LTLAB_VERBOSE=1)")
+                   help="do not stream the notebook's cell output (papermill and kernel warnings are never shown "
+                        "unless LTLAB_VERBOSE=1)")
     t = sub.add_parser("train", help="train in this process (no notebook), e.g. under torchrun",
                        description="Train a run in this process (no notebook; also under torchrun).",
                        epilog=EPILOG["train"], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -252,7 +273,9 @@ def parser() -> argparse.ArgumentParser:
                    help=P_HELP + " (the same for every run)")
     s.add_argument("--parallel", type=int, default=None, help="runs at once (local: default 1, or one per GPU)")
     s.add_argument("--out-root", default=None, help="where run directories go (default runs/)")
-    s.add_argument("--table", default=None, help="write <TABLE>.csv/.tex summaries and <TABLE>_runs.csv")
+    s.add_argument("--table", default=None, metavar="STEM",
+                   help="where the tables go: STEM.csv / STEM.tex (mean ± std per setting) and STEM_runs.csv (one row "
+                        "per run); default OUT_ROOT/results")
     s.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's own)")
     s.add_argument("--timeout", type=float, default=None,
                    help="local executor: seconds a run may take; it then records 'timed out after N s'")
@@ -265,6 +288,7 @@ def parser() -> argparse.ArgumentParser:
                    help="local executor: which of the visible GPUs to use, e.g. 0,1 (default: all visible)")
     s.add_argument("--no-wait", action="store_true", help="cluster executors: submit, print the job ids and return")
     s.add_argument("--status", default=None, metavar="OUT", help="print where the sweep in OUT stands and exit")
+    s.add_argument("--quiet", action="store_true", help="no progress line per finished run (the summary is printed)")
     from ..search import add_arguments as search_arguments
     search_arguments(sub.add_parser(
         "search", help="Optuna search over a loss's hyper-parameters (each trial a run directory)",
@@ -286,6 +310,9 @@ def _error(exc: BaseException, code: int) -> int:
     from .. import distributed
 
     distributed.cleanup()
+    if isinstance(exc, NotebookError):  # its first line names the error and the executed copy; what follows
+        print(f"ltlab: error: {exc}", file=sys.stderr)  # is the notebook's own message (e.g. the runs there are)
+        return code
     text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     print(f"ltlab: error: {text}", file=sys.stderr)
     return code

@@ -17,13 +17,20 @@ from ..runs import project_home, runs_root, timestamp
 
 class NotebookError(RuntimeError):
     """A notebook that raised while papermill ran it: ``ename`` / ``evalue`` (the notebook's own exception) and
-    ``notebook`` (the executed copy, with the traceback); the message is one line naming all three."""
+    ``notebook`` (the executed copy, with the traceback); the message's first line names all three, the rest
+    of the notebook's message follows, indented (e.g. the runs there are, after "run directory ... does not
+    exist"; at most ``MORE_LINES`` lines)."""
+
+    MORE_LINES = 25
 
     def __init__(self, name: str, ename: str, evalue: str, notebook: Path | str):
         self.ename, self.evalue, self.notebook = ename, evalue, str(notebook)
-        first = (str(evalue).strip().splitlines() or [""])[0].rstrip(".")
+        lines = str(evalue).strip().splitlines() or [""]
+        first, more = lines[0].rstrip("."), [ln for ln in lines[1:] if ln.strip()]
+        if len(more) > self.MORE_LINES:
+            more = more[:self.MORE_LINES] + [f"... ({len(more) - self.MORE_LINES} more lines in the notebook)"]
         super().__init__(f"notebook {name} failed: {ename}: {first}; the executed notebook, with the traceback, "
-                         f"is {notebook}")
+                         f"is {notebook}" + "".join(f"\n  {ln}" for ln in more))
 
 
 def notebook_parameters(notebook: str | Path) -> list[str]:
@@ -55,22 +62,25 @@ def execute_notebook(nb: str | Path, out: str | Path, params: dict[str, Any], *,
                      quiet: bool = True) -> Path:
     """Execute ``nb`` into ``out`` with papermill, in the notebook's own folder (as JupyterLab runs it).
 
-    ``quiet``: no cell output, no papermill warnings ("Passed unknown parameter"), the kernel's own log
-    (ipykernel's "TCP without encryption") off. A notebook that raises gives :class:`NotebookError`; ``out``
-    then holds the executed copy with the traceback."""
+    ``quiet``: no cell output. Papermill's warnings ("Passed unknown parameter") and the kernel's own log
+    (ipykernel's "TCP without encryption") are off either way, unless the environment sets
+    ``LTLAB_VERBOSE=1``. A notebook that raises gives :class:`NotebookError`; ``out`` then holds the executed
+    copy with the traceback."""
     import logging
+    import os
 
     import papermill as pm
 
     nb, out = Path(nb), Path(out)
+    verbose = os.environ.get("LTLAB_VERBOSE", "") not in ("", "0")
     log = logging.getLogger("papermill")
     level = log.level
-    if quiet:
+    if not verbose:
         log.setLevel(logging.ERROR)
     try:
         pm.execute_notebook(str(nb), str(out), parameters=notebook_parameters_of(params), cwd=str(nb.parent),
                             kernel_name=kernel, progress_bar=False, log_output=not quiet,
-                            **({"extra_arguments": ["--IPKernelApp.log_level=CRITICAL"]} if quiet else {}))
+                            **({} if verbose else {"extra_arguments": ["--IPKernelApp.log_level=CRITICAL"]}))
     except Exception as exc:  # papermill's PapermillExecutionError carries the notebook's own error
         if type(exc).__name__ != "PapermillExecutionError" or not out.exists():
             raise
@@ -83,19 +93,22 @@ def execute_notebook(nb: str | Path, out: str | Path, params: dict[str, Any], *,
 def run_notebook(notebook: str | Path, params: dict[str, Any], *, kernel: str | None = None,
                  quiet: bool = False) -> Path:
     """Execute a notebook with papermill; returns the run directory (training notebook) or the executed notebook
-    (any other). Relative paths in ``params`` (``run_dir``, ``root``, ``init_from``, list files) are relative
-    to the current folder, not to the notebook's. A training notebook without ``run_dir`` gets
+    (any other). Relative paths in ``params`` (``run_dir``, ``root``, ``init_from``, list files; an analysis
+    notebook's ``output_dir``, and its ``run_dirs`` where they exist there) are relative to the current folder,
+    not to the notebook's (:func:`ltlab.launch.presets.resolve_analysis_paths`). A training notebook without ``run_dir`` gets
     ``runs/<name>`` (:func:`ltlab.launch.identity.fresh_name`).
 
     A notebook that raises keeps its executed copy (in the run directory when there is one) and raises
     :class:`NotebookError` naming the error and that copy."""
     from ..config import RunConfig
     from .identity import fresh_name
-    from .presets import resolve_paths
+    from .presets import resolve_analysis_paths, resolve_paths
 
     nb = Path(notebook).resolve()
-    params = resolve_paths(dict(params), Path.cwd())  # the kernel runs in the notebook's folder
-    if is_training_notebook(nb):
+    training = is_training_notebook(nb)
+    # the kernel runs in the notebook's folder: relative paths are made absolute against the folder of the caller
+    params = (resolve_paths if training else resolve_analysis_paths)(dict(params), Path.cwd())
+    if training:
         RunConfig(**params)  # validate before anything runs (run_dir too: resume=True needs it)
         if not params.get("run_dir"):
             params["run_dir"] = str(runs_root() / (params.get("run_id") or fresh_name([params])))

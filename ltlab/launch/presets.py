@@ -97,6 +97,26 @@ def resolve_paths(params: dict[str, Any], base: str | Path) -> dict[str, Any]:
     return out
 
 
+def resolve_analysis_paths(params: dict[str, Any], base: str | Path) -> dict[str, Any]:
+    """An analysis notebook's paths, by the rule training uses (relative to the folder the command runs in,
+    ``base``): ``output_dir`` always; ``run_dirs`` entries and ``*run_dir`` values when that path exists
+    there (else left as given: a run name under ``runs/``, which :func:`ltlab.load_runs` finds)."""
+    def run_path(v):
+        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute() and (Path(base) / v).exists():
+            return str(Path(base) / v)
+        return v
+
+    out = dict(params)
+    for key, v in out.items():
+        if key == "output_dir" and isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
+            out[key] = str(Path(base) / Path(v).expanduser())
+        elif key == "run_dirs":
+            out[key] = [run_path(x) for x in v] if isinstance(v, list) else run_path(v)
+        elif key.endswith("run_dir"):
+            out[key] = run_path(v)
+    return out
+
+
 def read_preset(paths: str | Path | list[str | Path], overrides: dict[str, Any] | None = None, *,
                 announce: bool = True) -> list[dict[str, Any]]:
     """The stages of one or more presets (later files win) as RunConfig parameter dicts, overrides applied.

@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import submitit
 from submitit.slurm.slurm import SlurmExecutor, _convert_mem, _get_default_parameters, _make_sbatch_string
@@ -123,31 +123,53 @@ class SubmititBackend:
         ex.update_parameters(**self.params)
         return ex
 
-    def run(self, specs: list[dict], root: Path, wait: bool = True) -> dict[str, dict]:
+    @property
+    def width(self) -> int:
+        """How many runs go at once here (submitit_local); the scheduler decides for Slurm."""
+        return self.parallel if self.kind != "slurm" else 1
+
+    def run(self, specs: list[dict], root: Path, wait: bool = True,
+            on_done: Callable[[dict, dict], None] | None = None) -> dict[str, dict]:
         """Submit ``specs`` (Slurm: one array); with ``wait``, poll until every job has ended and read the results
-        from the run directories, else return them as "submitted" with their job ids."""
+        from the run directories (``on_done(spec, result)`` as each ends), else return them as "submitted" with
+        their job ids."""
         from .plan import update_manifest
         ex = self._executor(root)
+        self._reported: set[int] = set()  # jobs already passed to on_done
         try:
             if self.kind == "slurm" or not wait:
                 jobs = ex.submit_array([SweepJob(s) for s in specs])
                 update_manifest(root, specs, {s["run_id"]: j.job_id for s, j in zip(specs, jobs)})
             else:
-                jobs = self._throttled(ex, specs, root)
+                jobs = self._throttled(ex, specs, root, on_done)
         except submitit.core.utils.FailedJobError as exc:  # sbatch said no: its own message says why
             raise RuntimeError(f"sweep: the scheduler refused the jobs: {exc}") from exc
         if not wait:
             return {s["run_id"]: {"status": "submitted", "error": "", "job_id": j.job_id} for s, j in zip(specs, jobs)}
-        while not all(j.done() for j in jobs):
+        while True:
+            self._report(specs, jobs, self._reported, on_done)
+            if len(self._reported) == len(jobs):
+                break
             time.sleep(poll_seconds())
         return {s["run_id"]: self._outcome(s, j) for s, j in zip(specs, jobs)}
 
-    def _throttled(self, ex, specs: list[dict], root: Path) -> list:
+    def _report(self, specs: list[dict], jobs: list, reported: set[int],
+                on_done: Callable[[dict, dict], None] | None) -> None:
+        """``on_done`` once for every job that has ended since the last look."""
+        for i, (spec, job) in enumerate(zip(specs, jobs)):
+            if i not in reported and job.done():
+                reported.add(i)
+                if on_done is not None:
+                    on_done(spec, self._outcome(spec, job))
+
+    def _throttled(self, ex, specs: list[dict], root: Path,
+                   on_done: Callable[[dict, dict], None] | None = None) -> list:
         """submitit's local executor starts every job at once: submit ``parallel`` at a time instead."""
         from .plan import update_manifest
         jobs: list = []
         for spec in specs:
             while sum(not j.done() for j in jobs) >= self.parallel:
+                self._report(specs, jobs, self._reported, on_done)
                 time.sleep(min(1.0, poll_seconds()))
             jobs.append(ex.submit(SweepJob(spec)))
             update_manifest(root, [spec], {spec["run_id"]: jobs[-1].job_id})

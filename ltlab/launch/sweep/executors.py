@@ -42,10 +42,14 @@ def make_executor(name: str, *, parallel: int | None = None, per_gpu: int | None
     return SubmititBackend(name, dict(slurm or {}), parallel)
 
 
-def dispatch(backend, specs: list[dict], root: Path, wait: bool = True) -> dict[str, dict]:
+def dispatch(backend, specs: list[dict], root: Path, wait: bool = True, progress: bool = True,
+             varying: list[str] | None = None) -> dict[str, dict]:
     """Results per run id: complete runs are "skipped", runs with a fresh heartbeat (running elsewhere) are left
     alone as "running", runs whose earlier job still waits in the scheduler's queue as "queued", the rest go
-    to ``backend``. Writes the sweep manifest of ``root`` first."""
+    to ``backend``. Writes the sweep manifest of ``root`` first. ``progress``: a line when the sweep starts and
+    one per finished run (:class:`ltlab.launch.sweep.progress.Progress`; ``varying`` names the parameters shown)."""
+    from .progress import Progress
+    from .status import run_numbers
     from .plan import update_manifest
     from .status import run_status
     results, todo = {}, []
@@ -65,6 +69,10 @@ def dispatch(backend, specs: list[dict], root: Path, wait: bool = True) -> dict[
     results.update({rid: {"status": "queued", "error": "", "job_id": jid} for rid, jid in queued.items()})
     todo = [s for s in todo if s["run_id"] not in queued]
     update_manifest(root, specs)
+    report = Progress(len(specs), len(todo), list(varying or []), parallel=getattr(backend, "width", 1),
+                      enabled=progress and wait)
+    report.start(sum(r["status"] == "skipped" for r in results.values()), str(root))
     if todo:
-        results.update(backend.run(todo, root, wait))
+        results.update(backend.run(todo, root, wait,
+                                   on_done=lambda spec, res: report.done(spec, res, run_numbers(spec["dirs"]))))
     return results

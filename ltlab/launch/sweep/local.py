@@ -214,7 +214,20 @@ class LocalBackend:
         """Nothing waits in a queue here (a run is running, with a fresh heartbeat, or not)."""
         return {}
 
-    def run(self, specs: list[dict], root: Path, wait: bool = True) -> dict[str, dict]:
+    @property
+    def width(self) -> int:
+        """How many runs go at once."""
+        return len(self.slots)
+
+    def run(self, specs: list[dict], root: Path, wait: bool = True,
+            on_done: Callable[[dict, dict], None] | None = None) -> dict[str, dict]:
+        """Run every spec over the slots; ``on_done(spec, result)`` as each ends."""
+        def one(spec: dict, slot: Slot) -> dict:
+            res = launch(spec, slot, self.timeout)
+            if on_done is not None:
+                on_done(spec, res)
+            return res
+
         with workers_end_with_this_process():
-            results = run_pool(specs, self.slots, lambda spec, slot: launch(spec, slot, self.timeout))
+            results = run_pool(specs, self.slots, one)
         return {s["run_id"]: r for s, r in zip(specs, results)}

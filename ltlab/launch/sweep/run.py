@@ -49,7 +49,8 @@ def sweep(notebook: str | os.PathLike, presets: Sequence[str | os.PathLike | dic
           out_root: str | os.PathLike | None = None, seeds: Sequence[int] | None = None,
           kernel: str | None = None, timeout: float | None = None, *,
           executor: Literal["local", "submitit_local", "slurm"] = "local", slurm: dict[str, Any] | None = None,
-          per_gpu: int | None = None, gpus: Sequence[int | str] | None = None, wait: bool = True) -> pd.DataFrame:
+          per_gpu: int | None = None, gpus: Sequence[int | str] | None = None, wait: bool = True,
+          progress: bool = True) -> pd.DataFrame:
     """Execute ``notebook`` once per parameter combination (both stages of a two-stage preset in one job).
 
     Combinations: presets x grid x seeds over ``base_params`` (:func:`ltlab.launch.sweep.plan.expand_stages`; a grid
@@ -63,7 +64,8 @@ def sweep(notebook: str | os.PathLike, presets: Sequence[str | os.PathLike | dic
     ...; preempted or timed-out jobs are requeued and resume from the run's checkpoint);
     ``"submitit_local"`` runs the same jobs as processes here, ``parallel`` at a time. ``wait=False``
     (cluster executors) returns after submitting; watch with :func:`sweep_status`, start the sweep
-    again for the table.
+    again for the table. ``progress``: print a line when the sweep starts and one per finished run (status,
+    the parameters that vary, seconds, overall / many / medium / few, elapsed, time left).
 
     Returns one row per run: ``run_id``, the parameters (two-stage runs: stage one's, and
     ``stage_two.KEY`` for stage two's own), ``status`` (done | skipped | resumed | incomplete | failed |
@@ -87,11 +89,18 @@ def sweep(notebook: str | os.PathLike, presets: Sequence[str | os.PathLike | dic
         plan.check_data(configs)
     root = Path(out_root).expanduser().resolve() if out_root else runs_root()
     specs = plan.plan_runs(combos, root, nb, kernel)
-    results = executors.dispatch(backend, specs, root, wait)
+    results = executors.dispatch(backend, specs, root, wait, progress=progress, varying=varying_params(specs))
     keep = ("status", "error", "notebook", "seconds", "attempt", "job_id")
     rows = [{"run_id": s["run_id"], **s["row"], **{k: v for k, v in results[s["run_id"]].items() if k in keep},
              **run_numbers(s["dirs"]), "run_dir": s["dirs"][-1]} for s in specs]
     return _tidy(pd.DataFrame(rows), list(dict.fromkeys(k for s in specs for k in s["row"])))
+
+
+def varying_params(specs: list[dict]) -> list[str]:
+    """The parameter names whose values differ between the runs of a sweep (what tells its runs apart)."""
+    keys = list(dict.fromkeys(k for s in specs for k in s["row"]))
+    seen = {k: {json.dumps(s["row"].get(k), sort_keys=True, default=str) for s in specs} for k in keys}
+    return [k for k in keys if len(seen[k]) > 1]
 
 
 def _tidy(df: pd.DataFrame, param_cols: list[str]) -> pd.DataFrame:

@@ -13,6 +13,7 @@ METRICS = {"overall": "acc", "many": "acc_many", "medium": "acc_medium", "few": 
 # table columns that are documentation, not something to group results by
 _DOC_COLUMNS = ("method", "preset", "reported", "posthoc", "description")
 
+FLOAT = "%.6g"  # CSV numbers: 0.755, not 0.7549999999999999
 _FINISHED = ("done", "skipped", "resumed")
 _NOT_PARAMETERS = ("run_id", "status", "error", "notebook", "run_dir", "seconds", "epochs_done", "seed", "attempt",
                    "job_id", *_DOC_COLUMNS)
@@ -95,10 +96,17 @@ def export_tables(summary: pd.DataFrame, stem: str | os.PathLike, caption: str |
     """Write ``<stem>.csv`` (numbers) and ``<stem>.tex`` (``mean $\\pm$ std`` in %, booktabs); returns the paths."""
     from ...runs import atomic_write_bytes
     stem = Path(stem)
-    csv = atomic_write_bytes(stem.with_suffix(".csv"), summary.to_csv(index=False).encode())
+    csv = atomic_write_bytes(stem.with_suffix(".csv"), summary.to_csv(index=False, float_format=FLOAT).encode())
     table = format_table(summary)
     table = table.map(lambda v: v.replace("±", "$\\pm$").replace("_", "\\_").replace("–", "--")
                       if isinstance(v, str) else v)  # "--": a group no class falls in (no accuracy)
     table.columns = [str(c).replace("_", "\\_") for c in table.columns]
     tex = table.to_latex(index=False, escape=False, caption=caption, label=f"tab:{stem.name}")
     return {"csv": csv, "tex": atomic_write_bytes(stem.with_suffix(".tex"), tex.encode())}
+
+
+def export_runs(df: pd.DataFrame, stem: str | os.PathLike) -> Path:
+    """Write the per-run table of a sweep to ``<stem>_runs.csv`` (numbers to 6 significant digits); its path."""
+    from ...runs import atomic_write_bytes
+    stem = Path(stem)
+    return atomic_write_bytes(stem.with_name(stem.name + "_runs.csv"), df.to_csv(index=False, float_format=FLOAT).encode())
