@@ -50,9 +50,9 @@ test-fast: $(STAMP)
 screenshots: $(STAMP) system-deps
 	LTLAB_SCREENSHOTS=figures $(BIN)/python -m pytest -q -m browser tests/test_browser.py $(PYTEST_ARGS)
 
-# the committed figures/ and figures/README.md (ltlab.paper_figures: 11 small CPU runs on Fashion-MNIST-LT IF 100,
-# head capped at 500 images, trained once into runs/figures/: about 52 minutes on the shared 2-core machine,
-# then about 4 minutes with the runs reused)
+# the committed figures/ and figures/README.md (ltlab.paper_figures: 12 small CPU runs on Fashion-MNIST-LT IF 100,
+# head capped at 500 images (11 methods and GLAG's AFG stage two), trained once into runs/figures/: about an hour
+# on the shared 2-core machine, then about 4 minutes with the runs reused)
 figures: $(STAMP) system-deps
 	$(BIN)/python tools/make_figures.py --out figures
 

@@ -72,7 +72,7 @@ def test_summarise_and_export(tmp_path):
     assert s[s.loss == "bs"].iloc[0].few_std == 0.0
     assert batch.format_table(s).loc[1, "overall"] == "23.3 ± 15.3"
     paths = batch.export_tables(s, tmp_path / "tab")
-    pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]), s, check_dtype=False, rtol=1e-5)  # 6 digits
+    pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]), s)  # to 6 decimals
     tex = paths["tex"].read_text()
     assert "\\begin{tabular}" in tex and "23.3 $\\pm$ 15.3" in tex
     with pytest.raises(ValueError, match="unknown column"):

@@ -13,7 +13,7 @@ METRICS = {"overall": "acc", "many": "acc_many", "medium": "acc_medium", "few": 
 # table columns that are documentation, not something to group results by
 _DOC_COLUMNS = ("method", "preset", "reported", "posthoc", "description")
 
-FLOAT = "%.6g"  # CSV numbers: 0.755, not 0.7549999999999999
+DIGITS = 6  # CSV numbers rounded to 6 decimals: 0.755, not 0.7549999999999999
 _FINISHED = ("done", "skipped", "resumed")
 _NOT_PARAMETERS = ("run_id", "status", "error", "notebook", "run_dir", "seconds", "epochs_done", "seed", "attempt",
                    "job_id", *_DOC_COLUMNS)
@@ -96,7 +96,7 @@ def export_tables(summary: pd.DataFrame, stem: str | os.PathLike, caption: str |
     """Write ``<stem>.csv`` (numbers) and ``<stem>.tex`` (``mean $\\pm$ std`` in %, booktabs); returns the paths."""
     from ...runs import atomic_write_bytes
     stem = Path(stem)
-    csv = atomic_write_bytes(stem.with_suffix(".csv"), summary.to_csv(index=False, float_format=FLOAT).encode())
+    csv = atomic_write_bytes(stem.with_suffix(".csv"), summary.round(DIGITS).to_csv(index=False).encode())
     table = format_table(summary)
     table = table.map(lambda v: v.replace("±", "$\\pm$").replace("_", "\\_").replace("–", "--")
                       if isinstance(v, str) else v)  # "--": a group no class falls in (no accuracy)
@@ -106,7 +106,7 @@ def export_tables(summary: pd.DataFrame, stem: str | os.PathLike, caption: str |
 
 
 def export_runs(df: pd.DataFrame, stem: str | os.PathLike) -> Path:
-    """Write the per-run table of a sweep to ``<stem>_runs.csv`` (numbers to 6 significant digits); its path."""
+    """Write the per-run table of a sweep to ``<stem>_runs.csv`` (numbers to 6 decimals); its path."""
     from ...runs import atomic_write_bytes
     stem = Path(stem)
-    return atomic_write_bytes(stem.with_name(stem.name + "_runs.csv"), df.to_csv(index=False, float_format=FLOAT).encode())
+    return atomic_write_bytes(stem.with_name(stem.name + "_runs.csv"), df.round(DIGITS).to_csv(index=False).encode())
