@@ -1,4 +1,4 @@
-"""The logic under the workbench panel (:mod:`ltlab.workbench`), without widgets: a form's values to RunConfig
+"""The logic under the workbench panel (:mod:`ltlab.viz.workbench`), without widgets: a form's values to RunConfig
 parameters and back, the runs of a workbench folder, labels made of the values that differ from the first run
 (``gcl noise_mul=0.8``), the comparison table, the equivalent command line and preset, and "vary one value".
 """
@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from .space import Space, form_space, get_value, loss_values
+from ..space import Space, form_space, get_value, loss_values
 
 # RunConfig fields compared between runs (beside the loss's hyper-parameters and the sampler's options);
 # execution fields (device, run_dir, progress, ...) never make two runs different
@@ -36,7 +36,7 @@ def form_params(loss: str, values: dict[str, Any], base: dict[str, Any] | None =
 
 
 def _active(loss: str, name: str, values: dict[str, Any]) -> bool:
-    from .space import loss_space
+    from ..space import loss_space
 
     p = next((p for p in loss_space(loss) if p.name == name), None)
     return p is None or p.active(values)
@@ -106,7 +106,7 @@ def read_state(root: str | os.PathLike) -> dict[str, Any]:
 
 
 def write_state(root: str | os.PathLike, state: dict[str, Any]) -> None:
-    from .runs import write_json
+    from ..runs import write_json
 
     Path(root).mkdir(parents=True, exist_ok=True)
     write_json(Path(root) / STATE_FILE, state)
@@ -141,7 +141,7 @@ def comparison_table(run_dirs: Sequence[str | os.PathLike]) -> pd.DataFrame:
 def exported(config: dict[str, Any]) -> dict[str, Any]:
     """The parameters that reproduce a run: its fields that differ from RunConfig's defaults, run-specific ones
     (run_dir, device, progress, ...) left out."""
-    from .config import RunConfig
+    from ..config import RunConfig
 
     defaults = RunConfig.defaults()
     return {k: v for k, v in config.items() if k in defaults and k not in NOT_EXPORTED and v != defaults[k]}
@@ -163,7 +163,7 @@ def write_preset(config: dict[str, Any], path: str | os.PathLike) -> Path:
     """A preset YAML of a run (:func:`exported` fields), readable by ``python -m ltlab train --preset``."""
     import yaml
 
-    from .runs import atomic_write_bytes
+    from ..runs import atomic_write_bytes
 
     text = "# written by the ltlab workbench: " + " ".join(labels([config])) + "\n"
     text += yaml.safe_dump(exported(config), sort_keys=False, default_flow_style=None)
@@ -172,16 +172,16 @@ def write_preset(config: dict[str, Any], path: str | os.PathLike) -> Path:
 
 def notebooks_dir() -> Path:
     """The notebooks (and presets/) of this ltlab's checkout, else of the project home (``LTLAB_HOME``)."""
-    from .runs import project_home
+    from ..runs import project_home
 
-    checkout = Path(__file__).resolve().parent.parent / "notebooks"
+    checkout = Path(__file__).resolve().parents[2] / "notebooks"
     return checkout if checkout.is_dir() else project_home() / "notebooks"
 
 
 # ---------------------------------------------------------------------- vary one value
 def vary_presets(params: dict[str, Any], name: str, values: Sequence[Any]) -> list[dict[str, Any]]:
     """One parameter dict per value of ``name`` (a form name: loss hyper-parameter, sampler option or field)."""
-    from .space import set_value
+    from ..space import set_value
 
     out = []
     for v in values:
@@ -198,7 +198,7 @@ def vary(params: dict[str, Any], name: str, values: Sequence[Any], out_root: str
          parallel: int = 2) -> pd.DataFrame:
     """Run ``params`` once per value of ``name`` through the local sweep executor (01_train, ``parallel``
     processes); the sweep's table with a ``value`` column."""
-    from . import batch
+    from .. import batch
 
     presets = vary_presets({**params, "progress": False}, name, values)
     table = batch.sweep(notebooks_dir() / "01_train.ipynb", presets=presets, parallel=parallel, out_root=out_root)
@@ -210,7 +210,7 @@ def vary_figure(table: pd.DataFrame, name: str):
     """Final overall / many / medium / few accuracy against the varied value (plotly)."""
     import plotly.graph_objects as go
 
-    from .plotstyle import GROUP_COLORS
+    from .style import GROUP_COLORS
 
     fig = go.Figure()
     t = table.sort_values("value")

@@ -1,12 +1,12 @@
 """Plotly figure builders: each takes a run (or runs, a DataFrame, or class counts) and returns a figure.
 
-Saving is a separate call (:func:`ltlab.export.save_figures`). Look and shared checks live in
-:mod:`ltlab.plotstyle`: classes sorted by training count (head left, tail right), many/medium/few
+Saving is a separate call (:func:`ltlab.viz.export.save_figures`). Look and shared checks live in
+:mod:`ltlab.viz.style`: classes sorted by training count (head left, tail right), many/medium/few
 bands, log-scaled count axes, colour-blind safe colours, and a ValueError for runs over different class
 sets drawn together. This module holds the accuracy figures and the schedule figures (pure functions of
 the epoch and the class counts: ``ltlab.schedules`` and the losses' functional maths; no training);
-the gradient-ratio figures (:mod:`ltlab.plot_gradients`), the classifier figures
-(:mod:`ltlab.plot_classifier`) and the figures of saved test outputs and t-SNE (:mod:`ltlab.plot_outputs`)
+the gradient-ratio figures (:mod:`ltlab.viz.plot_gradients`), the classifier figures
+(:mod:`ltlab.viz.plot_classifier`) and the figures of saved test outputs and t-SNE (:mod:`ltlab.viz.plot_outputs`)
 are re-exported here, so ``plotting.<name>`` reaches every builder.
 """
 from __future__ import annotations
@@ -20,22 +20,22 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from . import metrics as _metrics
-from . import schedules
-from .data.longtail import shot_split
-from .losses import functional as LF
+from .. import metrics as _metrics
+from .. import schedules
+from ..data.longtail import shot_split
+from ..losses import functional as LF
+from ..runs import Run, RunFileError
 from .plot_classifier import class_feature_similarity, gala_theta_phi, own_class_cosine, weight_norms  # noqa: F401
 from .plot_gradients import (ALL_STATISTICS, gradient_ratio_by_class, gradient_ratio_curves,  # noqa: F401
                              gradient_ratio_heatmap, gradient_ratio_table, neg_by_group, negative_gradient_sources,
                              sources_missing)
 from .plot_outputs import (ala_adjustment_curves, prediction_counts, separation_table,  # noqa: F401
                            true_class_probability, tsne_scatter)
-from .plotstyle import (_LEGEND_BELOW, CLASS_PALETTE, ClassAxis, GROUP_COLORS, LAYOUT, MAX_CLASSES, PALETTE,  # noqa: F401
-                        RANK_BINS, _count_axis_figure, _count_bars, _epoch_ticks, _group_bands,
-                        _heatmap_height, _log_ticks, _log_y, _order, _per_class_figure, _positive, _probe,
-                        _rank_axis, _runs, _style, check_same_classes, class_axis, class_colors,
-                        class_subset, group_of_classes, run_class_names, run_labels)
-from .runs import Run, RunFileError
+from .style import (_LEGEND_BELOW, CLASS_PALETTE, ClassAxis, GROUP_COLORS, LAYOUT, MAX_CLASSES, PALETTE,  # noqa: F401
+                    RANK_BINS, _count_axis_figure, _count_bars, _epoch_ticks, _group_bands,
+                    _heatmap_height, _log_ticks, _log_y, _order, _per_class_figure, _positive, _probe,
+                    _rank_axis, _runs, _style, check_same_classes, class_axis, class_colors,
+                    class_subset, group_of_classes, run_class_names, run_labels)
 
 
 # ---------------------------------------------------------------------- runs: accuracy
@@ -417,7 +417,7 @@ def synthetic_ghm_cwap_loss(class_counts: Sequence[int], bins: int = 30, alpha: 
     so g spreads over [0, 1]; ``set_epoch`` closes each epoch's histogram as in training. Our
     illustration, seeded by ``seed``; ``loss_params`` (e.g. ``use_weights=False``) go to the loss.
     """
-    from .losses import create_loss
+    from ..losses import create_loss
 
     counts = np.asarray(class_counts)
     loss = create_loss("ghm_cwap", list(counts), bins=bins, alpha=alpha, gamma=gamma, **loss_params).train()
@@ -436,7 +436,7 @@ def synthetic_ghm_cwap_loss(class_counts: Sequence[int], bins: int = 30, alpha: 
 
 def _ghm_cwap_state(source, epoch: int) -> dict[str, Any]:
     """The histogram to draw (``widths``, ``hist`` (C, N)), class counts/names, a label and the loss options."""
-    from .losses import create_loss
+    from ..losses import create_loss
 
     if isinstance(source, (Run, str, os.PathLike)):
         run = _runs(source)[0]

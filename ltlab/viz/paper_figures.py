@@ -16,12 +16,13 @@ from typing import Callable
 
 import numpy as np
 
-from . import features, plotting
-from .config import RESUME_FREE_FIELDS, RunConfig
-from .engine import run as train_run
+from .. import features
+from ..config import RESUME_FREE_FIELDS, RunConfig
+from ..engine import run as train_run
+from ..launch.presets import stage_two_config
+from ..runs import Run, as_run, load_run, runs_root
+from . import plotting
 from .paper_numbers import SEED_METHODS, write_readme  # noqa: F401  (write_readme: re-exported for make figures, 08)
-from .launch.presets import stage_two_config
-from .runs import Run, as_run, load_run, runs_root
 
 EPOCHS = 30
 PROTOCOL = dict(dataset="fashion_mnist_lt", imbalance_factor=100, dataset_params={"n_max": 500},

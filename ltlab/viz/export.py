@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from .runs import project_home
+from ..runs import project_home
 
 FORMATS = ("png", "svg", "pdf")
 _BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
@@ -126,8 +126,9 @@ def demo_figures(run_dir: str | os.PathLike, out_dir: str | os.PathLike = "figur
 
     Test-split features are extracted (and saved in the run directory) when missing. Used by ``make demo``.
     """
-    from . import features, plotting
-    from .runs import load_run
+    from .. import features
+    from . import plotting
+    from ..runs import load_run
 
     run = load_run(run_dir)
     feats = features.run_features(run, "test", extract=True)

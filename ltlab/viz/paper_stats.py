@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data.longtail import shot_split
+from ..data.longtail import shot_split
 
 GROUPS = ("many", "medium", "few")
 

@@ -1,4 +1,4 @@
-"""Shared look and helpers of the figure builders (:mod:`ltlab.plotting` and the modules beside it).
+"""Shared look and helpers of the figure builders (:mod:`ltlab.viz.plotting` and the modules beside it).
 
 Classes are always drawn sorted by training count (head left, tail right); count axes are log-scaled;
 colours are colour-blind safe (Okabe-Ito ``PALETTE`` for runs and groups, Paul Tol's "muted" set for up
@@ -19,8 +19,8 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from .data.longtail import shot_split
-from .runs import Run, RunFileError, as_run
+from ..data.longtail import shot_split
+from ..runs import Run, RunFileError, as_run
 
 # Okabe-Ito, colour-blind safe (runs, groups)
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -118,7 +118,7 @@ def _probe(run: Run, key: str, why: str = "") -> np.ndarray:
         raise RunFileError(f"{run.dir / 'probes.npz'} is missing; it is written by ltlab.run (the 01_train "
                            "notebook) during training: re-run or resume the run")
     if key not in run.probes:
-        from .probes import not_recorded  # why: the probe setting, the class limit, or an older ltlab
+        from ..probes import not_recorded  # why: the probe setting, the class limit, or an older ltlab
         raise RunFileError(f"{run.dir / 'probes.npz'}: {not_recorded(run.probes, key)} (run loss "
                            f"{run.config.get('loss')!r}){why}; available: {sorted(run.probes)}")
     return np.asarray(run.probes[key])

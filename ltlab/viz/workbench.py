@@ -10,7 +10,7 @@ run (``gcl noise_mul=0.8``), per-class accuracy of the selected runs. Selected r
 ``python -m ltlab train`` command and a preset YAML). **Vary** runs a list of values of one hyper-parameter in
 parallel through the local sweep executor and draws the final accuracy against the value. Runs live in
 ``runs/workbench/`` (or ``run_root``); reopening the panel rebuilds the comparison from them.
-Logic without widgets: :mod:`ltlab.tweaks`.
+Logic without widgets: :mod:`ltlab.viz.tweaks`.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..space import Param, form_space, out_of_range
 from . import tweaks
-from .space import Param, form_space, out_of_range
 
 COLORS = ("#000000", "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442")
 GROUPS = (("overall", "acc"), ("many", "acc_many"), ("medium", "acc_medium"), ("few", "acc_few"))
@@ -77,9 +77,9 @@ class Workbench:
                  epochs: int = 5, run_root: str | os.PathLike | None = None, **extra: Any):
         import ipywidgets as w
 
-        from .data import DATASETS
-        from .losses import LOSSES
-        from .runs import runs_root
+        from ..data import DATASETS
+        from ..losses import LOSSES
+        from ..runs import runs_root
 
         self.root = Path(run_root) if run_root else runs_root() / "workbench"
         self.extra = {"progress": False, **extra}
@@ -205,7 +205,7 @@ class Workbench:
         """Fill the form from a preset of notebooks/presets (loss, its hyper-parameters, sampler, DRW, recipe)."""
         if not name or name == "(none)":
             return
-        from .launch.presets import load_preset
+        from ..launch.presets import load_preset
 
         params = load_preset(tweaks.notebooks_dir() / "presets" / name)
         self.set_values({"loss": params["loss"], **tweaks.form_values(params)})
@@ -218,8 +218,8 @@ class Workbench:
 
     def start(self, params: dict[str, Any] | None = None) -> Path | None:
         """Start a run of the form's values (or ``params``) in a background thread; its directory, or None."""
-        from .config import RunConfig
-        from .runs import new_run_id
+        from ..config import RunConfig
+        from ..runs import new_run_id
 
         if self.running:
             self.status.value = "a run is going: stop it first"
@@ -239,7 +239,7 @@ class Workbench:
 
     def continue_run(self, name: str | None = None) -> Path | None:
         """Resume a stopped run (the selected one) from its checkpoint, to its full epochs."""
-        from .config import run_config
+        from ..config import run_config
 
         name = name or (self.selected.value[0] if self.selected.value else None)
         if name is None or self.running:
@@ -261,7 +261,7 @@ class Workbench:
         self._thread.start()
 
     def _train(self, config) -> None:
-        from .engine import run
+        from ..engine import run
 
         try:
             r = run(config, callbacks=[self._on_epoch])
@@ -322,7 +322,7 @@ class Workbench:
     def vary(self, name: str | None = None, values: list | None = None, parallel: int = 2):
         """Run the form once per value of one hyper-parameter (local sweep, ``parallel`` processes) and draw
         the final accuracy against the value; returns the sweep's table."""
-        from .config import parse_value
+        from ..config import parse_value
 
         name = name or self.vary_name.value
         if values is None:
@@ -331,7 +331,7 @@ class Workbench:
             self.status.value = "vary: pick a hyper-parameter and give values, e.g. 0.2, 0.5, 0.8"
             return None
         self.status.value = f"varying {name} over {values} ({parallel} at a time) ..."
-        from .runs import timestamp
+        from ..runs import timestamp
         table = tweaks.vary(self.params(), name, values, self.root / f"vary_{timestamp()}_{name}", parallel)
         fig = tweaks.vary_figure(table, name)
         self._show("vary", fig)
@@ -408,7 +408,7 @@ class Workbench:
         import numpy as np
         import plotly.graph_objects as go
 
-        from .runs import load_run
+        from ..runs import load_run
 
         fig = go.Figure(layout=self.per_class.layout)
         labels = dict(zip(*[self.table(include_hidden=True)[c] for c in ("run", "label")]))
@@ -439,7 +439,7 @@ def _presets() -> list[str]:
 
 
 def _loss_names(loss: str) -> set[str]:
-    from .space import key, loss_space
+    from ..space import key, loss_space
 
     return {key(p) for p in loss_space(loss)}
 

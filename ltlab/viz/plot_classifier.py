@@ -8,9 +8,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .plotstyle import (_LEGEND_BELOW, GROUP_COLORS, MAX_CLASSES, PALETTE, RANK_BINS, _epoch_ticks,
-                        _group_legend, _log_y, _order, _per_class_figure, _positive, _probe, _runs, _style,
-                        class_axis, class_colors, group_of_classes, run_class_names, run_labels)
+from .style import (_LEGEND_BELOW, GROUP_COLORS, MAX_CLASSES, PALETTE, RANK_BINS, _epoch_ticks,
+                    _group_legend, _log_y, _order, _per_class_figure, _positive, _probe, _runs, _style,
+                    class_axis, class_colors, group_of_classes, run_class_names, run_labels)
 
 
 def weight_norms(runs, labels: Sequence[str] | None = None, epoch: int = -1, classes: Sequence[int | str] | None = None,
@@ -52,8 +52,8 @@ def class_feature_similarity(runs, labels: Sequence[str] | None = None,
     missing and ``extract``), class vectors the rows of the trained classifier (:func:`own_class_cosine`).
     Above ``max_classes`` classes: ``bins`` rank bins (mean, 25-75 % band); ``classes`` draws those only.
     """
-    from .build import rebuild_model
-    from .features import run_features
+    from ..build import rebuild_model
+    from ..features import run_features
 
     runs, names, counts, axis, cls, fig = _per_class_figure(runs, labels, "class_feature_similarity", classes,
                                                             max_classes, bins)

@@ -9,11 +9,11 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from . import posthoc
-from .plotstyle import (_LEGEND_BELOW, CLASS_PALETTE, GROUP_COLORS, MAX_CLASSES, PALETTE, RANK_BINS,
-                        _check_axis_args, _epoch_ticks, _per_class_figure, _probe, _runs, _style,
-                        check_same_classes, class_colors, class_subset, group_of_classes, run_labels)
-from .posthoc import scaled_test_logits
+from .. import posthoc
+from ..posthoc import scaled_test_logits
+from .style import (_LEGEND_BELOW, CLASS_PALETTE, GROUP_COLORS, MAX_CLASSES, PALETTE, RANK_BINS,
+                    _check_axis_args, _epoch_ticks, _per_class_figure, _probe, _runs, _style,
+                    check_same_classes, class_colors, class_subset, group_of_classes, run_labels)
 
 GROUPS = ("many", "medium", "few")
 FLOAT32_ABOVE = 10_000_000  # _probabilities: float32 above this many test logits (memory at 1,000+ classes)

@@ -19,12 +19,12 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .probes import MATRIX_MAX_CLASSES, matrix_at
-from .plotstyle import (_LEGEND_BELOW, MAX_CLASSES, PALETTE, RANK_BINS, _check_axis_args, _group_legend,
-                        _heatmap_height, _log_ticks, _log_y, _order, _positive, _probe, _runs, _style,
-                        check_same_classes, class_axis, class_colors, class_subset, group_of_classes,
-                        run_class_names, run_labels)
-from .runs import Run, RunFileError
+from ..probes import MATRIX_MAX_CLASSES, matrix_at
+from ..runs import Run, RunFileError
+from .style import (_LEGEND_BELOW, MAX_CLASSES, PALETTE, RANK_BINS, _check_axis_args, _group_legend,
+                    _heatmap_height, _log_ticks, _log_y, _order, _positive, _probe, _runs, _style,
+                    check_same_classes, class_axis, class_colors, class_subset, group_of_classes,
+                    run_class_names, run_labels)
 
 # statistic -> (key suffix in probes.npz, panel title with {e} = the 1-based epoch; two lines, so four panels
 # side by side keep their titles apart at 1000 px)
@@ -45,7 +45,7 @@ def _has(run: Run, statistic: str) -> bool:
 def _why(run: Run, statistic: str) -> str:
     """Why ``run`` lacks ``statistic``: the probe setting, or a run written before ltlab recorded it
     (:func:`ltlab.probes.not_recorded`); a new run is never told it is old."""
-    from .probes import not_recorded
+    from ..probes import not_recorded
     key = "grad_ratio" + STATISTICS[statistic][0]
     return not_recorded(run.probes, key) or f"{key} holds no finite value"
 

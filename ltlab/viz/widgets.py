@@ -5,13 +5,13 @@
   many/medium/few numbers update live (no retraining). :class:`PosthocEvaluator` composes the
   estimators of :mod:`ltlab.posthoc`, so the panel shows what the post-hoc steps compute.
 - :func:`schedule_explorer`: GLAG alpha(T) / beta, ALA DF / QF, GCL cloud widths and DRW weights
-  redrawn from hyper-parameter sliders (the :mod:`ltlab.plotting` figures: :func:`schedule_figure`).
+  redrawn from hyper-parameter sliders (the :mod:`ltlab.viz.plotting` figures: :func:`schedule_figure`).
 - :func:`training_panel`: start a short run from widgets; loss and per-group accuracy curves update
   every epoch from a background thread; Stop ends the run cleanly after its checkpoint.
 
 Every panel builds and runs headless (papermill, no front end): widgets then only hold state.
 The file is longer than our usual ~200 lines because the three panels share one small toolkit
-(LIB decision: one ``ltlab.widgets`` module).
+(LIB decision: one ``ltlab.viz.widgets`` module).
 """
 from __future__ import annotations
 
@@ -23,18 +23,18 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from .build import rebuild_model
-from .data.longtail import longtail_counts
-from .metrics import shot_accuracy
-from .posthoc import TauNormalizer, classifier_weight, scaled_test_logits, split_inputs
-from .runs import as_run, new_run_id
-from .workbench import workbench_panel  # noqa: F401 - the tweak-and-compare panel (ltlab/workbench.py)
+from ..build import rebuild_model
+from ..data.longtail import longtail_counts
+from ..metrics import shot_accuracy
+from ..posthoc import TauNormalizer, classifier_weight, scaled_test_logits, split_inputs
+from ..runs import as_run, new_run_id
+from .workbench import workbench_panel  # noqa: F401 - the tweak-and-compare panel (ltlab/viz/workbench.py)
 
 if TYPE_CHECKING:
     import ipywidgets
 
-    from .config import RunConfig
-    from .runs import Run
+    from ..config import RunConfig
+    from ..runs import Run
 
 GROUPS = ("many", "medium", "few")
 GROUP_COLORS = {"many": "#0072B2", "medium": "#E69F00", "few": "#D55E00"}  # Okabe-Ito, as plotting.py
@@ -243,7 +243,7 @@ def posthoc_panel(run: Run | str | os.PathLike, features: Literal["auto", "extra
     import ipywidgets as w
     import plotly.graph_objects as go
 
-    from .plotstyle import class_axis, group_of_classes
+    from .style import class_axis, group_of_classes
 
     ev, note = load_evaluator(run, features)
     counts = ev.class_counts
@@ -323,7 +323,7 @@ def _glag_beta_figure(counts, p: dict):
 
 
 def _schedule_builders() -> dict:
-    """Method -> ``(class counts, slider values) -> figure``: the :mod:`ltlab.plotting` builder that draws it."""
+    """Method -> ``(class counts, slider values) -> figure``: the :mod:`ltlab.viz.plotting` builder that draws it."""
     from . import plotting
     return {"glag_alpha": lambda counts, p: plotting.glag_schedule(p["epochs"], p["s"], p["c"]),
             "glag_beta": _glag_beta_figure,
@@ -337,7 +337,7 @@ def schedule_figure(method: Literal["glag_alpha", "glag_beta", "ala", "gcl", "dr
                     imbalance_factor: float = 100.0, epochs: int = 200, s: float = 1.0, c: float = 2.0,
                     beta0: float = 0.6, step: float = 0.05, qf: Literal["paper", "code"] = "paper",
                     noise_mul: float = 0.5, drw_start: int = 160, cb_beta: float = 0.9999):
-    """The :mod:`ltlab.plotting` figure of one method's moving quantities, on the class counts
+    """The :mod:`ltlab.viz.plotting` figure of one method's moving quantities, on the class counts
     ``longtail_counts(500, num_classes, imbalance_factor)``: ``glag_schedule`` (GLAG Eq. 4, s and c), with the
     beta of ``synthetic_glag_beta`` for "glag_beta" (LIB rule, beta0 0.6, step 0.05), ``ala_factors`` (ALA
     Eq. 6-7, ``qf``), ``gcl_cloud_widths`` (GCL Eq. 9-11, ``noise_mul`` 0.5 = official CIFAR code) and
@@ -432,8 +432,8 @@ class TrainingPanel:
         import ipywidgets as w
         import plotly.graph_objects as go
 
-        from .data import DATASETS
-        from .losses import LOSSES
+        from ..data import DATASETS
+        from ..losses import LOSSES
         st, lay = {"description_width": "120px"}, w.Layout(width="420px")
         self.dataset = w.Dropdown(options=sorted(DATASETS), value=dataset, description="dataset", style=st, layout=lay)
         self.imbalance_factor = w.FloatLogSlider(imbalance_factor, base=10, min=0, max=3, step=0.05,
@@ -466,8 +466,8 @@ class TrainingPanel:
 
     def config(self) -> RunConfig:
         """The RunConfig the widgets describe (ValueError naming the bad field)."""
-        from .config import RunConfig
-        from .runs import runs_root
+        from ..config import RunConfig
+        from ..runs import runs_root
         params = dict(dataset=self.dataset.value, imbalance_factor=float(self.imbalance_factor.value),
                       loss=self.loss.value, lr=float(self.lr.value), epochs=int(self.epochs.value), **self.extra)
         return RunConfig(**params, run_dir=str(Path(self.run_root or runs_root()) / new_run_id(params, "panel_")))
@@ -511,7 +511,7 @@ class TrainingPanel:
         return self.run
 
     def _train(self, cfg) -> None:
-        from .engine import run
+        from ..engine import run
         try:
             self.run = run(cfg, callbacks=[self._on_epoch])
             ended = "stopped" if len(self.run.metrics) < cfg.epochs else "finished"
