@@ -1,0 +1,12 @@
+"""Moved to :mod:`ltlab.viz.tweaks`; this path warns once and is removed in ltlab 0.3.
+
+The old name is the very same module object as the new one, so monkeypatching either path patches both."""
+import importlib
+import sys
+import warnings
+
+warnings.warn(
+    "ltlab.tweaks moved to ltlab.viz.tweaks; the old path is removed in ltlab 0.3",
+    DeprecationWarning, stacklevel=2)
+
+sys.modules[__name__] = importlib.import_module("ltlab.viz.tweaks")
