@@ -229,8 +229,8 @@ def test_outputs_follow_evaluations_and_an_interruption(tmp_path):
 def test_many_classes_keep_per_class_ratios_without_the_matrix(tmp_path):
     """Above probes.MATRIX_MAX_CLASSES (ImageNet-LT, iNaturalist) a run records pos/neg/ratio per class but
     not the C x C matrix (8 MB and 530 MB per evaluation), and the heatmap says why."""
-    from ltlab.viz.plotting import gradient_ratio_heatmap
     from ltlab.probes import MATRIX_MAX_CLASSES
+    from ltlab.viz.plotting import gradient_ratio_heatmap
     c = MATRIX_MAX_CLASSES + 4
     run = ltlab.run(dataset="synthetic_lt", dataset_params={"num_classes": c, "n_max": 4, "n_test_per_class": 1},
                     imbalance_factor=4, model="convnet_small", model_params={"width": 4}, epochs=1, batch_size=128,
