@@ -35,7 +35,7 @@ system-deps:
 demo: $(STAMP) system-deps
 	rm -rf runs/demo
 	$(BIN)/python -m ltlab run notebooks/01_train.ipynb -p progress False -p run_dir runs/demo --quiet
-	$(BIN)/python -c "from ltlab.export import demo_figures; ps = demo_figures('runs/demo', 'figures/demo'); print('demo figures:', *ps, sep='\n  ')"
+	$(BIN)/python -c "from ltlab.viz.export import demo_figures; ps = demo_figures('runs/demo', 'figures/demo'); print('demo figures:', *ps, sep='\n  ')"
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -50,7 +50,7 @@ test-fast: $(STAMP)
 screenshots: $(STAMP) system-deps
 	LTLAB_SCREENSHOTS=figures $(BIN)/python -m pytest -q -m browser tests/test_browser.py $(PYTEST_ARGS)
 
-# the committed figures/ and figures/README.md (ltlab.paper_figures: 12 small CPU runs on Fashion-MNIST-LT IF 100,
+# the committed figures/ and figures/README.md (ltlab.viz.paper_figures: 12 small CPU runs on Fashion-MNIST-LT IF 100,
 # head capped at 500 images (11 methods and GLAG's AFG stage two), trained once into runs/figures/: about an hour
 # on the shared 2-core machine, then about 4 minutes with the runs reused)
 figures: $(STAMP) system-deps

@@ -9,7 +9,7 @@ Each ltlab path is timed next to its reference in the same process (same data, s
     batch 128, inference mode) vs a plain ``torch.utils.data.DataLoader`` loop over per-image float
     tensors (batch 128, ``torch.no_grad``), both through an eval-mode ResNet-32 (10 classes); target
     < 8 s for ltlab. Outputs of the two paths are compared.
-  * one update of the post-hoc panel (``ltlab.widgets.PosthocEvaluator``: logit adjustment then PN
+  * one update of the post-hoc panel (``ltlab.viz.widgets.PosthocEvaluator``: logit adjustment then PN
     re-balancing on 10,000 x 100 logits, the ``ltlab.posthoc`` estimators) vs the bare numpy softmax
     re-balancing it has to do at least; target < 50 ms (a slider that follows the mouse).
   * papermill execution of the analysis notebooks 03 (per-class accuracy) and 04 (gradient ratios) on an
@@ -126,7 +126,7 @@ def bench_extract(n: int, repeats: int) -> list[tuple]:
 
 def bench_posthoc(repeats: int, num_samples: int = 10_000, num_classes: int = 100) -> list[tuple]:
     from ltlab.data import longtail_counts
-    from ltlab.widgets import PosthocEvaluator
+    from ltlab.viz.widgets import PosthocEvaluator
     rng = np.random.default_rng(0)
     counts = longtail_counts(500, num_classes, 100)
     z = rng.normal(size=(num_samples, num_classes)) * 3
@@ -221,7 +221,7 @@ def _load_times(d: Path, repeats: int = 3) -> tuple[float, float]:
     return t_today, t_now
 
 
-BUILDERS = {  # notebook -> builder names in ltlab.plotting (as they are on this branch)
+BUILDERS = {  # notebook -> builder names in ltlab.viz.plotting (as they are on this branch)
     "03": ["per_class_accuracy_bar", "per_class_accuracy_curve", "accuracy_over_epochs", "confusion_matrix",
            "prediction_counts", "true_class_probability"],
     "04": ["gradient_ratio_by_class", "gradient_ratio_table", "gradient_ratio_curves", "negative_gradient_sources",
@@ -235,7 +235,7 @@ def _builder_child(d: str, name: str, gb: float, conn) -> None:
         vm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmSize")) * 1024
         cap = vm + int(gb * 2 ** 30)
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-        import ltlab.plotting as plotting
+        import ltlab.viz.plotting as plotting
         from ltlab.runs import load_run
         run = load_run(d)
         t0 = time.perf_counter()
@@ -253,7 +253,7 @@ def _builder_times(d: Path, gb: float, timeout: float) -> list[tuple[str, float,
     import multiprocessing as mp
     import plotly.graph_objects as go
 
-    import ltlab.plotting as plotting
+    import ltlab.viz.plotting as plotting
     go.Figure(go.Bar(y=[1])).to_json()  # plotly's validators built once, before the children fork
     ctx = mp.get_context("fork")
     rows = []
@@ -273,7 +273,7 @@ def _builder_times(d: Path, gb: float, timeout: float) -> list[tuple[str, float,
 
 def _posthoc_times(repeats: int, m: int = 50_000, c: int = 1_000) -> list[tuple[str, float]]:
     from ltlab.data import longtail_counts
-    from ltlab.widgets import PosthocEvaluator
+    from ltlab.viz.widgets import PosthocEvaluator
     rng = np.random.default_rng(0)
     counts = np.asarray(longtail_counts(1280, c, 256))
     z32 = (rng.normal(size=(m, c)) * 3).astype(np.float32)

@@ -76,7 +76,7 @@ def _prepare(tmp: Path) -> tuple[Path, Path]:
     from papermill.parameterize import parameterize_notebook
 
     import ltlab
-    from ltlab import paper_figures
+    from ltlab.viz import paper_figures
 
     home, root = tmp / "home", tmp / "lab"
     root.mkdir()

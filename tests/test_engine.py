@@ -208,7 +208,7 @@ def test_outputs_follow_evaluations_and_an_interruption(tmp_path):
     hist = torch.load(run.checkpoint_path, weights_only=False)["history"]
     assert isinstance(hist["test_labels"], torch.Tensor)  # tensors: torch.save is ~8x faster than numpy pickles
     assert "test_logits" not in hist and hist["test_logits_epoch"] == 4  # stored once: per_class.npz (issue 23)
-    from ltlab.plotting import gradient_ratio_heatmap
+    from ltlab.viz.plotting import gradient_ratio_heatmap
     assert "epoch 4" in gradient_ratio_heatmap(run, epoch=3).layout.title.text
     with pytest.raises(ValueError, match=r"evaluated epochs only \(\[1, 3, 4\]\)"):
         gradient_ratio_heatmap(run, epoch=2)
@@ -229,8 +229,8 @@ def test_outputs_follow_evaluations_and_an_interruption(tmp_path):
 def test_many_classes_keep_per_class_ratios_without_the_matrix(tmp_path):
     """Above probes.MATRIX_MAX_CLASSES (ImageNet-LT, iNaturalist) a run records pos/neg/ratio per class but
     not the C x C matrix (8 MB and 530 MB per evaluation), and the heatmap says why."""
-    from ltlab.plotting import gradient_ratio_heatmap
     from ltlab.probes import MATRIX_MAX_CLASSES
+    from ltlab.viz.plotting import gradient_ratio_heatmap
     c = MATRIX_MAX_CLASSES + 4
     run = ltlab.run(dataset="synthetic_lt", dataset_params={"num_classes": c, "n_max": 4, "n_test_per_class": 1},
                     imbalance_factor=4, model="convnet_small", model_params={"width": 4}, epochs=1, batch_size=128,

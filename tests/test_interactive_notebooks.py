@@ -15,8 +15,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.subprocess]  # trains, then papermil
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
-    """One-epoch digits runs of every method ltlab.paper_figures draws (08), CE reused by 06."""
-    from ltlab import paper_figures
+    """One-epoch digits runs of every method ltlab.viz.paper_figures draws (08), CE reused by 06."""
+    from ltlab.viz import paper_figures
 
     root = tmp_path_factory.mktemp("tiny_runs")
     runs = paper_figures.train(1, root, log=lambda _: None, afg_epochs=2,
@@ -83,7 +83,7 @@ def test_paper_figures_notebook(tmp_path, tiny_runs):
 
 
 def paper_figures_stems() -> list[str]:
-    from ltlab.paper_numbers import FIGURES
+    from ltlab.viz.paper_numbers import FIGURES
     return list(FIGURES)
 
 
@@ -91,7 +91,7 @@ def test_paper_figure_runs_are_reused_only_with_the_same_full_config(tiny_runs, 
     """A figure run is reused only when every result-relevant field matches, defaults included: a config that
     leaves lr to the default must not reuse a run trained at another lr (the GLAG stage-two run relied on
     RunConfig's old defaults and would have been passed off as the same run after they changed)."""
-    from ltlab import paper_figures
+    from ltlab.viz import paper_figures
     from ltlab.runs import load_run
 
     ce = load_run(tiny_runs["CE"])

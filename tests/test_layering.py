@@ -1,5 +1,6 @@
-"""The layers of ltlab: the base (RunConfig and the registries) imports nothing above it, and no ltlab module
-imports itself through others (issue 24)."""
+"""The layers of ltlab: the base (RunConfig and the registries) imports nothing above it, no ltlab module
+imports itself through others (issue 24), and the figure package ltlab.viz is on top, with ltlab.launch: nothing
+in the base, run-file or engine layers imports it; its old top-level paths only warn and point at it."""
 from __future__ import annotations
 
 import ast
@@ -14,9 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ltlab"
 
 # what building a RunConfig must not load: training, stages, run files, launching and figures
+# (ltlab.plotting, ltlab.plot_*, ltlab.plotstyle, ltlab.widgets, ltlab.export, ltlab.paper_*, ltlab.workbench and
+# ltlab.tweaks are the deprecated paths of ltlab.viz modules: see MOVED_TO_VIZ)
 ABOVE_THE_BASE = ("ltlab.engine", "ltlab.stages", "ltlab.runs", "ltlab.launch", "ltlab.cli", "ltlab.batch",
                   "ltlab.sweeps", "ltlab.notebook_runner", "ltlab.plotting", "ltlab.plot_", "ltlab.plotstyle",
-                  "ltlab.widgets", "ltlab.export", "ltlab.paper_", "ltlab.build", "ltlab.features", "ltlab.viz",
+                  "ltlab.widgets", "ltlab.export", "ltlab.paper_", "ltlab.workbench", "ltlab.tweaks",
+                  "ltlab.build", "ltlab.features", "ltlab.viz",
                   "ltlab.posthoc.steps", "ltlab.presets", "ltlab.probes", "ltlab.distributed", "ltlab.loggers")
 
 
@@ -39,7 +43,8 @@ def test_runconfig_imports_nothing_above_the_base():
 
 def test_above_the_base_matches_the_issue_list():
     for name in ("ltlab.engine.trainer", "ltlab.stages", "ltlab.runs", "ltlab.launch.cli", "ltlab.launch.sweep.run",
-                 "ltlab.plot_outputs", "ltlab.paper_figures", "ltlab.plotstyle"):
+                 "ltlab.plot_outputs", "ltlab.paper_figures", "ltlab.plotstyle", "ltlab.viz", "ltlab.viz.plotting",
+                 "ltlab.viz.style", "ltlab.viz.paper_stats", "ltlab.workbench", "ltlab.tweaks"):
         assert _above(name), name
     for name in ("ltlab.config", "ltlab.data.samplers", "ltlab.models", "ltlab.losses.gcl", "ltlab.posthoc.estimators"):
         assert not _above(name), name
@@ -145,6 +150,98 @@ def test_no_import_cycles_in_ltlab():
     assert len(graph) > 60 and graph["ltlab.engine.trainer"] >= {"ltlab.stages", "ltlab.config"}
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+# ---------------------------------------------------------------------- ltlab.viz on top
+# The layers below the top, by the modules (or packages) they are made of. ltlab.viz (figures, export, widgets,
+# the paper figures) and ltlab.launch (CLI, sweeps, notebook runs) are the top: they may import any layer, and
+# only they (and the deprecated shims at the figure modules' old paths) may import ltlab.viz.
+BASE = ("ltlab.config", "ltlab.stage_options", "ltlab.losses", "ltlab.models", "ltlab.data", "ltlab.schedules",
+        "ltlab.metrics", "ltlab.space", "ltlab.methods_ref", "ltlab.posthoc.estimators", "ltlab.posthoc.functional",
+        "ltlab.safe_io")
+RUN_FILES = ("ltlab.runs",)
+ENGINE = ("ltlab.engine", "ltlab.stages", "ltlab.build", "ltlab.features", "ltlab.probes", "ltlab.posthoc",
+          "ltlab.distributed", "ltlab.loggers", "ltlab.progress")
+TOP = ("ltlab.viz", "ltlab.launch")
+# old path -> new module (each old path is a shim: warns once, then is the new module itself)
+MOVED_TO_VIZ = {"plotting": "plotting", "plot_classifier": "plot_classifier", "plot_gradients": "plot_gradients",
+                "plot_outputs": "plot_outputs", "plotstyle": "style", "export": "export", "widgets": "widgets",
+                "workbench": "workbench", "tweaks": "tweaks", "paper_figures": "paper_figures",
+                "paper_numbers": "paper_numbers", "paper_stats": "paper_stats"}
+
+
+def _in(module: str, layer: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in layer)
+
+
+def test_only_the_top_imports_ltlab_viz():
+    graph = import_graph(_modules())
+    shims = {f"ltlab.{old}" for old in MOVED_TO_VIZ}
+    for layer in (BASE, RUN_FILES, ENGINE, TOP):  # every layer names modules that exist
+        assert all(any(_in(m, (p,)) for m in graph) for p in layer), layer
+    below = [m for m in graph if _in(m, BASE + RUN_FILES + ENGINE)]
+    assert "ltlab.config" in below and "ltlab.runs" in below and "ltlab.engine.trainer" in below
+    offenders = {m: sorted(t for t in graph[m] if _in(t, ("ltlab.viz",)))
+                 for m in graph if not _in(m, TOP) and m not in shims}
+    assert {m: t for m, t in offenders.items() if t} == {}
+    # the shims load their module by name at run time (no static edge): each is only that
+    for old, new in MOVED_TO_VIZ.items():
+        assert f"ltlab.viz.{new}" in graph and graph[f"ltlab.{old}"] == set(), old
+        assert f'importlib.import_module("ltlab.viz.{new}")' in (PACKAGE / f"{old}.py").read_text()
+
+
+@pytest.mark.subprocess
+def test_importing_ltlab_viz_loads_none_of_its_modules():
+    code = ("import json, sys; import ltlab.viz; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('ltlab', 'plotly', 'torch', 'ipywidgets')))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["ltlab", "ltlab.viz"]
+
+
+@pytest.mark.subprocess
+def test_the_old_figure_paths_warn_once_and_are_the_viz_modules():
+    code = ("import json, warnings, importlib\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import ltlab.plotting\n"
+            "    import ltlab.plotting\n"  # the second import finds the module cached: no second warning
+            "    from ltlab import plotting\n"
+            "import ltlab.viz.plotting\n"
+            "out = {'first': [[c.category.__name__, str(c.message), c.filename] for c in caught],\n"
+            "       'same': ltlab.plotting is ltlab.viz.plotting and plotting is ltlab.viz.plotting}\n"
+            f"for old, new in {MOVED_TO_VIZ!r}.items():\n"
+            "    with warnings.catch_warnings(record=True) as caught:\n"
+            "        warnings.simplefilter('always')\n"
+            "        module = importlib.import_module('ltlab.' + old)\n"
+            "    out[old] = [[c.category.__name__, str(c.message)] for c in caught if 'moved to' in str(c.message)]\n"
+            "    out[old + ' is'] = module is importlib.import_module('ltlab.viz.' + new)\n"
+            "print(json.dumps(out))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["first"] == [["DeprecationWarning", "ltlab.plotting moved to ltlab.viz.plotting; the old path is "
+                                "removed in ltlab 0.3", "<string>"]]
+    assert out["same"] is True and out["plotting"] == []
+    for old, new in MOVED_TO_VIZ.items():
+        if old != "plotting":  # (already imported above: cached, so no second warning)
+            assert out[old] == [["DeprecationWarning", f"ltlab.{old} moved to ltlab.viz.{new}; the old path is "
+                                 "removed in ltlab 0.3"]], old
+        assert out[old + " is"] is True, old
+
+
+def test_monkeypatching_the_old_path_patches_the_new_module(monkeypatch):
+    import importlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old = importlib.import_module("ltlab.export")
+    from ltlab.viz import export
+    assert old is export
+    monkeypatch.setattr(old, "slug", lambda name: "patched")
+    assert export.slug("x") == "patched"
 
 
 # ---------------------------------------------------------------------- stage options as plain data

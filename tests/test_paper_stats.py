@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ltlab import paper_stats as S
+from ltlab.viz import paper_stats as S
 
 # 2 many (> 100), 1 medium, 2 few (< 20)
 COUNTS = [500, 150, 50, 10, 5]

@@ -1,4 +1,4 @@
-"""Figure builders (ltlab.plotting) on tiny runs, rebuilt values, class-set checks, and static export."""
+"""Figure builders (ltlab.viz.plotting) on tiny runs, rebuilt values, class-set checks, and static export."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,8 +10,8 @@ import plotly.graph_objects as go
 import pytest
 
 import ltlab
-from ltlab import plotting
-from ltlab.export import find_chromium, save_figures, slug
+from ltlab.viz import plotting
+from ltlab.viz.export import find_chromium, save_figures, slug
 from ltlab.features import tsne
 from ltlab.runs import RunFileError
 
@@ -162,7 +162,7 @@ def test_export_png_svg_pdf(runs, tmp_path):
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium for kaleido: apt-get install chromium")
 @pytest.mark.subprocess
 def test_demo_figures_extracts_missing_features(runs, tmp_path):
-    from ltlab.export import demo_figures
+    from ltlab.viz.export import demo_figures
 
     run = runs["gala"]
     assert not (run.dir / "features_test.npz").exists()

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from ltlab import plotting
+from ltlab.viz import plotting
 from ltlab.runs import RunFileError
 
 

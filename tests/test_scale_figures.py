@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import ltlab
-from ltlab import plot_gradients, plotting, widgets
-from ltlab.plotstyle import class_axis, group_of_classes
+from ltlab.viz import plot_gradients, plotting, widgets
+from ltlab.viz.style import class_axis, group_of_classes
 from ltlab.runs import load_run, write_npz
 
 NB = Path(__file__).resolve().parent.parent / "notebooks"

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import ltlab
-from ltlab import features, plotting, posthoc
+from ltlab import features, posthoc
+from ltlab.viz import plotting
 from ltlab.build import rebuild_model
 from ltlab.config import RunConfig, run_config
 from ltlab.data import get_dataset

@@ -20,7 +20,8 @@ import torch
 
 import ltlab
 from fakes import make_fake_cifar
-from ltlab import posthoc, widgets
+from ltlab import posthoc
+from ltlab.viz import widgets
 from ltlab.data import get_dataset
 from ltlab.features import load_run_model, run_features
 from ltlab.launch.presets import stage_two_config

@@ -1,4 +1,4 @@
-"""ltlab.widgets: post-hoc maths against the formulas, schedule curves, and the panels built headless."""
+"""ltlab.viz.widgets: post-hoc maths against the formulas, schedule curves, and the panels built headless."""
 from __future__ import annotations
 
 import time
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from ltlab import posthoc, widgets
+from ltlab import posthoc
+from ltlab.viz import widgets
 from ltlab.data import longtail_counts
 from ltlab.runs import load_run, write_npz
 
@@ -79,7 +80,7 @@ def test_evaluator_rejects_mismatched_shapes():
 
 # ---------------------------------------------------------------------- schedules
 def test_schedule_explorer_draws_the_plotting_figures():
-    """The explorer shows ltlab.plotting's figure of the method for its slider values (the builders are checked
+    """The explorer shows ltlab.viz.plotting's figure of the method for its slider values (the builders are checked
     against the formulas in test_plotting.py); each method shows its own sliders."""
     ex = widgets.schedule_explorer(num_classes=8)
     counts = longtail_counts(500, 8, 100)
@@ -102,7 +103,7 @@ def test_schedule_explorer_draws_the_plotting_figures():
 
 
 def test_mean_abs_clamped_normal_against_sampling():
-    from ltlab.plotting import _mean_abs_clamped_normal
+    from ltlab.viz.plotting import _mean_abs_clamped_normal
     eps = torch.randn(2_000_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64) / 3
     assert _mean_abs_clamped_normal(1 / 3) == pytest.approx(eps.clamp(-1, 1).abs().mean().item(), abs=1e-3)
     assert _mean_abs_clamped_normal(10.0) == pytest.approx(1.0, abs=0.1)  # almost always clamped

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ltlab import RunConfig
-from ltlab import tweaks
+from ltlab.viz import tweaks
 from ltlab.losses import LOSSES
 from ltlab.space import form_space
 
@@ -21,7 +21,7 @@ TINY = {"dataset": "digits_lt", "imbalance_factor": 10, "batch_size": 128, "devi
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 def test_the_form_of_every_loss_builds_a_valid_runconfig(loss, tmp_path):
-    from ltlab.workbench import Workbench
+    from ltlab.viz.workbench import Workbench
 
     wb = Workbench(loss="ce", run_root=tmp_path)
     wb.loss.value = loss  # rebuilds the form
@@ -36,7 +36,7 @@ def test_the_form_of_every_loss_builds_a_valid_runconfig(loss, tmp_path):
 
 
 def test_form_values_round_trip_and_out_of_range_note(tmp_path):
-    from ltlab.workbench import Workbench
+    from ltlab.viz.workbench import Workbench
 
     wb = Workbench(loss="gcl", run_root=tmp_path, epochs=3)
     wb._widgets["noise_mul"].value = 0.8
@@ -91,7 +91,7 @@ def test_comparison_table_export_and_state_on_fake_runs(tmp_path):
     preset = tweaks.write_preset(config, tmp_path / "presets" / "r2.yaml")
     assert RunConfig(**load_preset(preset)).fingerprint() == rebuilt.fingerprint()
     tweaks.write_state(tmp_path, {"hidden": ["r1"]})
-    from ltlab.workbench import Workbench
+    from ltlab.viz.workbench import Workbench
     wb = Workbench(run_root=tmp_path)  # reopened: the comparison is rebuilt from the run directories
     assert list(wb.table().run) == ["r2"] and list(wb.table(include_hidden=True).run) == ["r1", "r2"]
     assert len(wb.curves.data) == 4  # one visible run x overall / many / medium / few
@@ -118,7 +118,7 @@ def test_vary_presets_and_figure():
 
 @pytest.mark.slow
 def test_panel_headless_start_two_runs_stop_and_continue(tmp_path, one_thread):
-    from ltlab.workbench import Workbench
+    from ltlab.viz.workbench import Workbench
 
     wb = Workbench(loss="gcl", run_root=tmp_path, epochs=3, **{k: v for k, v in TINY.items()
                                                                if k not in ("dataset", "imbalance_factor")})
@@ -168,7 +168,7 @@ def test_tuning_notebook_runs_headless(tmp_path, monkeypatch):
 
 def test_a_preset_fills_the_form(tmp_path):
     from ltlab.launch.presets import load_preset
-    from ltlab.workbench import Workbench
+    from ltlab.viz.workbench import Workbench
 
     wb = Workbench(loss="ce", run_root=tmp_path)
     name = next(n for n in wb.preset.options if n.startswith("ldam"))

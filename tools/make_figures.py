@@ -1,4 +1,4 @@
-"""Regenerate the committed paper figures in figures/ (``make figures``): the code is ``ltlab.paper_figures``.
+"""Regenerate the committed paper figures in figures/ (``make figures``): the code is ``ltlab.viz.paper_figures``.
 
     .venv/bin/python tools/make_figures.py [--epochs 30] [--out figures]
 
@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ltlab import paper_figures
+from ltlab.viz import paper_figures
 
 
 def main() -> None:

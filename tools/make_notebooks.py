@@ -81,7 +81,7 @@ TRAIN = [
            "to `runs/<run_id>/`, the only thing the analysis notebooks read."),
     ("code", parameters_cell(), "parameters"),
     ("code", '''import ltlab
-from ltlab import plotting
+from ltlab.viz import plotting
 
 config = ltlab.RunConfig.from_namespace(globals())
 config'''),

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 import ltlab
-from ltlab import features, plotting
-from ltlab.export import resolve_out_dir, save_figures
+from ltlab import features
+from ltlab.viz import plotting
+from ltlab.viz.export import resolve_out_dir, save_figures
 from ltlab.runs import atomic_write_bytes
 
 CONFIG = dict(dataset="synthetic_lt", dataset_params={"num_classes": 1000, "n_max": 200, "n_test_per_class": 10,

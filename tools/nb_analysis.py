@@ -6,8 +6,8 @@ _EXPORT = '''formats = ["png", "svg", "pdf"] # static formats written when expor
 export = False                  # write static figures (kaleido + Chromium)'''
 
 _LOAD = '''import ltlab
-from ltlab import plotting
-from ltlab.export import save_figures, slug
+from ltlab.viz import plotting
+from ltlab.viz.export import save_figures, slug
 
 runs = ltlab.load_runs(run_dirs)  # [] : the newest run under runs/ (after `make demo`: runs/demo)
 names = plotting.run_labels(runs, labels)
@@ -210,9 +210,9 @@ seed = 0                        # synthetic illustrations
 output_dir = "exports/schedules"  # relative to the project root (exports/ is git-ignored)
 ''' + _EXPORT, "parameters"),
     ("code", '''import ltlab
-from ltlab import plotting
+from ltlab.viz import plotting
 from ltlab.data import longtail_counts
-from ltlab.export import save_figures, slug
+from ltlab.viz.export import save_figures, slug
 
 class_counts = longtail_counts(n_max, num_classes, imbalance_factor, profile)
 print("class counts:", class_counts)

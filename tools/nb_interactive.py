@@ -18,7 +18,7 @@ device = "auto"         # auto | cpu | cuda''', "parameters"),
     ("code", '''import tempfile
 
 import ltlab
-from ltlab import widgets
+from ltlab.viz import widgets
 
 if run_dir is None:
     run_dir = tempfile.mkdtemp(prefix="ltlab-06-") + "/tiny_digits"
@@ -92,12 +92,12 @@ paths'''),
 FIGURES = [
     ("md", "# Paper figures\n\nRegenerates every figure in `figures/` (PNG, SVG and PDF) and `figures/README.md` "
            "with the numbers a reader should see, with the same library code as `make figures` "
-           "(`ltlab.paper_figures`): gradient ratios under each statistic (GALA Fig. 1), weight norms, feature "
+           "(`ltlab.viz.paper_figures`): gradient ratios under each statistic (GALA Fig. 1), weight norms, feature "
            "similarity, predictions with and without PN (GALA Fig. 2), ALA's probabilities and factors (ALA "
            "Figs. 2-4), GLAG's alpha forms and beta (GLAG Fig. 3), t-SNE of GLAG stage one and of CE vs GCL "
            "(GLAG Fig. 4, GCL Figs. 1/3), per-class accuracy, GHM-CWAP bins and the schedules. Point `run_dirs` at "
            "your runs, or leave it `None` to train (or reuse) the Fashion-MNIST-LT runs under `runs/figures/`."),
-    ("code", '''run_dirs = None                  # {legend: run directory}, legends as in ltlab.paper_figures.METHODS and AFG;
+    ("code", '''run_dirs = None                  # {legend: run directory}, legends as in ltlab.viz.paper_figures.METHODS and AFG;
                                  # None means train or reuse runs/figures/ (Fashion-MNIST-LT, IF 100, n_max 500)
 epochs = 30                      # epochs of those runs when they are trained here (~30 min on 2 CPU cores)
 output_dir = "figures"           # relative paths are taken from the project root
@@ -105,8 +105,8 @@ formats = ["png", "svg", "pdf"]  # static formats written for every figure
 max_points = 3000                # t-SNE subset per panel''', "parameters"),
     ("code", '''import pandas as pd
 
-from ltlab import paper_figures
-from ltlab.export import resolve_out_dir
+from ltlab.viz import paper_figures
+from ltlab.viz.export import resolve_out_dir
 
 runs = paper_figures.train(epochs) if run_dirs is None else paper_figures.check_runs(run_dirs)
 pd.DataFrame([{"method": label, "run": r.dir.name, **r.summary()} for label, r in runs.items()]).round(4)'''),

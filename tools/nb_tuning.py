@@ -29,7 +29,7 @@ objective = "overall"      # overall | many | medium | few, or a weighted mix of
 pruner = "median"          # median | hyperband | none
 workers = 1                # processes sharing the study
 out_root = None            # the study file and trial run directories; None means runs/search''', "parameters"),
-    ("code", '''from ltlab import widgets
+    ("code", '''from ltlab.viz import widgets
 
 bench = widgets.workbench_panel(loss=loss, dataset=dataset, imbalance_factor=imbalance_factor, epochs=epochs,
                                 run_root=run_root, device=device)

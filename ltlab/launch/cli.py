@@ -88,7 +88,7 @@ def export_folder(notebook: str | Path, params: dict) -> Path:
     against the current folder), else the notebook's default, relative to the project folder."""
     import papermill as pm
 
-    from ..export import resolve_out_dir
+    from ..viz.export import resolve_out_dir
     given = params.get("output_dir")
     if given is None:
         given = (pm.inspect_notebook(str(notebook)).get("output_dir") or {}).get("default", "exports")

@@ -9,7 +9,7 @@
 The maths and the estimators belong to the base layer (RunConfig reads ``POSTHOC``); the steps read run
 directories and rebuild models, so :mod:`.steps` is imported on first use of one of its names
 (``ltlab.posthoc.posthoc_on_run`` works as before) and importing this package loads no run or model code.
-The stages' post-hoc steps, the post-hoc panel of :mod:`ltlab.widgets` and the notebooks all go through
+The stages' post-hoc steps, the post-hoc panel of :mod:`ltlab.viz.widgets` and the notebooks all go through
 these, so they give the same numbers for the same run and tau.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 estimators of :mod:`ltlab.posthoc.estimators`, scored overall and many/medium/few.
 
 :func:`posthoc_on_run` is the one step every method goes through (the post-hoc panel of
-:mod:`ltlab.widgets` reads its inputs with the same functions); :func:`pn_accuracy`,
+:mod:`ltlab.viz.widgets` reads its inputs with the same functions); :func:`pn_accuracy`,
 :func:`logit_adjust_accuracy` and :func:`tau_normalization` name its usual settings and
 :func:`apply_posthoc` runs the step a run's ``posthoc`` config names (``posthoc_<method>.json``).
 """
