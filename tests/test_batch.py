@@ -144,8 +144,8 @@ def test_interrupted_sweep_completes_only_missing_runs_and_reports_failures(tmp_
     said = capsys.readouterr().out.splitlines()  # issue 29: the sweep talks, one line per finished run
     assert said[0] == f"sweep: 3 run(s), 1 already finished (skipped); running 2, 2 at a time into {out}"
     lines = sorted(said[1:3])
-    assert re.match(r"\[\d/2\] failed +lr=1e\+30 seed=2, \d+ s  \(.*loss became NaN/inf.*\)  \(elapsed \d:\d\d", lines[0])
-    assert re.match(r"\[\d/2\] resumed +lr=0.1 seed=1, \d+ s  overall \d+\.\d  many \d+\.\d  medium \d+\.\d  few "
+    assert re.match(r"\[\d/2\] failed +seed=2 lr=1e\+30, \d+ s  \(.*loss became NaN/inf.*\)  \(elapsed \d:\d\d", lines[0])
+    assert re.match(r"\[\d/2\] resumed +seed=1, \d+ s  overall \d+\.\d  many \d+\.\d  medium \d+\.\d  few "
                     r"\d+\.\d  \(elapsed \d:\d\d", lines[1]), lines[1]
     assert "left)" in said[1] and "left)" not in said[2]  # the first to finish estimates the time left
     assert list(second.run_id[:2]) == list(first.run_id)  # the same directories are found again

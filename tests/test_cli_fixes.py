@@ -196,15 +196,17 @@ def test_run_checks_parameters_against_that_notebook(capsys):
 @pytest.mark.slow
 def test_failing_notebook_keeps_its_copy_and_prints_one_line(tmp_path, monkeypatch, capfd):
     """Row 8 and 13: 05 raising inside the kernel -> exit 1, one `ltlab: error:` line naming the kept executed
-    notebook; --quiet hides papermill's and ipykernel's log lines."""
+    notebook, then the rest of the notebook's own message indented (issue 29: the runs there are, as the
+    notebook shows them); no papermill or ipykernel log lines, no traceback."""
     monkeypatch.setenv("LTLAB_HOME", str(tmp_path))
-    rc = main(["run", str(ROOT / "notebooks/05_schedules.ipynb"), "-p", "beta_run_dir", str(tmp_path / "nope"),
-               "--quiet"])
+    rc = main(["run", str(ROOT / "notebooks/05_schedules.ipynb"), "-p", "beta_run_dir", str(tmp_path / "nope")])
     assert rc == 1
     err = capfd.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("ltlab: error: notebook 05_schedules.ipynb failed: "
-                                                   "RunNotFoundError"), err
+    assert lines[0].startswith("ltlab: error: notebook 05_schedules.ipynb failed: RunNotFoundError"), err
+    assert lines[1:] == ["  There are no runs under " + str(tmp_path / "runs") + ": make one with `make demo`, the "
+                         "01_train notebook, or `python -m ltlab run notebooks/01_train.ipynb -p epochs 5`."], err
+    assert "Traceback" not in err and "WARNING" not in err
     kept = Path(lines[0].rsplit(" is ", 1)[1])
     assert kept.is_file() and kept.parent == tmp_path / "runs/notebooks"
     assert "RunNotFoundError" in kept.read_text()
