@@ -9,6 +9,11 @@ import pytest
 import torch  # noqa: F401 - imported before any test: its first import starts a process (the marker check below
 #               would refuse it inside a test that happens to import torch first)
 
+import os  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs two pytest workers on 2 cores: one torch thread each
+    torch.set_num_threads(1)              # (two threads each would oversubscribe the cores)
+
 sys.path.insert(0, str(Path(__file__).parent))  # `from fakes import ...` works with or without tests/__init__.py
 from fakes import make_fake_cifar  # noqa: E402
 

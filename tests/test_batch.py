@@ -95,8 +95,8 @@ def test_progress_lines_count_and_estimate():
     lines = buf.getvalue().splitlines()
     assert lines[0] == "sweep: 5 run(s), 2 already finished (skipped); running 3, 2 at a time into runs/x"
     assert lines[1] == ("[1/3] done        loss=ce seed=0, 30 s  overall 50.0  many 75.0  medium 50.0  few 12.5  "
-                        "(elapsed 0:30, about 1:00 left)")
-    assert lines[2].startswith("[2/3] failed      loss=gcl seed=0  (ValueError: bad)  (elapsed 0:30, about 0:15 left)")
+                        "(elapsed 0:30, about 0:30 left)")  # 2 runs left at 29.6 s, 2 at a time
+    assert lines[2].startswith("[2/3] failed      loss=gcl seed=0  (ValueError: bad)  (elapsed 0:30, about 0:30 left)")
     assert clock(3725) == "1:02:05" and clock(59.6) == "1:00"
     quiet = Progress(1, 1, [], stream=buf, enabled=False)
     quiet.start(0, "x")

@@ -36,6 +36,7 @@ class Progress:
         self.total, self.to_run, self.varying, self.parallel = total, to_run, varying, max(1, parallel)
         self.stream, self.enabled = stream, enabled
         self.finished = 0
+        self.durations: list[float] = []
         self.t0 = time.perf_counter()
         self._lock = threading.Lock()
 
@@ -55,12 +56,18 @@ class Progress:
             self.finished += 1
             elapsed = time.perf_counter() - self.t0
             left = self.to_run - self.finished
-            eta = f", about {clock(elapsed / self.finished * left)} left" if left else ""
+            secs = result.get("seconds")
+            if isinstance(secs, (int, float)):
+                self.durations.append(float(secs))
+            # the runs left at the mean run time so far, ``parallel`` at a time (the elapsed time per finished run
+            # when no run said how long it took)
+            per_run = sum(self.durations) / len(self.durations) if self.durations else elapsed / self.finished * \
+                self.parallel
+            eta = f", about {clock(per_run * left / min(self.parallel, left))} left" if left else ""
             status = result.get("status", "?")
             shown = "  ".join(f"{k} {100 * numbers[k]:.1f}" for k in _SHOWN
                               if isinstance(numbers.get(k), float) and numbers[k] == numbers[k])
             name = label(spec.get("row", {}), self.varying) or spec["run_id"]
-            secs = result.get("seconds")
             took = f", {secs:.0f} s" if isinstance(secs, (int, float)) else ""
             parts = [f"[{self.finished}/{self.to_run}] {status:<10}", name + took, shown,
                      f"({str(result.get('error', ''))[:160]})" if status == "failed" and result.get("error") else "",
