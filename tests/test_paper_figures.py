@@ -273,3 +273,15 @@ def test_gala_fig1a_text_is_the_measurements(monkeypatch):
     assert f"spans {span:.2f} logits (lambda1 = 1)" in text
     assert "[-0.16, +0.10]" in text and "stays near its initial norm" in text
     assert "GALA (no bias) 2.83" in text and "bias absorbs" not in text and "take up" in text
+
+
+def test_ghm_fig2_says_which_part_of_the_claim_fails(monkeypatch):
+    monkeypatch.setattr(PN, "_train_g_hist", lambda run: np.zeros((5, 5)))
+    widths = np.full((1, 5, 2), 0.5)
+    few_hold_most = np.array([[10, 0], [10, 0], [10, 0], [50, 50], [50, 50]], float)
+    ghm = SimpleNamespace(class_counts=COUNTS, probes={"bin_widths": widths, "bin_counts": few_hold_most[None]})
+    text = PN.ghm_distribution_numbers({"GHM-CWAP": ghm})
+    assert "does not appear" in text and "hold only 9% of the samples" in text
+    hard_tail = np.array([[400, 0], [100, 0], [50, 0], [0, 30], [0, 20]], float)
+    ghm.probes["bin_counts"] = hard_tail[None]
+    assert "larger share than the many-shot classes of some g bin" in PN.ghm_distribution_numbers({"GHM-CWAP": ghm})

@@ -443,9 +443,10 @@ def _g_short_text(name: str, hist: np.ndarray, counts, edges=G_EDGES, split: flo
     low = np.asarray(edges[:-1]) < split
     sh = g_group_shares(np.stack([hist[:, low].sum(1), hist[:, ~low].sum(1)], axis=1), counts)
     few = hist[group_of_classes(np.asarray(counts)) == "few"]
-    return (f"{name}: many-shot {sh['total']['many']:.0%} of all samples and {sh['per_bin']['many'][0]:.0%} of those "
-            f"below g = {split:g}, {few[:, ~low].sum() / max(few.sum(), 1e-12):.0%} of the few-shot samples at "
-            f"g >= {split:g}")
+    below = (f"{sh['per_bin']['many'][0]:.0%} of those below g = {split:g}" if sh["samples"][0] > 0 else
+             f"no sample below g = {split:g}")
+    return (f"{name}: many-shot {sh['total']['many']:.0%} of all samples and {below}, "
+            f"{few[:, ~low].sum() / max(few.sum(), 1e-12):.0%} of the few-shot samples at g >= {split:g}")
 
 
 def ghm_distribution_numbers(runs: dict[str, Run]) -> str:
@@ -463,11 +464,16 @@ def ghm_distribution_numbers(runs: dict[str, Run]) -> str:
         text += "; the trained models on the training images (the picture depends on the run drawn): " + \
             "; ".join(others)
     full = sh["samples"] > 0
-    shows = sh["total"]["many"] >= 0.5 and bool((sh["per_bin"]["many"][full] >= sh["per_bin"]["few"][full]).all())
-    return text + "." + _picture(shows, "the many-shot classes hold most of the distribution and outnumber the "
-                                 "few-shot classes in every g bin, so the tail is submerged in the head's samples"
-                                 if shows else "the head does not outnumber the tail in every g bin of the "
-                                 "distribution")
+    most = sh["total"]["many"] >= 0.5
+    every = bool((sh["per_bin"]["many"][full] >= sh["per_bin"]["few"][full]).all())
+    if most and every:
+        why = ("the many-shot classes hold most of the distribution and at least the few-shot classes' share of "
+               "every g bin, so the tail is submerged in the head's samples")
+    elif not most:
+        why = f"the many-shot classes hold only {sh['total']['many']:.0%} of the samples, not most of them"
+    else:
+        why = "the few-shot classes hold a larger share than the many-shot classes of some g bin"
+    return text + "." + _picture(most and every, why)
 
 
 def class_spread_numbers(runs: dict[str, Run], split: str = "train") -> str:

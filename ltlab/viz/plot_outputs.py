@@ -1,6 +1,6 @@
-"""Figures of what a trained model outputs: t-SNE of its features (GCL Figs. 1/3, GLAG Fig. 4), test predictions
-per class with and without PN (GALA Fig. 2), the sorted true-class probability per group (ALA Fig. 3),
-and ALA's adjustment factors over training (ALA Fig. 4)."""
+"""Figures of what a trained model outputs: t-SNE of its features (GCL Fig. 3, GLAG Fig. 4), the per-class spread
+of its features by training count (GCL Fig. 1), test predictions per class with and without PN (GALA Fig. 2), the
+sorted true-class probability per group (ALA Fig. 3), and ALA's adjustment factors over training (ALA Fig. 4)."""
 from __future__ import annotations
 
 from typing import Literal, Sequence
