@@ -7,6 +7,13 @@ capped at 500 images (``dataset_params={"n_max": 500}``: 500 299 179 107 64 38 2
 cosine with 1 warm-up epoch, wd 5e-4, seed 0, evaluation every 5 epochs; DRW from epoch 24 where a
 method uses it; GLAG stage two: 40 AFG generation epochs on the GraLoss run. The runs are small, so
 the figures show the shapes the papers argue with, not their numbers.
+
+Runs (issue 27): ``METHODS`` (softmax EQL, the form GALA paper 003 compares with; ALA with DRW and without, the
+latter OpenLT's ImageNet-LT recipe for ALA Fig. 4; GALA with and without a classifier bias for GALA Fig. 1(a)),
+the runs behind a verdict that rests on a small difference again at ``EXTRA_SEEDS`` (ALA Fig. 3(a): LDAM-DRW and
+ALA-DRW at seeds 1 and 2, directories ``<name>_s<seed>``), then GLAG's stage two: 18 runs. A finished run is
+reused unless the training code changed since the commit it was trained at (:mod:`.paper_commits`);
+``figures/README.md`` names that commit.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 from .. import posthoc
 from ..posthoc import scaled_test_logits
 from .style import (_LEGEND_BELOW, CLASS_PALETTE, GROUP_COLORS, MAX_CLASSES, PALETTE, RANK_BINS,
-                    _check_axis_args, _epoch_ticks, _per_class_figure, _probe, _runs, _style,
+                    _check_axis_args, _epoch_ticks, _log_ticks, _per_class_figure, _probe, _runs, _style,
                     check_same_classes, class_colors, class_subset, group_of_classes, run_labels)
 
 GROUPS = ("many", "medium", "few")
@@ -282,6 +282,7 @@ def class_spread_by_count(runs, labels: Sequence[str] | None = None, split: Lite
            "spread of a class: RMS distance of its features to their class mean; global: the same over all "
            "samples" + (" (L2-normalised features)" if normalize else ""), legend=_LEGEND_BELOW,
            margin=dict(l=70, r=20, t=70, b=60))
-    fig.update_xaxes(title="training images of the class (log)", type="log")
+    fig.update_xaxes(title="training images of the class (log)", type="log",
+                     **_log_ticks(float(counts.max()), float(counts.min())))
     fig.update_yaxes(title="class spread / global spread", rangemode="tozero")
     return fig
