@@ -285,3 +285,8 @@ def test_ghm_fig2_says_which_part_of_the_claim_fails(monkeypatch):
     hard_tail = np.array([[400, 0], [100, 0], [50, 0], [0, 30], [0, 20]], float)
     ghm.probes["bin_counts"] = hard_tail[None]
     assert "larger share than the many-shot classes of some g bin" in PN.ghm_distribution_numbers({"GHM-CWAP": ghm})
+
+
+def test_ala_fig4_without_an_epoch_before_drw_says_so():
+    text = PN.ala_df_numbers(_ala_run(_df(2, None), 0))
+    assert "no epoch before it" in text and "does not appear on these runs: the run has no epoch before DRW" in text

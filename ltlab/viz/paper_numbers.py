@@ -278,9 +278,12 @@ def ala_df_numbers(run: Run, no_drw: Run | None = None) -> str:
                                      "epoch" if st["few_above_many"] else "the few group's DF falls below the many "
                                      "group's at some epochs without any DRW")
     after = ~before
-    text += (f". Before DRW (epochs 1-{n_before}): the few group's DF is above the many group's at "
-             f"{int(round(st['share'] * n_before)) if n_before else 0} of {n_before} epochs (few {_f(_mean(few[before]))}, "
-             f"many {_f(_mean(many[before]))} on average)")
+    if n_before:
+        text += (f". Before DRW (epochs 1-{n_before}): the few group's DF is above the many group's at "
+                 f"{int(round(st['share'] * n_before))} of {n_before} epochs (few {_f(_mean(few[before]))}, many "
+                 f"{_f(_mean(many[before]))} on average)")
+    else:
+        text += ". DRW is on from the first epoch: no epoch before it to judge the claim by"
     below_after = bool(after.any() and (few[after] < many[after]).any())
     if after.any():
         first = int(np.argmax(after))
@@ -303,6 +306,8 @@ def ala_df_numbers(run: Run, no_drw: Run | None = None) -> str:
                 why += (", and without DRW it stays above over the same epochs: the cause is the re-weighting (it "
                         "raises the few classes' loss weight, so their training images are fitted harder), not the "
                         "end of training")
+    elif not n_before:
+        why = "the run has no epoch before DRW switches on"
     else:
         why = "the few group's DF is not above the many group's at every epoch before DRW switches on"
     return text + "." + _picture(st["few_above_many"], why)
