@@ -67,9 +67,11 @@ def test_training_code_changed_reads_git_diff(monkeypatch):
     fake = _git_answer(0)
     monkeypatch.setattr(paper_commits, "_git", fake)
     assert PF.training_code_changed("abc123") == (False, "training code unchanged since abc123")
-    assert fake.calls[0][:3] == ("diff", "--quiet", "abc123") and "ltlab/losses" in fake.calls[0]
+    assert fake.calls[0][:5] == ("diff", "--quiet", "abc123", "HEAD", "--") and "ltlab/losses" in fake.calls[0]
+    assert fake.calls[1][:4] == ("diff", "--quiet", "HEAD", "--")  # uncommitted edits: noted, not compared
     monkeypatch.setattr(paper_commits, "_git", _git_answer(1))
-    assert PF.training_code_changed("abc123")[0] is True
+    assert PF.training_code_changed("abc123") == (
+        True, "training code changed since abc123; uncommitted edits to the training code are not checked")
     monkeypatch.setattr(paper_commits, "_git", _git_answer(128, "fatal: bad revision 'abc123'"))
     changed, why = PF.training_code_changed("abc123")
     assert changed is None and "bad revision" in why
@@ -125,7 +127,8 @@ def test_a_run_is_retrained_when_the_training_code_changed(held_run, monkeypatch
     log = []
     run = PF._train_one("ALA (DRW)", held_run.cfg, log.append)
     assert fake.calls[0][2] == "c0ffee"  # compared with the commit the run was trained at
-    assert log[0] == f"{'ALA (DRW)':16s} retrained: training code changed since c0ffee ({held_run.dir})"
+    assert log[0] == (f"{'ALA (DRW)':16s} retrained: training code changed since c0ffee; uncommitted edits to the "
+                      f"training code are not checked ({held_run.dir})")
     assert len(held_run.trained) == 1 and held_run.trained[0][1] is False  # from scratch, not resumed
     assert not (held_run.dir / "checkpoint.pt").exists()
     # config.json without a commit (a git worktree): train stamps the commit and run_commit reads it back
@@ -290,3 +293,17 @@ def test_ghm_fig2_says_which_part_of_the_claim_fails(monkeypatch):
 def test_ala_fig4_without_an_epoch_before_drw_says_so():
     text = PN.ala_df_numbers(_ala_run(_df(2, None), 0))
     assert "no epoch before it" in text and "does not appear on these runs: the run has no epoch before DRW" in text
+
+
+def test_a_run_is_reused_with_a_note_while_training_code_edits_are_uncommitted(held_run, monkeypatch):
+    answers = iter([0, 1])  # commit..HEAD unchanged; HEAD..working tree has edits
+
+    def fake(*args):
+        return subprocess.CompletedProcess(["git", *args], next(answers), "", "")
+
+    monkeypatch.setattr(paper_commits, "_git", fake)
+    log = []
+    PF._train_one("ALA (DRW)", held_run.cfg, log.append)
+    assert held_run.trained == []
+    assert log == [f"{'ALA (DRW)':16s} reused {held_run.dir} (training code unchanged since c0ffee; uncommitted "
+                   "edits to the training code are not checked)"]

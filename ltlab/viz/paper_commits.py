@@ -42,18 +42,25 @@ def run_commit(run: Run) -> str | None:
 
 
 def training_code_changed(commit: str | None) -> tuple[bool | None, str]:
-    """Whether the training code (``TRAINING_CODE``) differs between ``commit`` and the working tree
-    (``git diff --quiet <commit> -- <paths>``, uncommitted edits included): ``(True | False, why)``, or
-    ``(None, why)`` when that cannot be told (no commit recorded, no git, a commit git does not know)."""
+    """Whether the committed training code (``TRAINING_CODE``) differs between ``commit`` and ``HEAD``
+    (``git diff --quiet <commit> HEAD -- <paths>``): ``(True | False, why)``, or ``(None, why)`` when that cannot
+    be told (no commit recorded, no git, a commit git does not know).
+
+    Committed changes only: a run records the commit it was trained at, not uncommitted edits, so comparing with
+    the working tree would retrain on every call while an edit is uncommitted; ``why`` says when the training code
+    has uncommitted edits (``git diff --quiet HEAD -- <paths>``), which the check cannot see.
+    """
     if not commit:
         return None, "no commit recorded with the run"
-    out = _git("diff", "--quiet", commit, "--", *TRAINING_CODE)
+    out = _git("diff", "--quiet", commit, "HEAD", "--", *TRAINING_CODE)
     if out is None:
         return None, "git is not available"
-    if out.returncode == 0:
-        return False, f"training code unchanged since {commit[:10]}"
-    if out.returncode == 1:
-        return True, f"training code changed since {commit[:10]}"
+    if out.returncode in (0, 1):
+        dirty = _git("diff", "--quiet", "HEAD", "--", *TRAINING_CODE)
+        note = "; uncommitted edits to the training code are not checked" if dirty is not None and \
+            dirty.returncode == 1 else ""
+        return out.returncode == 1, (f"training code {'changed' if out.returncode else 'unchanged'} since "
+                                     f"{commit[:10]}{note}")
     err = out.stderr.strip().splitlines()
     return None, f"git cannot compare with {commit[:10]} ({err[-1] if err else 'exit ' + str(out.returncode)})"
 

@@ -118,8 +118,9 @@ def _train_one(label: str, cfg: dict, log: Callable[[str], None], check_code: bo
         if held is not None and len(held.metrics) and int(held.metrics.epoch.iloc[-1]) == cfg["epochs"] - 1:
             changed, why = training_code_changed(run_commit(held)) if check_code else (False, "not checked")
             if not changed:
-                log(f"{label:16s} reused {d}" + ("" if changed is False else f" ({why}: cannot tell whether the "
-                                                 "training code changed)"))
+                log(f"{label:16s} reused {d}" + ("" if changed is False and "uncommitted" not in why else
+                                                 f" ({why})" if changed is False else
+                                                 f" ({why}: cannot tell whether the training code changed)"))
                 return held
             log(f"{label:16s} retrained: {why} ({d})")
             shutil.rmtree(d)
