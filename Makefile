@@ -50,9 +50,10 @@ test-fast: $(STAMP)
 screenshots: $(STAMP) system-deps
 	LTLAB_SCREENSHOTS=figures $(BIN)/python -m pytest -q -m browser tests/test_browser.py $(PYTEST_ARGS)
 
-# the committed figures/ and figures/README.md (ltlab.viz.paper_figures: 12 small CPU runs on Fashion-MNIST-LT IF 100,
-# head capped at 500 images (11 methods and GLAG's AFG stage two), trained once into runs/figures/: about an hour
-# on the shared 2-core machine, then about 4 minutes with the runs reused)
+# the committed figures/ and figures/README.md (ltlab.viz.paper_figures: 18 small CPU runs on Fashion-MNIST-LT IF 100,
+# head capped at 500 images (13 methods, LDAM-DRW and ALA-DRW at two more seeds, GLAG's AFG stage two), trained once
+# into runs/figures/ and trained again when the training code changed since a run's commit: about 1.5 hours on the
+# shared 2-core machine, then about 4 minutes with the runs reused)
 figures: $(STAMP) system-deps
 	$(BIN)/python tools/make_figures.py --out figures
 

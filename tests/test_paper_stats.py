@@ -64,3 +64,22 @@ def test_seed_summary_and_bad_shapes():
         S.group_series(np.zeros((3, 4)), COUNTS)
     with pytest.raises(ValueError, match="hist must be"):
         S.g_group_shares(np.zeros(5), COUNTS)
+
+
+def test_g_histogram_counts_one_minus_p_true_per_class_and_bin():
+    rng = np.random.default_rng(2)
+    z = rng.normal(0, 3, (200, 5))
+    y = rng.integers(0, 5, 200)
+    edges = (0.0, 0.3, 0.6, 1.0)
+    got = S.g_histogram(z, y, 6, edges)
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    g = 1 - p[np.arange(200), y]
+    for c in range(5):
+        want, _ = np.histogram(g[y == c], bins=edges)  # numpy closes the last bin at 1 too
+        assert got[c].tolist() == want.tolist()
+    assert got[5].sum() == 0 and got.sum() == 200
+    # a confident sample sits in the first bin, a hopeless one (g = 1) in the last
+    sure = S.g_histogram(np.array([[50.0, 0.0], [0.0, 800.0]]), np.array([0, 0]), 2, edges)
+    assert sure[0].tolist() == [1, 0, 1]
+    with pytest.raises(ValueError, match="logits must be"):
+        S.g_histogram(np.zeros(3), np.zeros(3), 2)

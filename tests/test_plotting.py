@@ -1,6 +1,7 @@
 """Figure builders (ltlab.viz.plotting) on tiny runs, rebuilt values, class-set checks, and static export."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import shutil
@@ -358,3 +359,34 @@ def test_load_runs_defaults_to_the_newest(runs, tmp_path, monkeypatch):
     assert ltlab.load_runs(root=root, loss="ala", missing_ok=True) == []
     with pytest.raises(ValueError, match="(?s)no loss='ala' runs under .*newest first: sweep/gala, ce.*make demo"):
         ltlab.load_runs(root=root, loss="ala")
+
+
+def test_ala_adjustment_curves_mark_the_drw_switch(runs):
+    """ALA Fig. 4 is judged before DRW: a run with drw_start gets a dashed line at its first DRW epoch."""
+    ala = runs["ala"]
+    assert not [s for s in plotting.ala_adjustment_curves(ala).layout.shapes if s.type == "line"]
+    drw = copy.copy(ala)  # the shared run keeps its config
+    drw.config = {**ala.config, "drw_start": 1}
+    fig = plotting.ala_adjustment_curves(drw)
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert len(lines) == 3 and all(s.x0 == 1.5 and s.line.dash == "dash" and s.line.width > 0 for s in lines)
+    assert any(a.text == "DRW on (epoch 2)" for a in fig.layout.annotations)
+    assert "judged before it" in fig.layout.title.subtitle.text
+
+
+def test_class_spread_by_count_is_the_paper_stats_spread(runs):
+    """GCL Fig. 1: spread / global spread per class against the training count, a trace per run, log x."""
+    from ltlab.features import run_features
+    from ltlab.viz.paper_stats import class_spread, rarest_over_head
+
+    ce, gala = runs["ce"], runs["gala"]
+    fig = plotting.class_spread_by_count([ce, gala], ["CE", "GALA"])
+    counts = np.asarray(ce.class_counts)
+    order = np.argsort(-counts, kind="stable")
+    f = run_features(ce, "train")
+    want = class_spread(f["features"], f["labels"], len(counts))
+    assert len(fig.data) == 2 and fig.layout.xaxis.type == "log"
+    np.testing.assert_array_equal(fig.data[0].x, counts[order])
+    np.testing.assert_allclose(np.asarray(fig.data[0].y, float), want[order], rtol=1e-12)
+    assert fig.data[0].name == f"CE (rarest / head {rarest_over_head(want, counts):.2f})"
+    assert "spread" in fig.layout.title.text.lower() and "training count" in fig.layout.title.text

@@ -95,7 +95,7 @@ FIGURES = [
            "(`ltlab.viz.paper_figures`): gradient ratios under each statistic (GALA Fig. 1), weight norms, feature "
            "similarity, predictions with and without PN (GALA Fig. 2), ALA's probabilities and factors (ALA "
            "Figs. 2-4), GLAG's alpha forms and beta (GLAG Fig. 3), t-SNE of GLAG stage one and of CE vs GCL "
-           "(GLAG Fig. 4, GCL Figs. 1/3), per-class accuracy, GHM-CWAP bins and the schedules. Point `run_dirs` at "
+           "(GLAG Fig. 4, GCL Fig. 3), per-class feature spread of CE and GCL (GCL Fig. 1), per-class accuracy, GHM-CWAP bins and the schedules. Point `run_dirs` at "
            "your runs, or leave it `None` to train (or reuse) the Fashion-MNIST-LT runs under `runs/figures/`."),
     ("code", '''run_dirs = None                  # {legend: run directory}, legends as in ltlab.viz.paper_figures.METHODS and AFG;
                                  # None means train or reuse runs/figures/ (Fashion-MNIST-LT, IF 100, n_max 500)

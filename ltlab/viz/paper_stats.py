@@ -80,6 +80,23 @@ def g_group_shares(hist: np.ndarray, class_counts: Sequence[int]) -> dict:
     return {"total": out_total, "per_bin": out_bin, "samples": per_bin}
 
 
+def g_histogram(logits: np.ndarray, labels: np.ndarray, num_classes: int,
+                edges: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)) -> np.ndarray:
+    """GHM-CWAP's gradient norm ``g = 1 - p_y`` (softmax of ``logits`` (N, C)) counted per class and g bin:
+    (C, K) for the K bins of ``edges`` (the last bin closed at 1), the input :func:`g_group_shares` takes."""
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    if z.ndim != 2 or y.shape != (len(z),):
+        raise ValueError(f"logits must be (N, C) and labels (N,), got {z.shape} and {y.shape}")
+    p = np.exp(z - z.max(1, keepdims=True))
+    g = 1.0 - (p / p.sum(1, keepdims=True))[np.arange(len(y)), y]
+    e = np.asarray(edges, dtype=np.float64)
+    k = np.clip(np.searchsorted(e, g, side="right") - 1, 0, len(e) - 2)
+    out = np.zeros((num_classes, len(e) - 1))
+    np.add.at(out, (y, k), 1.0)
+    return out
+
+
 def class_spread(features: np.ndarray, labels: np.ndarray, num_classes: int, normalize: bool = False) -> np.ndarray:
     """Per-class spread over the global spread (C,): ``sqrt(mean_{i in c} ||f_i - mu_c||^2)`` divided by
     ``sqrt(mean_i ||f_i - mu||^2)`` (mu_c the class mean, mu the global mean); ``normalize`` L2-normalises the

@@ -1,6 +1,6 @@
-"""Figures of what a trained model outputs: t-SNE of its features (GCL Figs. 1/3, GLAG Fig. 4), test predictions
-per class with and without PN (GALA Fig. 2), the sorted true-class probability per group (ALA Fig. 3),
-and ALA's adjustment factors over training (ALA Fig. 4)."""
+"""Figures of what a trained model outputs: t-SNE of its features (GCL Fig. 3, GLAG Fig. 4), the per-class spread
+of its features by training count (GCL Fig. 1), test predictions per class with and without PN (GALA Fig. 2), the
+sorted true-class probability per group (ALA Fig. 3), and ALA's adjustment factors over training (ALA Fig. 4)."""
 from __future__ import annotations
 
 from typing import Literal, Sequence
@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 from .. import posthoc
 from ..posthoc import scaled_test_logits
 from .style import (_LEGEND_BELOW, CLASS_PALETTE, GROUP_COLORS, MAX_CLASSES, PALETTE, RANK_BINS,
-                    _check_axis_args, _epoch_ticks, _per_class_figure, _probe, _runs, _style,
+                    _check_axis_args, _epoch_ticks, _log_ticks, _per_class_figure, _probe, _runs, _style,
                     check_same_classes, class_colors, class_subset, group_of_classes, run_labels)
 
 GROUPS = ("many", "medium", "few")
@@ -223,7 +223,9 @@ def ala_adjustment_curves(run) -> go.Figure:
     """ALA's difficulty factor DF, quantity factor QF and their product averaged per many / medium / few
     group over epochs (ALA paper 002, Fig. 4). DF per class is the epoch mean over the class's training
     samples (``probes.npz`` ``difficulty_factor``), QF the constant of Eq. 7; each group averages its
-    classes. Needs a ``loss="ala"`` run."""
+    classes. Needs a ``loss="ala"`` run. A run with DRW (``drw_start``) gets a dashed vertical line at the
+    first epoch trained under the DRW weights: the re-weighting changes the loss DF is measured under, so the
+    paper's claim (the few group's DF above the many group's) is judged over the epochs before it."""
     run = _runs(run)[0]
     why = "; DF and QF are recorded for loss='ala' runs"
     df, qf = _probe(run, "difficulty_factor", why), _probe(run, "quantity_factor", why)
@@ -237,8 +239,50 @@ def ala_adjustment_curves(run) -> go.Figure:
             fig.add_scatter(x=x, y=np.nanmean(values[:, group == g], axis=1), mode="lines+markers", name=g,
                             legendgroup=g, showlegend=k == 0, line=dict(color=GROUP_COLORS[g], width=2.5),
                             marker=dict(size=5), row=1, col=k + 1)
-    _style(fig, f"ALA adjustment per group over training ({run_labels([run])[0]})", legend=dict(title="group"),
+    drw = run.config.get("drw_start")
+    note = ""
+    if drw is not None and 0 <= int(drw) < len(df):
+        for k in range(3):  # epoch drw_start (0-based) is epoch drw_start + 1 on this 1-based axis
+            fig.add_vline(x=int(drw) + 0.5, line=dict(color="#555555", dash="dash", width=1.5), row=1, col=k + 1,
+                          annotation_text=f"DRW on (epoch {int(drw) + 1})" if k == 0 else "DRW on",
+                          annotation_position="top left", annotation_font=dict(size=11, color="#555555"))
+        note = (f"dashed: DRW switches on at epoch {int(drw) + 1}; ALA Fig. 4's claim (few-group DF above the "
+                "many group's) is judged before it")
+    _style(fig, f"ALA adjustment per group over training ({run_labels([run])[0]})", note, legend=dict(title="group"),
            margin=dict(l=60, r=20, t=90, b=60))
     fig.update_xaxes(title="epoch", **_epoch_ticks(len(df)))
     fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
+def class_spread_by_count(runs, labels: Sequence[str] | None = None, split: Literal["train", "test"] = "train",
+                          normalize: bool = False, extract: bool = True) -> go.Figure:
+    """Per-class spread of the features over the global spread against the class's training count (log x),
+    one trace per run (GCL paper 001, Fig. 1: under CE the tail classes occupy a smaller region of feature
+    space than the head classes). Spread of class c: ``sqrt(mean_{i in c} ||f_i - mu_c||^2)`` over the
+    same for all samples (:func:`ltlab.viz.paper_stats.class_spread`; ``normalize`` L2-normalises the
+    features first), on the run's ``features_<split>.npz`` (extracted when missing and ``extract``)."""
+    from ..features import run_features
+    from .paper_stats import class_spread, rarest_over_head
+
+    runs = _runs(runs)
+    names = run_labels(runs, labels)
+    check_same_classes(runs, "class_spread_by_count")
+    counts = np.asarray(runs[0].class_counts)
+    order = np.argsort(-counts, kind="stable")
+    fig = go.Figure()
+    for i, (r, name) in enumerate(zip(runs, names)):
+        f = run_features(r, split, extract=extract)
+        spread = class_spread(f["features"], f["labels"], len(counts), normalize=normalize)
+        ratio = rarest_over_head(spread, counts)
+        fig.add_scatter(x=counts[order], y=spread[order], mode="lines+markers", name=f"{name} (rarest / head "
+                        f"{ratio:.2f})", line=dict(color=PALETTE[i % len(PALETTE)], width=2.5), marker=dict(size=7),
+                        hovertemplate="%{x} images<br>spread / global %{y:.3f}<extra>" + name + "</extra>")
+    _style(fig, f"Class spread in feature space / global spread, by training count ({split} features)",
+           "spread of a class: RMS distance of its features to their class mean; global: the same over all "
+           "samples" + (" (L2-normalised features)" if normalize else ""), legend=_LEGEND_BELOW,
+           margin=dict(l=70, r=20, t=70, b=60))
+    fig.update_xaxes(title="training images of the class (log)", type="log",
+                     **_log_ticks(float(counts.max()), float(counts.min())))
+    fig.update_yaxes(title="class spread / global spread", rangemode="tozero")
     return fig

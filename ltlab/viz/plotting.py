@@ -29,7 +29,7 @@ from .plot_classifier import class_feature_similarity, gala_theta_phi, own_class
 from .plot_gradients import (ALL_STATISTICS, gradient_ratio_by_class, gradient_ratio_curves,  # noqa: F401
                              gradient_ratio_heatmap, gradient_ratio_table, neg_by_group, negative_gradient_sources,
                              sources_missing)
-from .plot_outputs import (ala_adjustment_curves, prediction_counts, separation_table,  # noqa: F401
+from .plot_outputs import (ala_adjustment_curves, class_spread_by_count, prediction_counts, separation_table,  # noqa: F401
                            true_class_probability, tsne_scatter)
 from .style import (_LEGEND_BELOW, CLASS_PALETTE, ClassAxis, GROUP_COLORS, LAYOUT, MAX_CLASSES, PALETTE,  # noqa: F401
                     RANK_BINS, _count_axis_figure, _count_bars, _epoch_ticks, _group_bands,
