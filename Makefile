@@ -37,13 +37,18 @@ demo: $(STAMP) system-deps
 	$(BIN)/python -m ltlab run notebooks/01_train.ipynb -p progress False -p run_dir runs/demo --quiet
 	$(BIN)/python -c "from ltlab.viz.export import demo_figures; ps = demo_figures('runs/demo', 'figures/demo'); print('demo figures:', *ps, sep='\n  ')"
 
+# two pytest workers (pytest-xdist; a test file stays on one worker, so its fixtures are built once), one torch
+# thread each; PYTEST_WORKERS=0 runs everything in this process
+PYTEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(XDIST) --durations=15 $(PYTEST_ARGS)
 
 # everything that needs no subprocess, browser or multi-minute training (markers in pyproject.toml):
-# at most 3 minutes on 2 idle cores
+# under a minute on 2 idle cores
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not subprocess and not browser" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow and not subprocess and not browser" $(PYTEST_ARGS)
 
 # refresh the committed JupyterLab screenshots (figures/jupyterlab/*.png, figures/browser_widgets.png):
 # tests/test_browser.py writes them to a temporary folder unless LTLAB_SCREENSHOTS names one
