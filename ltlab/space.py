@@ -2,7 +2,7 @@
 
 Each loss declares ``SEARCH_SPACE`` (a tuple of :class:`Param`) in its own file, next to its maths; the
 sampler, DRW and recipe spaces are declared here. The workbench panel builds its form from them, the
-search (:mod:`ltlab.search`) samples from them and docs/tuning.md lists them. A range is where a value is
+search (:mod:`ltlab.launch.search`) samples from them and docs/tuning.md lists them. A range is where a value is
 *sensible* (what the papers tried or used); the panel lets a value outside it through with a note, a search
 space refuses it.
 

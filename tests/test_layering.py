@@ -257,3 +257,20 @@ def test_stage_options_name_the_registered_stages():
         assert set(opts.choices) <= set(opts.defaults)
         assert all(key is None or key in opts.defaults for key in opts.aliases.values())
     assert alias_names() == list(dict.fromkeys(a for s in STAGES.values() for a in s.aliases))
+
+
+@pytest.mark.subprocess
+def test_the_old_search_path_warns_once_and_is_the_launch_module():
+    """ltlab.search moved under ltlab.launch (it starts runs); the old path warns once and is that module."""
+    code = ("import json, warnings\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import ltlab.search\n"
+            "import ltlab.launch.search\n"
+            "print(json.dumps([[str(c.message) for c in caught if 'moved to' in str(c.message)],\n"
+            "                  ltlab.search is ltlab.launch.search]))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == [
+        ["ltlab.search moved to ltlab.launch.search; the old path is removed in ltlab 0.3"], True]

@@ -16,7 +16,7 @@ import pytest
 optuna = pytest.importorskip("optuna", reason="the search needs Optuna (pip install 'ltlab[search]')")
 
 from ltlab import load_run  # noqa: E402
-from ltlab.search import load_search, search, search_figures, search_table  # noqa: E402
+from ltlab.launch.search import load_search, search, search_figures, search_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # ~1 s per trial on a quiet core: digits-LT at IF 10 (a few group of two classes), a narrow convnet

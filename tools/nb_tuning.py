@@ -45,7 +45,7 @@ bench.table()'''),
            "`search.json` says `pruned`."),
     ("code", '''from pathlib import Path
 
-from ltlab import search
+from ltlab.launch import search
 from ltlab.runs import runs_root
 
 root = Path(out_root) if out_root else runs_root() / "search"

@@ -289,7 +289,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--no-wait", action="store_true", help="cluster executors: submit, print the job ids and return")
     s.add_argument("--status", default=None, metavar="OUT", help="print where the sweep in OUT stands and exit")
     s.add_argument("--quiet", action="store_true", help="no progress line per finished run (the summary is printed)")
-    from ..search import add_arguments as search_arguments
+    from .search import add_arguments as search_arguments
     search_arguments(sub.add_parser(
         "search", help="Optuna search over a loss's hyper-parameters (each trial a run directory)",
         description="Optuna search over a loss's search space (or RunConfig fields), pruned on the per-epoch "
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             print(list_text(args.kind, args.name))
             return 0
         if args.cmd == "search":
-            from ..search import main as search_main
+            from .search import main as search_main
             return search_main(args)
         return _sweep(args) if args.cmd == "sweep" else _train_or_run(args)
     except (ValueError, FileNotFoundError) as exc:
