@@ -27,7 +27,7 @@ def project_home() -> Path:
     env = os.environ.get("LTLAB_HOME")
     if env:
         return Path(env).expanduser().resolve()
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parent.parent.parent
     if (checkout / "pyproject.toml").exists():
         return checkout
     return Path.cwd()
@@ -171,7 +171,7 @@ def write_npz(path, arrays: dict[str, Any], *, compress: bool = False) -> Path:
 
 def save_torch(path, obj: dict[str, Any], *, keep_previous: str | os.PathLike | None = None) -> Path:
     """Atomic ``torch.save`` of a dict that loads with ``weights_only=True`` (:func:`ltlab.safe_io.dump_torch`)."""
-    from .safe_io import dump_torch
+    from ..safe_io import dump_torch
     return atomic_write_bytes(path, dump_torch(obj), keep_previous=keep_previous)
 
 
@@ -193,7 +193,7 @@ def convert_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> list[
     """
     import torch
 
-    from .safe_io import UnsafeFileError, load_torch
+    from ..safe_io import UnsafeFileError, load_torch
     p = Path(path)
     files = [p / n for n in CHECKPOINTS if (p / n).exists()] if p.is_dir() else [p]
     if not files or not files[0].exists():
@@ -244,7 +244,7 @@ def load_checkpoint(run_dir: str | os.PathLike) -> dict:
     Loaded with ``weights_only=True``: a checkpoint that names any other object (it could run code) raises
     :class:`~ltlab.safe_io.UnsafeFileError` at once, with no fallback and nothing built from it.
     """
-    from .safe_io import UnsafeFileError, load_torch
+    from ..safe_io import UnsafeFileError, load_torch
     errors = []
     for name in CHECKPOINTS:
         path = Path(run_dir) / name
@@ -512,7 +512,7 @@ def open_regular(path: Path, max_bytes: int | None = None, producer: str = "") -
     """``path`` opened for reading only if it is a regular file (after symlinks) of at most ``max_bytes``: a FIFO
     would block the read forever and ``/dev/zero`` never ends. RunFileError naming the file otherwise
     (:func:`ltlab.safe_io.open_regular`)."""
-    from .safe_io import open_regular as open_regular_file
+    from ..safe_io import open_regular as open_regular_file
     try:
         return open_regular_file(path, max_bytes, error=RunFileError,
                                  note=" from a run directory: remove or replace it")
@@ -1030,7 +1030,7 @@ def resolve_run_dir(path: str | os.PathLike) -> Path:
 
 def _probe_not_recorded(arrays: NpzArrays, key: str) -> KeyError:
     """The KeyError of ``run.probes[key]`` for a key the run did not record: why (:func:`ltlab.probes.not_recorded`)."""
-    from .probes import NotRecordedError, not_recorded
+    from ..probes import NotRecordedError, not_recorded
 
     return NotRecordedError(not_recorded(arrays, key))
 
