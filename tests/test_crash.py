@@ -47,8 +47,9 @@ def _write_then_stop(cfg: dict, k: int) -> None:  # runs in a forked child
     """Train ``cfg``; stop the process right after its k-th file write into the run directory (``os._exit``:
     no ``finally``, no flush, as a kill); exit code 3 when the run finished with fewer writes."""
     torch.set_num_threads(1)
-    import ltlab.runs as runs
-    real, written = runs.atomic_write_bytes, []
+    import ltlab.runs
+    import ltlab.runs.files as files  # the run files are written through write_json / save_torch ... there
+    real, written = files.atomic_write_bytes, []
 
     def write(path, data, **kw):
         out = real(path, data, **kw)
@@ -57,7 +58,7 @@ def _write_then_stop(cfg: dict, k: int) -> None:  # runs in a forked child
             if len(written) == k:
                 os._exit(0)
         return out
-    runs.atomic_write_bytes = write
+    files.atomic_write_bytes = ltlab.runs.atomic_write_bytes = write
     ltlab.run(cfg)
     os._exit(3)
 

@@ -96,11 +96,13 @@ def _worker(rank: int, world: int, init_file: str, jobs: list[dict]) -> None:
     import torch.distributed as dist
 
     import ltlab.runs
+    import ltlab.runs.files
     torch.set_num_threads(1)
     if rank > 0:  # only rank 0 may write the run directory
         def refuse(path, *a, **k):
             raise AssertionError(f"rank {rank} wrote {path}")
-        ltlab.runs.atomic_write_bytes = refuse
+        # the defining module (write_json, save_torch, ... call it there) and the package's re-export
+        ltlab.runs.files.atomic_write_bytes = ltlab.runs.atomic_write_bytes = refuse
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         for cfg in jobs:

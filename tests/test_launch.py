@@ -39,7 +39,7 @@ def test_one_executor_one_papermill_call_one_identity():
     assert [f for f, t in src.items() if "argparse.ArgumentParser(" in t] == ["ltlab/launch/cli.py"]
     assert [f for f, t in src.items() if re.search(r"^def execute\(", t, re.M)] == ["ltlab/launch/execute.py"]
     unfinished = [f for f, t in src.items() if "stage one is unfinished" in t]
-    assert unfinished == ["ltlab/runs.py"]  # the one check; stages/base.py and the launchers call it
+    assert unfinished == ["ltlab/runs/state.py"]  # the one check; stages/base.py and the launchers call it
     assert "check_finished(" in src["ltlab/stages/base.py"] and "check_finished(" in src["ltlab/launch/execute.py"]
     batch = src["ltlab/batch.py"]
     assert "__getattr__" not in batch and "__main__" not in batch

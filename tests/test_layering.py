@@ -190,6 +190,24 @@ def test_only_the_top_imports_ltlab_viz():
         assert f'importlib.import_module("ltlab.viz.{new}")' in (PACKAGE / f"{old}.py").read_text()
 
 
+
+def test_the_run_files_package_splits_one_module_and_keeps_its_names():
+    """ltlab.runs is a package (paths, errors, files, lock, read, run, state: all in the run-file layer, no cycle
+    among them); every name stays importable from ltlab.runs, rebuild_model (ltlab.build) on first use only."""
+    import ltlab.build
+    import ltlab.runs
+
+    graph = import_graph(_modules())
+    subs = sorted(m for m in graph if m.startswith("ltlab.runs."))
+    assert subs == [f"ltlab.runs.{m}" for m in ("errors", "files", "lock", "paths", "read", "run", "state")]
+    assert all(_in(m, RUN_FILES) for m in subs) and "ltlab.build" not in graph["ltlab.runs"]
+    assert find_cycle({m: graph[m] & {"ltlab.runs", *subs} for m in ("ltlab.runs", *subs)}) is None
+    assert ltlab.runs.rebuild_model is ltlab.build.rebuild_model and "rebuild_model" in dir(ltlab.runs)
+    assert ltlab.runs.atomic_write_bytes is ltlab.runs.files.atomic_write_bytes
+    assert ltlab.runs.load_run is ltlab.runs.run.load_run
+    assert ltlab.runs.check_finished is ltlab.runs.state.check_finished
+
+
 @pytest.mark.subprocess
 def test_importing_ltlab_viz_loads_none_of_its_modules():
     code = ("import json, sys; import ltlab.viz; "
