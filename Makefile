@@ -57,8 +57,9 @@ screenshots: $(STAMP) system-deps
 
 # the committed figures/ and figures/README.md (ltlab.viz.paper_figures: 18 small CPU runs on Fashion-MNIST-LT IF 100,
 # head capped at 500 images (13 methods, LDAM-DRW and ALA-DRW at two more seeds, GLAG's AFG stage two), trained once
-# into runs/figures/ and trained again when the training code changed since a run's commit: about 1.5 hours on the
-# shared 2-core machine, then about 4 minutes with the runs reused)
+# into runs/figures/ and trained again when the training code changed since a run's commit: 30-40 s per run on 2 idle
+# cores (about 15 minutes in all), far longer on a machine busy with other work; then about 4 minutes with the runs
+# reused)
 figures: $(STAMP) system-deps
 	$(BIN)/python tools/make_figures.py --out figures
 
