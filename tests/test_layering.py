@@ -29,14 +29,20 @@ def _above(module: str) -> bool:
                (p.endswith("_") and module.startswith(p)) for p in ABOVE_THE_BASE)
 
 
+def _fresh_python_json(code: str):
+    """Run ``code`` in a fresh interpreter on this checkout; the JSON its last printed line holds."""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.subprocess
 def test_runconfig_imports_nothing_above_the_base():
     code = ("import json, sys; from ltlab.config import RunConfig; "
             "RunConfig(); RunConfig(stage='classifier', init_from='x', classifier_init='reset', posthoc={'method': 'pn'}); "
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('ltlab'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    loaded = _fresh_python_json(code)
     assert "ltlab.config" in loaded and "ltlab.stage_options" in loaded
     assert [m for m in loaded if _above(m)] == []
 
@@ -212,9 +218,7 @@ def test_the_run_files_package_splits_one_module_and_keeps_its_names():
 def test_importing_ltlab_viz_loads_none_of_its_modules():
     code = ("import json, sys; import ltlab.viz; "
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('ltlab', 'plotly', 'torch', 'ipywidgets')))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["ltlab", "ltlab.viz"]
+    assert _fresh_python_json(code) == ["ltlab", "ltlab.viz"]
 
 
 @pytest.mark.subprocess
@@ -235,10 +239,7 @@ def test_the_old_figure_paths_warn_once_and_are_the_viz_modules():
             "    out[old] = [[c.category.__name__, str(c.message)] for c in caught if 'moved to' in str(c.message)]\n"
             "    out[old + ' is'] = module is importlib.import_module('ltlab.viz.' + new)\n"
             "print(json.dumps(out))\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out = _fresh_python_json(code)
     assert out["first"] == [["DeprecationWarning", "ltlab.plotting moved to ltlab.viz.plotting; the old path is "
                                 "removed in ltlab 0.3", "<string>"]]
     assert out["same"] is True and out["plotting"] == []
@@ -287,8 +288,5 @@ def test_the_old_search_path_warns_once_and_is_the_launch_module():
             "import ltlab.launch.search\n"
             "print(json.dumps([[str(c.message) for c in caught if 'moved to' in str(c.message)],\n"
             "                  ltlab.search is ltlab.launch.search]))\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout.strip().splitlines()[-1]) == [
+    assert _fresh_python_json(code) == [
         ["ltlab.search moved to ltlab.launch.search; the old path is removed in ltlab 0.3"], True]

@@ -238,6 +238,17 @@ def test_tau_normalization_chooses_on_validation(stage_one):
     sweep = pd.DataFrame(res["sweep"])
     assert res["tau"] == sweep.tau[sweep.selection_acc.idxmax()]
     # independent check of the test accuracy at the chosen tau: rows W_c / ||W_c||^tau, bias dropped
+    model, f, test_ds = _test_features(run)
+    w = model.head.weight.detach().double().numpy()
+    w = w / np.linalg.norm(w, axis=1, keepdims=True) ** res["tau"]
+    assert res["overall"] == pytest.approx(np.mean((f @ w.T).argmax(1) == test_ds.targets), abs=1e-9)
+    on_test = posthoc.tau_normalization(run, taus=[0.0, 1.0], select_on="test", save=False)
+    assert on_test["selection_acc"] == max(r["test_acc"] for r in on_test["sweep"])
+
+
+def _test_features(run):
+    """(stage-one model from the checkpoint, float64 features of every test image, test split): rebuilt here,
+    independently of ltlab.posthoc, for checking the tau-norm results against the formula."""
     cfg = run_config(run)
     train_ds, test_ds = load_datasets(cfg)
     model = build_model(cfg, train_ds)
@@ -246,11 +257,7 @@ def test_tau_normalization_chooses_on_validation(stage_one):
     x = torch.stack([test_ds[i][0] for i in range(len(test_ds))]).float()
     with torch.no_grad():
         f = model.forward_features((x / 255.0 - test_ds.mean[0]) / test_ds.std[0]).double().numpy()
-    w = model.head.weight.detach().double().numpy()
-    w = w / np.linalg.norm(w, axis=1, keepdims=True) ** res["tau"]
-    assert res["overall"] == pytest.approx(np.mean((f @ w.T).argmax(1) == test_ds.targets), abs=1e-9)
-    on_test = posthoc.tau_normalization(run, taus=[0.0, 1.0], select_on="test", save=False)
-    assert on_test["selection_acc"] == max(r["test_acc"] for r in on_test["sweep"])
+    return model, f, test_ds
 
 
 def test_tau_normalization_fixed_tau_keeps_bias_as_bag_of_tricks(stage_one, tmp_path):
@@ -259,14 +266,7 @@ def test_tau_normalization_fixed_tau_keeps_bias_as_bag_of_tricks(stage_one, tmp_
     run = stage_one["ce"]
     res = posthoc.tau_normalization(run, tau=1.0, keep_bias=True, save=False)
     assert res["tau"] == 1.0 and res["keep_bias"] is True and "sweep" not in res
-    cfg = run_config(run)
-    train_ds, test_ds = load_datasets(cfg)
-    model = build_model(cfg, train_ds)
-    model.load_state_dict(_ckpt(run))
-    model.eval()
-    x = torch.stack([test_ds[i][0] for i in range(len(test_ds))]).float()
-    with torch.no_grad():
-        f = model.forward_features((x / 255.0 - test_ds.mean[0]) / test_ds.std[0]).double().numpy()
+    model, f, test_ds = _test_features(run)
     w = model.head.weight.detach().double().numpy()
     b = model.head.bias.detach().double().numpy()
     want = (f @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T + b).argmax(1)
@@ -278,7 +278,7 @@ def test_tau_normalization_fixed_tau_keeps_bias_as_bag_of_tricks(stage_one, tmp_
         posthoc.tau_normalization(run, tau=1.0, taus=[0.0, 1.0])
     # the preset form: {method: tau_norm, tau: 1.0, keep_bias: true} validates and runs with the fixed tau
     spec = {"method": "tau_norm", "tau": 1.0, "keep_bias": True}
-    RunConfig(**{**cfg.to_dict(), "posthoc": spec})
+    RunConfig(**{**run_config(run).to_dict(), "posthoc": spec})
     copy = tmp_path / "ce"
     shutil.copytree(run.dir, copy)
     config = json.loads((copy / "config.json").read_text())

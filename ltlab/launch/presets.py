@@ -75,14 +75,16 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _absolute(v: Any, base: str | Path) -> Any:
+    """A relative path string made absolute against ``base`` (``~`` expanded); anything else as it is."""
+    if not isinstance(v, str) or not v or Path(v).expanduser().is_absolute():
+        return v
+    return str(Path(base) / Path(v).expanduser())
+
+
 def resolve_paths(params: dict[str, Any], base: str | Path) -> dict[str, Any]:
     """``root``, ``run_dir``, ``init_from`` and the list / weights paths in ``dataset_params`` /
     ``model_params`` made absolute against ``base`` (a notebook's kernel runs in ``notebooks/``)."""
-    def fix(v):
-        if not isinstance(v, str) or not v or Path(v).expanduser().is_absolute():
-            return v
-        return str(Path(base) / Path(v).expanduser())
-
     out = dict(params)
     climbs = out.get("run_dir")
     if isinstance(climbs, str) and not Path(climbs).expanduser().is_absolute() and ".." in Path(climbs).parts:
@@ -90,10 +92,10 @@ def resolve_paths(params: dict[str, Any], base: str | Path) -> dict[str, Any]:
                          "path to write there")
     for key in ("root", "run_dir", "init_from"):
         if out.get(key) is not None:
-            out[key] = fix(out[key])
+            out[key] = _absolute(out[key], base)
     for key in ("dataset_params", "model_params"):
         if isinstance(out.get(key), dict):
-            out[key] = {k: fix(v) if k in _PATH_KEYS else v for k, v in out[key].items()}
+            out[key] = {k: _absolute(v, base) if k in _PATH_KEYS else v for k, v in out[key].items()}
     return out
 
 
@@ -102,14 +104,13 @@ def resolve_analysis_paths(params: dict[str, Any], base: str | Path) -> dict[str
     ``base``): ``output_dir`` always; ``run_dirs`` entries and ``*run_dir`` values when that path exists
     there (else left as given: a run name under ``runs/``, which :func:`ltlab.load_runs` finds)."""
     def run_path(v):
-        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute() and (Path(base) / v).exists():
-            return str(Path(base) / v)
-        return v
+        found = _absolute(v, base)
+        return found if found != v and Path(found).exists() else v
 
     out = dict(params)
     for key, v in out.items():
-        if key == "output_dir" and isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
-            out[key] = str(Path(base) / Path(v).expanduser())
+        if key == "output_dir":
+            out[key] = _absolute(v, base)
         elif key == "run_dirs":
             out[key] = [run_path(x) for x in v] if isinstance(v, list) else run_path(v)
         elif key.endswith("run_dir"):

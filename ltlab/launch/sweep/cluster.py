@@ -147,18 +147,17 @@ class SubmititBackend:
         if not wait:
             return {s["run_id"]: {"status": "submitted", "error": "", "job_id": j.job_id} for s, j in zip(specs, jobs)}
         while True:
-            self._report(specs, jobs, self._reported, on_done)
+            self._report(specs, jobs, on_done)
             if len(self._reported) == len(jobs):
                 break
             time.sleep(poll_seconds())
         return {s["run_id"]: self._outcome(s, j) for s, j in zip(specs, jobs)}
 
-    def _report(self, specs: list[dict], jobs: list, reported: set[int],
-                on_done: Callable[[dict, dict], None] | None) -> None:
-        """``on_done`` once for every job that has ended since the last look."""
+    def _report(self, specs: list[dict], jobs: list, on_done: Callable[[dict, dict], None] | None) -> None:
+        """``on_done`` once for every job that has ended since the last look (``self._reported``: those seen)."""
         for i, (spec, job) in enumerate(zip(specs, jobs)):
-            if i not in reported and job.done():
-                reported.add(i)
+            if i not in self._reported and job.done():
+                self._reported.add(i)
                 if on_done is not None:
                     on_done(spec, self._outcome(spec, job))
 
@@ -169,7 +168,7 @@ class SubmititBackend:
         jobs: list = []
         for spec in specs:
             while sum(not j.done() for j in jobs) >= self.parallel:
-                self._report(specs, jobs, self._reported, on_done)
+                self._report(specs, jobs, on_done)
                 time.sleep(min(1.0, poll_seconds()))
             jobs.append(ex.submit(SweepJob(spec)))
             update_manifest(root, [spec], {spec["run_id"]: jobs[-1].job_id})
