@@ -12,7 +12,9 @@ import torch  # noqa: F401 - imported before any test: its first import starts a
 import os  # noqa: E402
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs two pytest workers on 2 cores: one torch thread each
-    torch.set_num_threads(1)              # (two threads each would oversubscribe the cores)
+    torch.set_num_threads(1)              # (two threads each would oversubscribe the cores), and so does every
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # process a test starts (kernels, CLI runs, torchrun ranks):
+    #   OpenMP threads spinning on a core the other worker holds cost ~1.6x the CPU time of one thread
 
 sys.path.insert(0, str(Path(__file__).parent))  # `from fakes import ...` works with or without tests/__init__.py
 from fakes import make_fake_cifar  # noqa: E402

@@ -5,7 +5,9 @@ an entry in TABLE: how it runs here (shortened: fewer epochs, a small Fashion-MN
 format), the documented message it stops with where the data, a GPU or Slurm are missing, or why it is
 skipped. A command without an entry fails ``test_every_doc_command_has_an_entry``. The slow tests run each
 command in its own copy of the project (tracked files only), with a fresh HOME (no ~/data, no CIFAR), no
-GPU (CUDA_VISIBLE_DEVICES=""), the venv first on PATH; two at a time.
+GPU (CUDA_VISIBLE_DEVICES=""), the venv first on PATH; two at a time. Rows that differ from a row run that
+way only in their arguments (the same subcommand, notebook, preset or not, one or two stages, or the same
+documented failure) run through ``ltlab.cli.main`` in one process (:func:`split_by_launch_path`).
 """
 from __future__ import annotations
 
@@ -342,43 +344,59 @@ def shortened(item: DocItem, e: Run | Fails) -> str:
 
 
 def _ltlab_argv(item: DocItem) -> list[str] | None:
-    """The ``ltlab`` command-line arguments of a failing shell row (``python -m ltlab ...``, or ``torchrun ...
-    -m ltlab train ...``: the data checks come before any process group), else None."""
+    """The ``ltlab`` command-line arguments of a shell row (``python -m ltlab ...``, or, for a failing row,
+    ``torchrun ... -m ltlab train ...``: the data checks come before any process group), else None."""
     e = entry(item)
-    if not isinstance(e, Fails) or item.kind != "shell":
+    if item.kind != "shell" or not isinstance(e, (Run, Fails)):
         return None
     words = shlex.split(e.cmd or item.text)
     if words[:3] == ["python", "-m", "ltlab"]:
         return words[3:]
-    if words[0] == "torchrun" and "-m" in words and words[words.index("-m") + 1:words.index("-m") + 2] == ["ltlab"]:
+    if (isinstance(e, Fails) and words[0] == "torchrun" and "-m" in words
+            and words[words.index("-m") + 1:words.index("-m") + 2] == ["ltlab"]):
         return words[words.index("-m") + 2:]
     return None
 
 
 def in_process_argv(item: DocItem) -> list[str] | None:
-    """:func:`_ltlab_argv` of a row that needs no shell (no setup, no expansion), else None."""
+    """:func:`_ltlab_argv` of a row that needs no shell (no setup, no expansion, no files to check), as
+    ``ltlab.cli.main`` takes it in the batch process, else None. A training notebook run
+    (``run notebooks/01_train.ipynb ... --quiet``) becomes ``train ... -p progress False``: the same parameters,
+    checks, stages and summary, in the batch's process instead of a Jupyter kernel."""
     e = entry(item)
-    if _ltlab_argv(item) is None or e.setup or e.cwd != "." or re.search(r"[{}~$|;&<>*]", e.cmd or item.text):
+    argv = _ltlab_argv(item)
+    if (argv is None or e.setup or e.cwd != "." or getattr(e, "files", ())
+            or re.search(r"[{}~$|;&<>*]", (e.cmd or item.text).replace(FM, "FM"))):
         return None
-    return _ltlab_argv(item)
+    if isinstance(e, Run) and argv[:2] == ["run", "notebooks/01_train.ipynb"]:
+        argv = ["train", *[a for a in argv[2:] if a != "--quiet"], "-p", "progress", "False"]
+    return argv
 
 
-def failure_path(item: DocItem) -> tuple[str, str, str] | None:
-    """(launcher, subcommand, documented message) of a failing ``ltlab`` row, else None."""
+def launch_path(item: DocItem) -> tuple | None:
+    """What a ``python -m ltlab`` / torchrun row exercises beyond its parameter values, else None. Failing rows:
+    (launcher, subcommand, documented message). Rows that run: (subcommand, notebook, preset or -p only, one or
+    two stages), torchrun ones excluded (their ranks are the point)."""
     argv = _ltlab_argv(item)
     e = entry(item)
-    return None if argv is None else (shlex.split(e.cmd or item.text)[0], argv[0], e.message)
+    if argv is None:
+        return None
+    if isinstance(e, Fails):
+        return shlex.split(e.cmd or item.text)[0], argv[0], e.message
+    preset = argv[argv.index("--preset") + 1] if "--preset" in argv else None
+    two = preset is not None and "stage_two" in yaml.safe_load((ROOT / preset).read_text())
+    return argv[0], argv[1] if argv[0] == "run" else None, preset is not None, two
 
 
-def split_by_failure_path(items: list[DocItem]) -> tuple[list[DocItem], list[DocItem]]:
-    """(rows that run as their own process, rows checked in one in-process batch): of the failing rows with the
-    same failure path (launcher, subcommand, documented message), the first (docs order; one needing a shell
-    first) runs as a user runs it; the others (e.g. the preset table's CIFAR rows) differ only in their
-    arguments, so they go through ``ltlab.cli.main`` in one process."""
+def split_by_launch_path(items: list[DocItem]) -> tuple[list[DocItem], list[DocItem]]:
+    """(rows that run as their own process, rows checked in one in-process batch): of the rows with the same
+    :func:`launch_path`, the first (docs order; one needing a shell first) runs as a user runs it; the others
+    (e.g. the preset table's data-less rows, the Fashion-MNIST presets after the first) differ only in their
+    arguments, so they go through ``ltlab.cli.main`` in one process (:func:`in_process_argv`)."""
     ordered = sorted(items, key=lambda i: (in_process_argv(i) is not None, RUNNABLE.index(i)))
     seen, own, batch = set(), [], []
     for item in ordered:
-        path = failure_path(item)
+        path = launch_path(item)
         if path is not None and path in seen and in_process_argv(item) is not None:
             batch.append(item)
             continue
@@ -389,23 +407,24 @@ def split_by_failure_path(items: list[DocItem]) -> tuple[list[DocItem], list[Doc
 
 @pytest.fixture(scope="module")
 def results(request, tmp_path_factory) -> dict[tuple[str, str], Result]:
-    """Runs the selected commands, two at a time, each in its own copy of the project (one row per failure
-    path; the rest of the failing rows in one process, :func:`split_by_failure_path`)."""
+    """Runs the selected commands, two at a time, each in its own copy of the project (one row per launch
+    path; the rest of the failing rows in one process, :func:`split_by_launch_path`)."""
     wanted = {item.callspec.params["item"] for item in request.session.items
               if getattr(item, "callspec", None) and item.module is request.module and "item" in item.callspec.params}
     base = tmp_path_factory.mktemp("docs")
     home, fmnist = base / "home", fake_fashion_mnist(base / "fashion-mnist", train_per_class=600)
     home.mkdir()
     files = tracked_files()
-    own, batch_rows = split_by_failure_path(list(wanted))
+    own, batch_rows = split_by_launch_path(list(wanted))
+    batch_argvs = [[a.replace(FM, str(fmnist)) for a in in_process_argv(i)] for i in batch_rows]
+    unique = [json.loads(a) for a in dict.fromkeys(json.dumps(a) for a in batch_argvs)]  # the same argv runs once
 
     def one(job: tuple[int, DocItem | None]) -> tuple[tuple[str, str] | None, Result]:
         n, item = job
         copy = make_copy(base / f"c{n}" / "ltlab", files)
         env = user_env(copy, home)
-        if item is None:  # the failing rows that share a failure path with a row run on its own, in one process
-            argvs = [in_process_argv(i) for i in batch_rows]
-            res = run_shell(f"python {ROOT / 'tests' / 'docs_commands.py'} <<'EOF'\n{json.dumps(argvs)}\nEOF",
+        if item is None:  # the rows that share a launch path with a row run on its own, in one process
+            res = run_shell(f"python {ROOT / 'tests' / 'docs_commands.py'} <<'EOF'\n{json.dumps(unique)}\nEOF",
                             copy, env)
             return None, res
         e = entry(item)
@@ -426,7 +445,7 @@ def results(request, tmp_path_factory) -> dict[tuple[str, str], Result]:
     first: dict[tuple, DocItem] = {}
     for i in own:
         first.setdefault(job_key(i), i)  # the same shortened command runs once
-    jobs = list(enumerate(first.values())) + ([(-1, None)] if batch_rows else [])
+    jobs = ([(-1, None)] if batch_rows else []) + list(enumerate(first.values()))  # the longest job first
     with ThreadPoolExecutor(2) as pool:
         done = dict(pool.map(one, jobs))
     for i in own:
@@ -436,20 +455,23 @@ def results(request, tmp_path_factory) -> dict[tuple[str, str], Result]:
     if batch_rows:
         out = done.pop(None)
         parts = re.split(r"<<start (\d+)>>\n", out.output)[1:]
-        for index, chunk in zip(parts[::2], parts[1::2]):
-            rc = re.search(r"<<rc (.*?)>>", chunk).group(1)
-            item = batch_rows[int(index)]
-            done[(item.kind, item.text)] = Result(item.text, int(rc) if rc.lstrip("-").isdigit() else 99, chunk, 0.0)
+        chunks = dict(zip(map(int, parts[::2]), parts[1::2]))
+        for item, argv in zip(batch_rows, batch_argvs):
+            if (chunk := chunks.get(unique.index(argv))) is not None:
+                rc = re.search(r"<<rc (.*?)>>", chunk).group(1)
+                done[(item.kind, item.text)] = Result(item.text, int(rc) if rc.lstrip("-").isdigit() else 99, chunk,
+                                                      0.0)
         lost = [i.text for i in batch_rows if (i.kind, i.text) not in done]
         assert not lost, f"the in-process batch stopped before {lost[0]!r}:\n{out}"
     return done
 
 
-def test_one_row_per_failure_path_runs_as_its_own_process():
-    own, batch = split_by_failure_path(RUNNABLE)
+def test_one_row_per_launch_path_runs_as_its_own_process():
+    own, batch = split_by_launch_path(RUNNABLE)
     assert len(batch) > 50, "the preset table's data-less rows are checked in one process"
-    ran = {failure_path(i) for i in own}
-    assert {failure_path(i) for i in batch} <= ran, "each failure path checked in process also runs on its own"
+    assert sum(isinstance(entry(i), Run) for i in batch) >= 3, "so are the Fashion-MNIST runs after the first"
+    ran = {launch_path(i) for i in own}
+    assert {launch_path(i) for i in batch} <= ran, "each launch path checked in process also runs on its own"
 
 
 @pytest.mark.subprocess
