@@ -107,8 +107,8 @@ def gala_theta_phi(run, epoch: int = -1, max_classes: int = MAX_CLASSES, bins: i
     same = np.allclose(theta[epoch], phi[epoch], rtol=1e-6)
     note = ("theta = phi: with a softmax, a sample's positive gradient 1 - p_y equals the sum of the negative "
             "gradients it sends to the other classes" if same else "")
-    _style(fig, f"GALA accumulated gradients ({run_labels([run])[0]})", [note, axis.note],
-           margin=dict(l=70, r=20, t=80, b=60))
+    _style(fig, f"GALA accumulated gradients ({run_labels([run])[0]})", [note, axis.note], legend=_LEGEND_BELOW,
+           margin=dict(l=70, r=20, t=80, b=60))  # 15 entries at 10 classes: a side legend would be cut
     fig.update_xaxes(row=1, col=1, **axis.xaxis())
     fig.update_xaxes(title="epoch", row=1, col=2, **_epoch_ticks(len(theta)))
     _log_y(fig, np.concatenate([_positive(theta[epoch]), _positive(phi[epoch])]), row=1, col=1)
