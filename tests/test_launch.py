@@ -245,7 +245,7 @@ def _wait(cond, what: str, limit: float = 120.0) -> None:
     while not cond():
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
+        time.sleep(0.1)  # the conditions are a few file reads: look often, each wait ends soon after its event
 
 
 @pytest.mark.subprocess

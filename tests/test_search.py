@@ -137,7 +137,7 @@ def test_slurm_workers_through_the_fake_scheduler_share_a_journal_study(tmp_path
     for key, value in fake_slurm.install(tmp_path / "bin", state).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("FAKE_SLURM_RUN", "1")
-    monkeypatch.setenv("LTLAB_SWEEP_POLL_S", "0.5")
+    monkeypatch.setenv("LTLAB_SWEEP_POLL_S", "0.2")
     out = tmp_path / "search"
     table = search("gcl", n_trials=4, space=["noise_mul"], base_params={**BASE, "epochs": 2}, out_root=out,
                    workers=2, executor="slurm", slurm={"partition": "gpu", "timeout_min": 10}, pruner="none")

@@ -23,8 +23,9 @@ from ltlab.launch.execute import read_result
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_NB = ROOT / "notebooks" / "01_train.ipynb"
 BASE = {"dataset": "digits_lt", "epochs": 1, "batch_size": 128, "progress": False, "device": "cpu"}
-# a run long enough to be caught mid-training: ~0.4 s per epoch (balanced digits, batch 16)
-LONG = {"seed": 1, "epochs": 40, "imbalance_factor": 1, "batch_size": 16}
+# a run long enough to be caught mid-training: ~0.4 s per epoch (balanced digits, batch 16); the tests stop it
+# right after its first epoch (the killed sweep runs one job at a time, so nothing else has to finish first)
+LONG = {"seed": 1, "epochs": 12, "imbalance_factor": 1, "batch_size": 16}
 CRT = {"method": "cRT", "loss": "ce", "seed": 2,
        "stage_two": {"stage": "classifier", "loss": "ce", "head": "linear", "classifier_init": "reset",
                      "backbone_mode": "train", "sampler": "class_aware", "sampler_params": {"num_samples_cls": 4},
@@ -53,11 +54,15 @@ def _stamps(run_dir: str) -> dict[str, int]:
 def test_submitit_local_sweep_killed_halfway_then_restarted_runs_only_what_is_missing(tmp_path, monkeypatch):
     out = tmp_path / "runs"
     monkeypatch.setenv("LTLAB_SWEEP_HEARTBEAT_S", "0.5")
-    monkeypatch.setenv("LTLAB_SWEEP_POLL_S", "0.5")
+    monkeypatch.setenv("LTLAB_SWEEP_POLL_S", "0.2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one torch thread per job, as in the Slurm test below
     # the two-stage run's stage two stops after one of its two epochs (epochs_per_call, not part of the run's name)
     cut = {**CRT, "stage_two": {**CRT["stage_two"], "epochs_per_call": 1}}
+    # the killed sweep runs one job at a time: the long run starts once the other two have ended, so it is caught
+    # right after its first epoch whatever the load (two at a time, it had to outlast the two-stage run); the
+    # restarted sweep runs two at a time
     args = dict(notebook=str(TRAIN_NB), presets=[cut, SHORT, LONG], base_params=BASE, out_root=str(out),
-                executor="submitit_local", parallel=2)
+                executor="submitit_local", parallel=1)
     code = "import json, sys\nfrom ltlab import batch\nbatch.sweep(**json.loads(sys.argv[1]))\n"
     sweep = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], start_new_session=True,
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -77,7 +82,8 @@ def test_submitit_local_sweep_killed_halfway_then_restarted_runs_only_what_is_mi
     assert list(status.status) == ["interrupted", "done", "interrupted"]
     assert status.loc[Path(crt[0]).name[:-len("_stage1")], "stage"] == "2/2"
 
-    again = batch.sweep(**{**args, "presets": [CRT, SHORT, LONG], "notebook": TRAIN_NB, "out_root": out})
+    again = batch.sweep(**{**args, "presets": [CRT, SHORT, LONG], "notebook": TRAIN_NB, "out_root": out,
+                           "parallel": 2})
     assert list(again.status) == ["resumed", "skipped", "resumed"]
     assert all(_stamps(d) == t for d, t in before.items())  # the finished run and stage one did not run again
     for d, row in first_rows.items():  # both interrupted runs went on from their checkpoints, epoch 0 kept
@@ -102,14 +108,14 @@ def test_slurm_array_preempted_job_is_requeued_and_resumes_from_its_checkpoint(t
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("FAKE_SLURM_RUN", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one torch thread per job: what the loaded 2-core CI box does best
-    monkeypatch.setenv("LTLAB_SWEEP_POLL_S", "0.5")
+    monkeypatch.setenv("LTLAB_SWEEP_POLL_S", "0.2")
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     out = tmp_path / "runs"
     done: dict = {}
 
     def run_sweep():
         try:
-            done["df"] = batch.sweep(TRAIN_NB, [{**LONG, "epochs": 20}, SHORT], base_params=BASE, out_root=out,
+            done["df"] = batch.sweep(TRAIN_NB, [LONG, SHORT], base_params=BASE, out_root=out,
                                      executor="slurm", slurm={"partition": "gpu", "timeout_min": 30})
         except BaseException as exc:  # noqa: BLE001 - surfaced below
             done["error"] = exc
@@ -128,7 +134,8 @@ def test_slurm_array_preempted_job_is_requeued_and_resumes_from_its_checkpoint(t
     assert list(df.status) == ["resumed", "done"] and list(df.attempt) == [2, 1]
     assert list(df.job_id) == ["1000_0", "1000_1"]
     resumed = pd.read_csv(Path(long_dir) / "metrics.csv")
-    assert list(resumed.epoch) == list(range(20)) and resumed.iloc[0]["seconds"] == epoch0["seconds"]  # not epoch 0
+    assert list(resumed.epoch) == list(range(LONG["epochs"]))
+    assert resumed.iloc[0]["seconds"] == epoch0["seconds"]  # epoch 0 was not trained again
     calls = fake_slurm.calls(state)
     assert [c["argv"][-1] for c in calls if c["cmd"] == "sbatch"] and sum(c["cmd"] == "sbatch" for c in calls) == 1
     assert {"cmd": "scancel", "argv": ["1000_0", "--signal", "USR2"]} in calls
