@@ -2,14 +2,19 @@
 digits set, and the check that keeps the process markers honest."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-import pytest
+# OpenMP threads that wait for work sleep instead of spinning: two test workers on 2 cores, plus the notebook
+# kernels and JupyterLab kernels they start (which inherit this), leave no core idle, and a spinning thread
+# steals the core its partner needs. openTSNE's Barnes-Hut gradient (2 threads) took 8 s of CPU and ~30 s
+# of wall time for a 200-point t-SNE on the loaded box instead of 0.5 s. Set before torch loads libgomp.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
 import torch  # noqa: F401 - imported before any test: its first import starts a process (the marker check below
 #               would refuse it inside a test that happens to import torch first)
-
-import os  # noqa: E402
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs two pytest workers on 2 cores: one torch thread each
     torch.set_num_threads(1)              # (two threads each would oversubscribe the cores), and so does every

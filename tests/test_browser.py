@@ -49,8 +49,9 @@ INJECTED = {
     "07_sweep.ipynb": {"grid": {"loss": ["ce"]}, "seeds": [0, 1],
                        "base_params": {"dataset": "digits_lt", "epochs": 1, "batch_size": 64, "lr": 0.05,
                                        "progress": False}},
-    # default trains 11 Fashion-MNIST runs of 30 epochs (~52 min); here 1-epoch digits runs, PNG only
-    "08_paper_figures.ipynb": {"run_dirs": "{paper_runs}", "formats": ["png"]},
+    # default trains 11 Fashion-MNIST runs of 30 epochs (~52 min); here 1-epoch digits runs, PNG only, t-SNE
+    # panels of at most 200 points (the figures' content is checked headless in test_interactive_notebooks.py)
+    "08_paper_figures.ipynb": {"run_dirs": "{paper_runs}", "formats": ["png"], "max_points": 200},
 }
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,

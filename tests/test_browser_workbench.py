@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                  reason="Debian Chromium absent: apt-get install chromium (make system-deps)")]
-PARAMS = {"epochs": 2, "device": "cpu", "search_trials": 3, "run_search": True}
+# the search's trials and their content are checked headless (test_workbench.py); here 2 trials, enough for
+# every search figure (parameter importance needs two complete trials) to draw in JupyterLab
+PARAMS = {"epochs": 2, "device": "cpu", "search_trials": 2, "run_search": True}
 
 
 def _prepare(tmp: Path) -> tuple[Path, Path]:
