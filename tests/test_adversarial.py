@@ -54,6 +54,32 @@ def _cli(args: list[str], home: Path, timeout: float = 240) -> subprocess.Comple
                           cwd=home, timeout=timeout)
 
 
+@pytest.fixture
+def cli(request, monkeypatch, capsys):
+    """``cli(args, home)``: the command ``python -m ltlab ARGS`` run from ``home`` with ``LTLAB_HOME=home``, as a
+    CompletedProcess. A test (or case) marked ``subprocess`` starts that interpreter (:func:`_cli`); any other runs
+    :func:`ltlab.launch.cli.main` in this process, what ``ltlab/__main__.py`` exits with, with the same
+    environment and folder: a check on its exit status, stdout and stderr fails for the same bug either way (an
+    exception main lets escape fails the test, as it would print a traceback and exit 1)."""
+    if request.node.get_closest_marker("subprocess"):
+        return _cli
+
+    def in_process(args: list[str], home: Path) -> subprocess.CompletedProcess:
+        from ltlab.launch.cli import main
+
+        monkeypatch.setenv("LTLAB_HOME", str(home))
+        monkeypatch.setenv("LTLAB_PROGRESS", "0")
+        monkeypatch.chdir(home)
+        capsys.readouterr()
+        try:
+            code = main(args)
+        except SystemExit as exc:  # argparse's own refusals exit
+            code = exc.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["python", "-m", "ltlab", *args], code, out, err)
+    return in_process
+
+
 def _one_error_line(proc: subprocess.CompletedProcess, *needles: str, prefix: str = "ltlab: error: ") -> str:
     """The single error line of a failed command; asserts no traceback and that it names every needle."""
     assert proc.returncode != 0, proc.stdout + proc.stderr
@@ -81,27 +107,27 @@ def run_copy(trained, tmp_path) -> Path:
 
 # ---------------------------------------------------------------------- parameters are data
 @pytest.mark.timeout(120)
-@pytest.mark.subprocess
-def test_binary_parameter_cannot_break_out_of_the_notebook(tmp_path):
-    """Issue row 1: ``-p labels "!!binary ..."`` gave bytes that papermill wrote unescaped."""
+def test_binary_parameter_cannot_break_out_of_the_notebook(tmp_path, cli):
+    """Issue row 1: ``-p labels "!!binary ..."`` gave bytes that papermill wrote unescaped. In this process: a
+    papermill kernel started by mistake fails the test (tests/conftest.py refuses the process)."""
     marker = tmp_path / "PWNED"
     raw = "!!binary " + base64.b64encode(_payload(marker).encode()).decode()
-    proc = _cli(["run", str(ROOT / "notebooks/03_per_class_accuracy.ipynb"), "-p", "labels", raw], tmp_path)
+    proc = cli(["run", str(ROOT / "notebooks/03_per_class_accuracy.ipynb"), "-p", "labels", raw], tmp_path)
     _one_error_line(proc, "-p labels", "!!binary", "not allowed")
     assert proc.returncode == 2 and not marker.exists()
     assert not (tmp_path / "runs").exists()  # nothing executed, nothing kept
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("tag", ["!!binary", "!!python/object/apply:os.system"])
-@pytest.mark.subprocess
-def test_preset_with_a_tag_is_refused_naming_the_file(tmp_path, tag):
+@pytest.mark.parametrize("tag", ["!!binary", pytest.param("!!python/object/apply:os.system",
+                                                          marks=pytest.mark.subprocess)])  # one through the interpreter
+def test_preset_with_a_tag_is_refused_naming_the_file(tmp_path, cli, tag):
     marker = tmp_path / "PWNED"
     value = (base64.b64encode(_payload(marker).encode()).decode() if tag == "!!binary"
              else f"[touch {marker}]")
     preset = tmp_path / "shared.yaml"
     preset.write_text(f"loss: ce\nmethod: {tag} {value}\n")
-    proc = _cli(["run", str(ROOT / "notebooks/01_train.ipynb"), "--preset", str(preset)], tmp_path)
+    proc = cli(["run", str(ROOT / "notebooks/01_train.ipynb"), "--preset", str(preset)], tmp_path)
     _one_error_line(proc, f"preset {preset}", tag.split(":")[0], "line 2")
     assert proc.returncode == 2 and not marker.exists() and not (tmp_path / "runs").exists()
 
@@ -227,46 +253,52 @@ def test_preset_that_is_not_a_regular_file_is_refused(tmp_path, kind):
         read_preset(path)
 
 
+def _case(flags: list[str], needles: list[str], *marks) -> pytest.param:
+    return pytest.param(flags, needles, marks=marks, id=" ".join(flags)[:40])
+
+
+# one refusal of each kind goes through the interpreter (RunConfig's checks, the YAML reader of -p values);
+# the rest run main() in this process (the `cli` fixture)
 CLI_CASES = [
-    (["-p", "epochs", "99999999999999999999999"], ["-p epochs: the integer 99999999999999999999999 is too large"]),
-    (["-p", "epochs", "1000000"], ["RunConfig.epochs=1000000: must be at most 100000"]),
-    (["-p", "loss_params", "{s: [1, 2"], ["-p loss_params: invalid YAML at line 1"]),
-    (["-p", "loss", "ldam", "-p", "loss_params", "{s: [1, 2]}"], ["RunConfig.loss_params=", "s=[1, 2] must be"]),
-    (["-p", "loss", "ldam", "-p", "loss_params", "{s: abc}"], ["s='abc' must be a number"]),
-    (["-p", "lr", "abc"], ["RunConfig.lr='abc': must be a number"]),
-    (["-p", "epochs", "a"], ["RunConfig.epochs='a': must be an integer"]),
-    (["-p", "seed", "99999999999999999999"], ["-p seed: the integer 99999999999999999999 is too large"]),
-    (["-p", "run_id", "../../x"], ["RunConfig.run_id='../../x': must be one folder name"]),
-    (["-p", "method", "!!python/object/apply:os.system [touch PWNED]"], ["-p method", "!!python/object"]),
-    (["-p", "labels", "x"], ["unknown parameter(s) ['labels']"]),
+    _case(["-p", "epochs", "99999999999999999999999"], ["-p epochs: the integer 99999999999999999999999 is too large"]),
+    _case(["-p", "epochs", "1000000"], ["RunConfig.epochs=1000000: must be at most 100000"], pytest.mark.subprocess),
+    _case(["-p", "loss_params", "{s: [1, 2"], ["-p loss_params: invalid YAML at line 1"]),
+    _case(["-p", "loss", "ldam", "-p", "loss_params", "{s: [1, 2]}"], ["RunConfig.loss_params=", "s=[1, 2] must be"]),
+    _case(["-p", "loss", "ldam", "-p", "loss_params", "{s: abc}"], ["s='abc' must be a number"]),
+    _case(["-p", "lr", "abc"], ["RunConfig.lr='abc': must be a number"]),
+    _case(["-p", "epochs", "a"], ["RunConfig.epochs='a': must be an integer"]),
+    _case(["-p", "seed", "99999999999999999999"], ["-p seed: the integer 99999999999999999999 is too large"]),
+    _case(["-p", "run_id", "../../x"], ["RunConfig.run_id='../../x': must be one folder name"]),
+    _case(["-p", "method", "!!python/object/apply:os.system [touch PWNED]"], ["-p method", "!!python/object"],
+          pytest.mark.subprocess),
+    _case(["-p", "labels", "x"], ["unknown parameter(s) ['labels']"]),
 ]
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("flags,needles", CLI_CASES, ids=[" ".join(c[0])[:40] for c in CLI_CASES])
-@pytest.mark.subprocess
-def test_cli_refusals_are_one_line(tmp_path, flags, needles):
-    proc = _cli(["train", *TINY_FLAGS, *flags], tmp_path)
+@pytest.mark.parametrize("flags,needles", CLI_CASES)
+def test_cli_refusals_are_one_line(tmp_path, cli, flags, needles):
+    proc = cli(["train", *TINY_FLAGS, *flags], tmp_path)
     _one_error_line(proc, *needles)
     assert proc.returncode == 2 and not (tmp_path / "runs").exists() and not (tmp_path / "PWNED").exists()
     assert not (tmp_path.parent / "x").exists()
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.subprocess
-def test_preset_and_sweep_yaml_errors_are_one_line(tmp_path):
+def test_preset_and_sweep_yaml_errors_are_one_line(tmp_path, cli):
+    """In this process (the `cli` fixture): a sweep that started a worker by mistake fails the test."""
     preset = tmp_path / "dup.yaml"
     preset.write_text("loss: ce\nepochs: 3\nloss: focal\n")
-    _one_error_line(_cli(["train", "--preset", str(preset)], tmp_path),
+    _one_error_line(cli(["train", "--preset", str(preset)], tmp_path),
                     f"preset {preset}: invalid YAML at line 3", "duplicate key 'loss'")
     ok = tmp_path / "ok.yaml"
     ok.write_text("loss: ce\n")
-    proc = _cli(["sweep", str(ok), "--grid", "lr=[1", "--out-root", str(tmp_path / "sw")], tmp_path)
+    proc = cli(["sweep", str(ok), "--grid", "lr=[1", "--out-root", str(tmp_path / "sw")], tmp_path)
     _one_error_line(proc, "invalid YAML", prefix="ltlab: error: ")
-    proc = _cli(["sweep", str(ok), "-p", "epochs", "!!binary eA==", "--out-root", str(tmp_path / "sw")], tmp_path)
+    proc = cli(["sweep", str(ok), "-p", "epochs", "!!binary eA==", "--out-root", str(tmp_path / "sw")], tmp_path)
     _one_error_line(proc, "-p epochs", "!!binary", prefix="ltlab: error: ")
     preset.write_text("loss: ce\nrun_dir: ../../elsewhere\n")
-    _one_error_line(_cli(["train", "--preset", str(preset)], tmp_path), "run_dir='../../elsewhere'", "climb out")
+    _one_error_line(cli(["train", "--preset", str(preset)], tmp_path), "run_dir='../../elsewhere'", "climb out")
     assert not (tmp_path / "sw").exists() and not (tmp_path / "runs").exists()
 
 
@@ -341,15 +373,14 @@ def test_two_trainings_into_one_run_dir_lose_no_run(tmp_path):
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.subprocess
-def test_a_folder_that_is_not_a_run_is_never_written(tmp_path):
+def test_a_folder_that_is_not_a_run_is_never_written(tmp_path, cli):
     """Issue row 3: a user's config.json was overwritten and .notes.tmp deleted."""
     d = tmp_path / "mine"
     d.mkdir()
     (d / "config.json").write_text('{"my": "settings"}')
     (d / ".notes.tmp").write_text("draft")
     before = {p.name: p.read_bytes() for p in d.iterdir()}
-    proc = _cli(["train", *TINY_FLAGS, "-p", "epochs", "1", "-p", "run_dir", str(d)], tmp_path)
+    proc = cli(["train", *TINY_FLAGS, "-p", "epochs", "1", "-p", "run_dir", str(d)], tmp_path)
     _one_error_line(proc, f"run_dir {d} holds files that are not ltlab's (.notes.tmp, config.json)",
                     "choose another run_dir")
     assert {p.name: p.read_bytes() for p in d.iterdir()} == before
@@ -520,8 +551,7 @@ def _tamper_checkpoint(d: Path, edit) -> None:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.subprocess
-def test_resume_with_wrong_weight_shapes_is_one_line(run_copy, tmp_path):
+def test_resume_with_wrong_weight_shapes_is_one_line(run_copy, tmp_path, cli):
     def wrong_shape(ckpt):
         key = next(k for k, v in ckpt["model"].items() if v.ndim == 4)
         ckpt["model"][key] = torch.zeros(3, 3, 3, 3)
@@ -532,7 +562,7 @@ def test_resume_with_wrong_weight_shapes_is_one_line(run_copy, tmp_path):
     # the command line skips a finished run given resume (its checkpoint is not read): make it look unfinished
     metrics = run_copy / "metrics.csv"
     metrics.write_text("".join(metrics.read_text().splitlines(keepends=True)[:2]))
-    proc = _cli(["train", *TINY_FLAGS, "-p", "epochs", "2", "-p", "loss", "ce", "-p", "lr", "0.05", "-p", "run_dir",
+    proc = cli(["train", *TINY_FLAGS, "-p", "epochs", "2", "-p", "loss", "ce", "-p", "lr", "0.05", "-p", "run_dir",
                  str(run_copy), "-p", "resume", "true"], tmp_path)
     _one_error_line(proc, "cannot resume from", "its model weights do not fit this model")
 
