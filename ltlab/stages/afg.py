@@ -20,7 +20,6 @@ from torch import nn
 
 from ..build import rebuild_model
 from ..data.loaders import _mix_seed
-from ..features import TailFeatureGenerator, forward_split
 from ..losses.functional import head_distillation
 from ..metrics import per_class_accuracy
 from ..models import TukeyHead
@@ -31,6 +30,7 @@ from .base import Stage, StageData, StageParts, freeze_backbone
 
 if TYPE_CHECKING:
     from ..config import RunConfig
+    from ..features import TailFeatureGenerator
     from ..data import LTDataset
     from ..models import HeadedModel
 
@@ -209,6 +209,8 @@ class AFGStage(Stage):
     def build(self, config: RunConfig, data: StageData, device: torch.device) -> StageParts:
         """Features extracted once; the teacher is the stage-one linear classifier applied to the raw train
         features (GLAG Eq. 11); the loop calls ``model.head.linear`` on Tukey-space batches."""
+        from ..features import TailFeatureGenerator, forward_split  # scikit-learn: loaded when AFG trains
+
         opts, lam = self.params(config), self.params(config)["tukey_lambda"]
         model = self.build_model(config, data.train).to(device)
         train_f, _, train_y = forward_split(model, data.train, device)
