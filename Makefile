@@ -37,9 +37,11 @@ demo: $(STAMP) system-deps
 	$(BIN)/python -m ltlab run notebooks/01_train.ipynb -p progress False -p run_dir runs/demo --quiet
 	$(BIN)/python -c "from ltlab.viz.export import demo_figures; ps = demo_figures('runs/demo', 'figures/demo'); print('demo figures:', *ps, sep='\n  ')"
 
-# two pytest workers (pytest-xdist; a test file stays on one worker, so its fixtures are built once), one torch
-# thread each; PYTEST_WORKERS=0 runs everything in this process
-PYTEST_WORKERS ?= 2
+# three pytest workers on 2 cores (pytest-xdist; a test file stays on one worker, so its fixtures are built once):
+# much of the suite waits on kernels, browsers and heartbeats, and a third worker fills that time; one torch thread
+# each, and every process a test starts gets OMP_NUM_THREADS=1 and OMP_WAIT_POLICY=PASSIVE (tests/conftest.py);
+# PYTEST_WORKERS=0 runs everything in this process
+PYTEST_WORKERS ?= 3
 XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 test: $(STAMP) system-deps

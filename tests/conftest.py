@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 import torch  # noqa: F401 - imported before any test: its first import starts a process (the marker check below
 #               would refuse it inside a test that happens to import torch first)
 
-if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs two pytest workers on 2 cores: one torch thread each
+if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs three pytest workers on 2 cores: one torch thread each
     torch.set_num_threads(1)              # (two threads each would oversubscribe the cores), and so does every
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # process a test starts (kernels, CLI runs, torchrun ranks):
     #   OpenMP threads spinning on a core the other worker holds cost ~1.6x the CPU time of one thread

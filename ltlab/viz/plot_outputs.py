@@ -10,7 +10,6 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .. import posthoc
-from ..posthoc import scaled_test_logits
 from .style import (_LEGEND_BELOW, CLASS_PALETTE, GROUP_COLORS, MAX_CLASSES, PALETTE, RANK_BINS,
                     _check_axis_args, _epoch_ticks, _log_ticks, _per_class_figure, _probe, _runs, _style,
                     check_same_classes, class_colors, class_subset, group_of_classes, run_labels)
@@ -138,7 +137,7 @@ def _probabilities(run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(logits as the loss saw them, softmax probabilities, labels) of a run's last evaluation; float64, or
     float32 above ``FLOAT32_ABOVE`` logits (an 8,142-class test split is 0.5 GB an array in float32); the
     softmax is computed in place."""
-    logits, labels = scaled_test_logits(run)
+    logits, labels = posthoc.scaled_test_logits(run)
     if logits.size > FLOAT32_ABOVE:
         logits = logits.astype(np.float32)
     p = logits - logits.max(axis=1, keepdims=True)
