@@ -48,7 +48,7 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q $(XDIST) --durations=15 $(PYTEST_ARGS)
 
 # everything that needs no subprocess, browser or multi-minute training (markers in pyproject.toml):
-# 35 s on 2 idle cores
+# 40 s on 2 idle cores
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q $(XDIST) -m "not slow and not subprocess and not browser" $(PYTEST_ARGS)
 
