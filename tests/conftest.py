@@ -115,3 +115,14 @@ def _processes_need_a_marker(request, monkeypatch):
     monkeypatch.setattr(os, "fork", refuse)
     monkeypatch.setattr(multiprocessing.util, "spawnv_passfds", refuse)
     yield
+
+
+# the files that take longest (minutes of processes, browsers and heartbeats) are handed to the workers first, so
+# the run does not end with one worker alone on one of them (longest first; a file's tests keep their order)
+LONGEST_FIRST = ("test_docs.py", "test_browser.py", "test_sweep_cluster.py", "test_analysis_notebooks.py",
+                 "test_interactive_notebooks.py", "test_browser_workbench.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
