@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-# OpenMP threads that wait for work sleep instead of spinning: two test workers on 2 cores, plus the notebook
+# OpenMP threads that wait for work sleep instead of spinning: the test workers on 2 cores, plus the notebook
 # kernels and JupyterLab kernels they start (which inherit this), leave no core idle, and a spinning thread
 # steals the core its partner needs. openTSNE's Barnes-Hut gradient (2 threads) took 8 s of CPU and ~30 s
 # of wall time for a 200-point t-SNE on the loaded box instead of 0.5 s. Set before torch loads libgomp.

@@ -179,8 +179,8 @@ def run_shell(command: str, cwd: Path, env: dict[str, str], timeout: float = 300
 
 def preset_rows_main(argvs: list[list[str]]) -> None:
     """Run ``python -m ltlab`` argument lists in one process (rows that share their launch path with a row run
-    on its own: the preset table's data-less rows, the Fashion-MNIST runs after the first); prints ``<<start i>>`` before and one
-    ``<<rc>>`` marker line after each command's output."""
+    on its own: the preset table's data-less rows, the Fashion-MNIST runs after the first); prints
+    ``<<start i>>`` before and one ``<<rc>>`` marker line after each command's output."""
     from ltlab.launch.cli import main
 
     for i, argv in enumerate(argvs):

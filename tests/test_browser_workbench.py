@@ -110,7 +110,7 @@ def _scenario(page, base: str, root: Path, shots: Path, timeout_error) -> None:
     _wait_rendered(page, deadline)
     status = page.locator(".ltlab-wb-status").first
     noise = _row(page, "noise_mul")
-    # the form appears when the workbench cell has run: on a loaded 2-core box (make test runs two workers) that can
+    # the form appears when the workbench cell has run: on a loaded 2-core box (make test runs three workers) that can
     # take longer than playwright's default 30 s after the other outputs drew
     noise.wait_for(state="visible", timeout=240_000)
     noise.scroll_into_view_if_needed()

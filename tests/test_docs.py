@@ -366,7 +366,7 @@ def in_process_argv(item: DocItem) -> list[str] | None:
     e = entry(item)
     argv = _ltlab_argv(item)
     if (argv is None or e.setup or e.cwd != "." or getattr(e, "files", ())
-            or re.search(r"[{}~$|;&<>*]", (e.cmd or item.text).replace(FM, "FM"))):
+            or re.search(r"[{}~$|;&<>*]", (e.cmd or item.text).replace(FM, "FM"))):  # <FMNIST>: a path, not a redirect
         return None
     if isinstance(e, Run) and argv[:2] == ["run", "notebooks/01_train.ipynb"]:
         argv = ["train", *[a for a in argv[2:] if a != "--quiet"], "-p", "progress", "False"]
@@ -408,7 +408,7 @@ def split_by_launch_path(items: list[DocItem]) -> tuple[list[DocItem], list[DocI
 @pytest.fixture(scope="module")
 def results(request, tmp_path_factory) -> dict[tuple[str, str], Result]:
     """Runs the selected commands, two at a time, each in its own copy of the project (one row per launch
-    path; the rest of the failing rows in one process, :func:`split_by_launch_path`)."""
+    path; the rows that differ from it only in their arguments in one process, :func:`split_by_launch_path`)."""
     wanted = {item.callspec.params["item"] for item in request.session.items
               if getattr(item, "callspec", None) and item.module is request.module and "item" in item.callspec.params}
     base = tmp_path_factory.mktemp("docs")
