@@ -211,13 +211,20 @@ KERNEL_READY = """() => {
 
 
 def _run_all(page, deadline: Deadline, timeout_error) -> None:
-    """Run > Run All Cells, accepting a kernel dialog if one comes up; returns when no cell is queued or running."""
+    """Run > Run All Cells, accepting a kernel dialog if one comes up; returns when every code cell has run (or
+    one stopped the run with an error, which the caller's ``_problems`` reports) and none is queued or running.
+
+    A kernel JupyterLab replaces while the cells are queued (it can start its own beside the one the test opened)
+    drops the queue after the first cell: that leaves cells unrun and no error, and Run All is clicked again.
+    """
     prompts = page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt")
+    errors = page.locator(".jp-Notebook [data-mime-type='application/vnd.jupyter.stderr']")
     dialog = page.locator(".jp-Dialog .jp-mod-accept")
     clicked, dialogs = -1e9, []
     while True:
         texts = prompts.all_inner_texts()
-        if any(re.search(r"\[\d+\]", t) for t in texts) and not any("*" in t for t in texts):
+        ran = [bool(re.search(r"\[\d+\]", t)) for t in texts]
+        if any(ran) and not any("*" in t for t in texts) and (all(ran) or errors.count()):
             return
         if dialog.count():  # JupyterLab may ask which kernel to use: accept its proposal (Python 3)
             box = page.locator(".jp-Dialog").first.element_handle()

@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
 # the search's trials and their content are checked headless (test_workbench.py); here 2 trials, enough for
 # every search figure (parameter importance needs two complete trials) to draw in JupyterLab
 PARAMS = {"epochs": 2, "device": "cpu", "search_trials": 2, "run_search": True}
+SECOND_EPOCHS = 40  # the run that is stopped and continued
 
 
 def _prepare(tmp: Path) -> tuple[Path, Path]:
@@ -63,6 +64,14 @@ def _drag(page, row, fraction: float) -> None:
     page.mouse.down()
     page.mouse.move(track["x"] + fraction * track["width"], y, steps=8)
     page.mouse.up()
+
+
+def _set_box(page, name: str, value) -> None:
+    """Type a value into a form row's number box (Enter sends it to the kernel) and wait until it holds."""
+    box = _row(page, name).locator("input").last
+    box.fill(str(value))
+    box.press("Enter")
+    _wait_for(page, f"the {name} box to hold {value}", lambda: float(box.input_value()) == float(value), 20)
 
 
 def _table_text(page) -> str:
@@ -124,10 +133,15 @@ def _scenario(page, base: str, root: Path, shots: Path, timeout_error) -> None:
     _drag(page, noise, 0.8)  # a second value
     _wait_for(page, "the second value", lambda: abs(float(box.input_value()) - first_value) > 0.05, 20)
     second_value = float(box.input_value())
+    # the second run gets 40 epochs and Stop is clicked at once (the kernel handles the two clicks in order), so the
+    # stop lands long before its last epoch: a digits epoch takes about 0.1 s on an idle core, and a 2- or 12-epoch
+    # run could end before the kernel saw the click ("finished", never "stopped")
+    _set_box(page, "epochs", SECOND_EPOCHS)
     start.click()
     page.locator("button", has_text=re.compile(r"^Stop$")).first.click()
     _wait_for(page, "the second run to stop", lambda: "stopped" in status.inner_text())
-    assert "stopped" in _table_text(page)
+    _set_box(page, "epochs", PARAMS["epochs"])  # the varied runs are short again
+    assert "stopped" in _table_text(page) and f"/{SECOND_EPOCHS}" in _table_text(page), _table_text(page)
     runs = page.locator(".ltlab-wb-runs select").first
     second = runs.locator("option").nth(1).inner_text()
     runs.select_option(label=second)

@@ -103,7 +103,8 @@ class Workbench:
         self._values: dict[str, Any] = {}
         self._widgets: dict[str, Any] = {}
         self._live: dict[str, list[dict]] = {}
-        self._stop, self._thread, self.error, self.vary_table = threading.Event(), None, None, None
+        self._stop, self._busy = threading.Event(), threading.Event()
+        self._thread, self.error, self.vary_table = None, None, None
         for widget, css in ((self.status, "ltlab-wb-status"), (self.table_html, "ltlab-wb-table"),
                             (self.selected, "ltlab-wb-runs")):
             widget.add_class(css)  # what a browser test (or a user's CSS) finds
@@ -214,7 +215,9 @@ class Workbench:
     # ------------------------------------------------------------------ runs
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """A run is going: from Start until its status line says finished / stopped / failed (the redraw after
+        the last epoch included, so a Start clicked on seeing "finished" is never refused)."""
+        return self._busy.is_set()
 
     def start(self, params: dict[str, Any] | None = None) -> Path | None:
         """Start a run of the form's values (or ``params``) in a background thread; its directory, or None."""
@@ -254,6 +257,7 @@ class Workbench:
 
     def _launch(self, config) -> None:
         self._stop.clear()
+        self._busy.set()
         self.error = None
         self._live[Path(config.run_dir).name] = []
         self.status.value = f"training {Path(config.run_dir).name} ..."
@@ -263,15 +267,20 @@ class Workbench:
     def _train(self, config) -> None:
         from ..engine import run
 
+        status = f"<span style='color:#D55E00'>failed: interrupted: {Path(config.run_dir).name}</span>"
         try:
             r = run(config, callbacks=[self._on_epoch])
-            self.status.value = f"{'stopped' if len(r.metrics) < config.epochs else 'finished'}: {r.dir.name}"
+            status = f"{'stopped' if len(r.metrics) < config.epochs else 'finished'}: {r.dir.name}"
         except Exception as exc:  # noqa: BLE001 - shown in the panel and re-raised by wait()
             self.error = exc
-            self.status.value = f"<span style='color:#D55E00'>failed: {type(exc).__name__}: {exc}</span>"
+            status = f"<span style='color:#D55E00'>failed: {type(exc).__name__}: {exc}</span>"
         finally:
-            self._live.pop(Path(config.run_dir).name, None)
-            self.refresh()
+            try:
+                self._live.pop(Path(config.run_dir).name, None)
+                self.refresh()
+            finally:  # the status last: once it reads finished, Start works
+                self._busy.clear()
+                self.status.value = status
 
     def _on_epoch(self, epoch: int, row: dict, state) -> str | None:
         name = next(iter(self._live), None)  # one run at a time
