@@ -40,9 +40,10 @@ demo: $(STAMP) system-deps
 # three pytest workers on 2 cores (pytest-xdist; a test file stays on one worker, so its fixtures are built once):
 # much of the suite waits on kernels, browsers and heartbeats, and a third worker fills that time; one torch thread
 # each, and every process a test starts gets OMP_NUM_THREADS=1 and OMP_WAIT_POLICY=PASSIVE (tests/conftest.py);
-# PYTEST_WORKERS=0 runs everything in this process
+# the longest files go first, in the order tests/conftest.py gives (--no-loadscope-reorder: xdist would sort them
+# by test count); PYTEST_WORKERS=0 runs everything in this process
 PYTEST_WORKERS ?= 3
-XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q $(XDIST) --durations=15 $(PYTEST_ARGS)

@@ -118,9 +118,13 @@ def _processes_need_a_marker(request, monkeypatch):
 
 
 # the files that take longest (minutes of processes, browsers and heartbeats) are handed to the workers first, so
-# the run does not end with one worker alone on one of them (longest first; a file's tests keep their order)
-LONGEST_FIRST = ("test_docs.py", "test_browser.py", "test_sweep_cluster.py", "test_analysis_notebooks.py",
-                 "test_interactive_notebooks.py", "test_browser_workbench.py")
+# the run does not end with one worker alone on one of them (longest first, by wall time on a loaded box; a file's
+# tests keep their order). The Makefile passes --no-loadscope-reorder: xdist's default hands out the files with the
+# most tests first instead, and the 1-test workbench file started last, 9 minutes in.
+LONGEST_FIRST = ("test_docs.py", "test_browser.py", "test_sweep_cluster.py", "test_browser_workbench.py",
+                 "test_analysis_notebooks.py", "test_interactive_notebooks.py", "test_workbench.py", "test_batch.py",
+                 "test_search.py", "test_scale_figures.py", "test_notebooks.py", "test_engine.py", "test_launch.py",
+                 "test_presets.py", "test_adversarial.py")
 
 
 def pytest_collection_modifyitems(session, config, items):

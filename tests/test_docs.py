@@ -15,6 +15,7 @@ import functools
 import json
 import re
 import shlex
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,13 +36,15 @@ FM = "<FMNIST>"  # replaced by the small Fashion-MNIST folder (600 train / 10 te
 class Run:
     """Runs and succeeds. ``cmd``: the shortened form (None: as shown); ``setup``: commands run first in the
     same copy; ``expect``: regexes the output must contain; ``files``: paths (in the copy) that must exist;
-    ``cwd``: where it runs ("." the copy, ".." a folder outside it)."""
+    ``cwd``: where it runs ("." the copy, ".." a folder outside it); ``group``: rows of one group (and rows with the
+    same ``setup``) run one after another in one copy, in docs order, the setup once (as a user runs them)."""
     why: str = ""
     cmd: str | None = None
     setup: tuple[str, ...] = ()
     expect: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
     cwd: str = "."
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -189,12 +192,12 @@ TABLE: dict[str, Run | Fails | Skip] = {
             expect=(r"sweep: 2 run\(s\); running 2, 2 at a time into ", r"\[2/2\] done +loss=", r"mean ± std over seeds",
                     r"tables: \S+/runs/sweep_fmnist/results\.csv and "),
             files=("runs/sweep_fmnist/results.csv", "runs/sweep_fmnist/results.tex",
-                   "runs/sweep_fmnist/results_runs.csv")),
+                   "runs/sweep_fmnist/results_runs.csv"), group="sweep_fmnist"),
     SLURM + " --no-wait": Fails("slurm", "no Slurm here"),
     SLURM + " --table runs/c100/results": Fails("slurm", "no Slurm here"),
     "python -m ltlab sweep --status runs/c100":
-        Run("on a one-run local sweep into runs/c100",
-            setup=("python -m ltlab sweep -p epochs 1 --seeds 0 --out-root runs/c100",), expect=(r"done",)),
+        Run("on the README's local Fashion-MNIST sweep, run just before it in the same copy",
+            cmd="python -m ltlab sweep --status runs/sweep_fmnist", group="sweep_fmnist", expect=(r"done",)),
     "tensorboard --logdir runs/c100": Run("a server", cmd="tensorboard --version"),
     "python -m ltlab sweep ... --per-gpu 4": Skip(PROSE + "; needs GPUs"),
     # ---- multi-GPU
@@ -343,13 +346,14 @@ def shortened(item: DocItem, e: Run | Fails) -> str:
     return e.cmd or item.text
 
 
-def _ltlab_argv(item: DocItem) -> list[str] | None:
+def _ltlab_argv(item: DocItem, words: list[str] | None = None) -> list[str] | None:
     """The ``ltlab`` command-line arguments of a shell row (``python -m ltlab ...``, or, for a failing row,
-    ``torchrun ... -m ltlab train ...``: the data checks come before any process group), else None."""
+    ``torchrun ... -m ltlab train ...``: the data checks come before any process group), else None. ``words``:
+    the command's words as bash makes them (:func:`shell_words`); by default shlex's (braces and ~ unexpanded)."""
     e = entry(item)
     if item.kind != "shell" or not isinstance(e, (Run, Fails)):
         return None
-    words = shlex.split(e.cmd or item.text)
+    words = shlex.split(e.cmd or item.text) if words is None else words
     if words[:3] == ["python", "-m", "ltlab"]:
         return words[3:]
     if (isinstance(e, Fails) and words[0] == "torchrun" and "-m" in words
@@ -358,19 +362,27 @@ def _ltlab_argv(item: DocItem) -> list[str] | None:
     return None
 
 
-def in_process_argv(item: DocItem) -> list[str] | None:
-    """:func:`_ltlab_argv` of a row that needs no shell (no setup, no expansion, no files to check), as
-    ``ltlab.cli.main`` takes it in the batch process, else None. A training notebook run
-    (``run notebooks/01_train.ipynb ... --quiet``) becomes ``train ... -p progress False``: the same parameters,
-    checks, stages and summary, in the batch's process instead of a Jupyter kernel."""
+def in_process_argv(item: DocItem, words: list[str] | None = None) -> list[str] | None:
+    """:func:`_ltlab_argv` of a row that needs no shell beyond its words (no setup, group, pipe, redirect,
+    variable or glob; no files to check), as ``ltlab.cli.main`` takes it in the batch process, else None. A
+    training notebook run (``run notebooks/01_train.ipynb ... --quiet``) becomes ``train ... -p progress False``:
+    the same parameters, checks, stages and summary, in the batch's process instead of a Jupyter kernel."""
     e = entry(item)
-    argv = _ltlab_argv(item)
-    if (argv is None or e.setup or e.cwd != "." or getattr(e, "files", ())
-            or re.search(r"[{}~$|;&<>*]", (e.cmd or item.text).replace(FM, "FM"))):  # <FMNIST>: a path, not a redirect
+    argv = _ltlab_argv(item, words)
+    if (argv is None or e.setup or e.cwd != "." or getattr(e, "files", ()) or getattr(e, "group", "")
+            or re.search(r"[$`|;&<>*?]", (e.cmd or item.text).replace(FM, "FM"))):  # <FMNIST>: a path, not a redirect
         return None
     if isinstance(e, Run) and argv[:2] == ["run", "notebooks/01_train.ipynb"]:
         argv = ["train", *[a for a in argv[2:] if a != "--quiet"], "-p", "progress", "False"]
     return argv
+
+
+def shell_words(command: str, env: dict[str, str]) -> list[str]:
+    """The words bash makes of ``command`` (quotes, brace expansion, ~ of ``env``'s HOME), without running it:
+    what the batch process hands to ``ltlab.cli.main`` (only rows with no ``$``, backquote, pipe, redirect or
+    glob get here, :func:`in_process_argv`)."""
+    out = subprocess.run(["bash", "-c", f"printf '%s\\0' {command}"], env=env, capture_output=True, check=True)
+    return out.stdout.decode().split("\0")[:-1]
 
 
 def launch_path(item: DocItem) -> tuple | None:
@@ -405,10 +417,29 @@ def split_by_launch_path(items: list[DocItem]) -> tuple[list[DocItem], list[DocI
     return own, batch
 
 
+def own_jobs(own: list[DocItem]) -> tuple[list[list[DocItem]], dict[DocItem, DocItem]]:
+    """(jobs, twin): the rows run as their own processes, in jobs of one project copy each (rows of one ``group``
+    or with the same setup share a job, in docs order, the setup once), and for each row the row whose run it
+    shares (itself, or an earlier row of its job with the same shortened command and folder)."""
+    jobs: dict[tuple, list[DocItem]] = {}
+    twin: dict[DocItem, DocItem] = {}
+    for item in sorted(own, key=RUNNABLE.index):
+        e = entry(item)
+        group = getattr(e, "group", "")
+        key = ("group", group) if group else ("setup", e.setup) if e.setup else ("row", shortened(item, e), e.cwd)
+        job = jobs.setdefault(key, [])
+        same = next((i for i in job if (shortened(i, entry(i)), entry(i).cwd) == (shortened(item, e), e.cwd)), None)
+        if same is None:
+            job.append(item)
+        twin[item] = same or item
+    return list(jobs.values()), twin
+
+
 @pytest.fixture(scope="module")
 def results(request, tmp_path_factory) -> dict[tuple[str, str], Result]:
-    """Runs the selected commands, two at a time, each in its own copy of the project (one row per launch
-    path; the rows that differ from it only in their arguments in one process, :func:`split_by_launch_path`)."""
+    """Runs the selected commands, two jobs at a time, each job in its own copy of the project (one row per
+    launch path; the rows that differ from it only in their arguments in one process, :func:`split_by_launch_path`;
+    rows sharing a setup or a group one after another in one copy, :func:`own_jobs`)."""
     wanted = {item.callspec.params["item"] for item in request.session.items
               if getattr(item, "callspec", None) and item.module is request.module and "item" in item.callspec.params}
     base = tmp_path_factory.mktemp("docs")
@@ -416,40 +447,38 @@ def results(request, tmp_path_factory) -> dict[tuple[str, str], Result]:
     home.mkdir()
     files = tracked_files()
     own, batch_rows = split_by_launch_path(list(wanted))
-    batch_argvs = [[a.replace(FM, str(fmnist)) for a in in_process_argv(i)] for i in batch_rows]
+    words_env = user_env(base, home)
+    batch_argvs = [in_process_argv(i, shell_words((entry(i).cmd or i.text).replace(FM, str(fmnist)), words_env))
+                   for i in batch_rows]
     unique = [json.loads(a) for a in dict.fromkeys(json.dumps(a) for a in batch_argvs)]  # the same argv runs once
 
-    def one(job: tuple[int, DocItem | None]) -> tuple[tuple[str, str] | None, Result]:
-        n, item = job
+    def one(job: tuple[int, list[DocItem] | None]) -> list[tuple[tuple[str, str] | None, Result]]:
+        n, items = job
         copy = make_copy(base / f"c{n}" / "ltlab", files)
         env = user_env(copy, home)
-        if item is None:  # the rows that share a launch path with a row run on its own, in one process
+        if items is None:  # the rows that share a launch path with a row run on its own, in one process
             res = run_shell(f"python {ROOT / 'tests' / 'docs_commands.py'} <<'EOF'\n{json.dumps(unique)}\nEOF",
                             copy, env)
-            return None, res
-        e = entry(item)
-        cwd = copy if e.cwd == "." else copy.parent
-        t0 = time.perf_counter()
-        for s in e.setup:
+            return [(None, res)]
+        t0, out = time.perf_counter(), []
+        for s in entry(items[0]).setup:
             r = run_shell(s.replace(FM, str(fmnist)), copy, env)
             assert r.rc == 0 or s.endswith("|| true"), f"setup failed:\n{r}"
-        res = run_shell(shortened(item, e).replace(FM, str(fmnist)), cwd, env)
-        res.seconds = time.perf_counter() - t0  # setup included
-        res.missing = [f for f in e.files if not (copy / f).exists()]
-        return (item.kind, item.text), res
+        for item in items:
+            e = entry(item)
+            res = run_shell(shortened(item, e).replace(FM, str(fmnist)), copy if e.cwd == "." else copy.parent, env)
+            res.seconds = time.perf_counter() - t0  # the setup included, for the first row of a job
+            res.missing = [f for f in e.files if not (copy / f).exists()]
+            out.append(((item.kind, item.text), res))
+            t0 = time.perf_counter()
+        return out
 
-    def job_key(i: DocItem) -> tuple:
-        e = entry(i)
-        return shortened(i, e), e.setup, e.cwd
-
-    first: dict[tuple, DocItem] = {}
-    for i in own:
-        first.setdefault(job_key(i), i)  # the same shortened command runs once
-    jobs = ([(-1, None)] if batch_rows else []) + list(enumerate(first.values()))  # the longest job first
+    jobs, twin = own_jobs(own)
+    work = ([(-1, None)] if batch_rows else []) + list(enumerate(jobs))  # the longest job first
     with ThreadPoolExecutor(2) as pool:
-        done = dict(pool.map(one, jobs))
-    for i in own:
-        done[(i.kind, i.text)] = done[(first[job_key(i)].kind, first[job_key(i)].text)]
+        done = dict(pair for pairs in pool.map(one, work) for pair in pairs)
+    for i in own:  # a row whose shortened command another row of its job ran
+        done[(i.kind, i.text)] = done[(twin[i].kind, twin[i].text)]
     timings = sorted(((r.seconds, r.command[:100]) for r in done.values() if r is not None), reverse=True)
     (base / "timings.txt").write_text("\n".join(f"{s:7.1f} s  {c}" for s, c in timings))
     if batch_rows:
@@ -472,6 +501,11 @@ def test_one_row_per_launch_path_runs_as_its_own_process():
     assert sum(isinstance(entry(i), Run) for i in batch) >= 3, "so are the Fashion-MNIST runs after the first"
     ran = {launch_path(i) for i in own}
     assert {launch_path(i) for i in batch} <= ran, "each launch path checked in process also runs on its own"
+    jobs, _ = own_jobs(own)
+    demo = next(j for j in jobs if entry(j[0]).setup == (DEMO_RUN,))
+    assert len(demo) >= 4, "the rows on the 1-epoch demo run share one training of it"
+    sweep = next(j for j in jobs if getattr(entry(j[0]), "group", "") == "sweep_fmnist")
+    assert [launch_path(i)[0] for i in sweep] == ["sweep", "sweep"] and "--status" in entry(sweep[1]).cmd
 
 
 @pytest.mark.subprocess
