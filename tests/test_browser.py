@@ -2,11 +2,13 @@
 
 After a demo run (``make demo``'s: 01's defaults, 30 epochs of digits-LT, in ``$LTLAB_HOME/runs/demo``), each
 notebook is opened in JupyterLab and run with Run > Run All Cells; the test fails on any error output or on a
-cell left unexecuted, saves a screenshot of the whole notebook as ``<shots>/jupyterlab/<notebook>.png``, and
-checks what a user should see: 01 shows a notebook progress bar and the compact config table, 06's PN-tau
-slider moves the accuracies (``<shots>/browser_widgets.png``). ``<shots>`` is a temporary folder, so the
-suite leaves the tracked tree as it was; ``make screenshots`` sets ``LTLAB_SCREENSHOTS=figures`` to refresh
-the committed ones. Notebooks run with their default parameters
+cell left unexecuted, saves a screenshot as ``<shots>/jupyterlab/<notebook>.png``, and checks what a user
+should see: 01 shows a notebook progress bar and the compact config table, 06's PN-tau slider moves the
+accuracies (``<shots>/browser_widgets.png``). ``<shots>`` is a temporary folder holding the first screen of
+each notebook (for a failure's post-mortem), so the suite leaves the tracked tree as it was; ``make
+screenshots`` sets ``LTLAB_SCREENSHOTS=figures`` to refresh the committed ones, each the whole notebook (a
+window as tall as the notebook: Chromium redraws every figure at that size, about 1 s of CPU per notebook that
+the suite does not spend). Notebooks run with their default parameters
 except where ``INJECTED`` says why not; those values go in through papermill's ``injected-parameters`` cell,
 which the screenshot shows.
 
@@ -285,8 +287,12 @@ def _wait_rendered(page, deadline: Deadline) -> None:
 
 
 def _screenshot(page, path: Path) -> None:
-    """The whole notebook: the window made as tall as the notebook's content, one screenshot down to the end
-    of its last cell (not JupyterLab's blank scroll-past-the-end space)."""
+    """For ``make screenshots`` (``$LTLAB_SCREENSHOTS``) the whole notebook: the window made as tall as the
+    notebook's content, one screenshot down to the end of its last cell (not JupyterLab's blank scroll-past-the-end
+    space); in the suite, the first screen."""
+    if not os.environ.get("LTLAB_SCREENSHOTS"):
+        page.screenshot(path=str(path))
+        return
     outer = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer"
     extra = page.evaluate("(sel) => { const e = document.querySelector(sel); "
                           "return e ? e.scrollHeight - e.clientHeight : 0; }", outer)

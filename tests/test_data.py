@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import torch
 
 from fakes import make_fake_cifar, make_fake_file_list
 from ltlab.data import DATASETS, get_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
 
 C10_COUNTS = {  # Cao et al. 2019's counts
     10: [5000, 3871, 2997, 2320, 1796, 1391, 1077, 834, 645, 500],
@@ -188,6 +191,38 @@ def test_digits_balanced_test_split(digits_ds):
     assert set(digits_ds.source_indices) <= set(full.source_indices)
     assert int(full.images.max()) == 255 and digits_ds.augment["flip"] is False
     np.testing.assert_array_equal(get_dataset("digits_lt", split="test").source_indices, test.source_indices)
+
+
+def test_digits_read_without_scikit_learn_are_load_digits(monkeypatch):
+    """ltlab reads scikit-learn's digits file itself (no 1 s scikit-learn import per digits run): the same
+    arrays as ``load_digits()``; with the file elsewhere, ``load_digits`` itself."""
+    import importlib.util
+
+    from sklearn.datasets import load_digits
+
+    from ltlab.data.sources import digits_arrays
+
+    ref = load_digits()
+    images, labels = digits_arrays()
+    assert images.shape == (1797, 8, 8) and labels.dtype == np.int64
+    np.testing.assert_array_equal(images, ref.images)
+    np.testing.assert_array_equal(labels, ref.target)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # a layout without the file
+    images2, labels2 = digits_arrays()
+    np.testing.assert_array_equal(images2, ref.images)
+    np.testing.assert_array_equal(labels2, ref.target)
+
+
+@pytest.mark.subprocess
+def test_a_digits_run_does_not_import_scikit_learn(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, ltlab; ltlab.run(dataset='digits_lt', epochs=1, progress=False, device='cpu', "
+            f"run_dir={str(tmp_path / 'r')!r}); print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    assert out.strip().splitlines()[-1] == "[]", out
 
 
 def test_empty_class_after_subsampling():

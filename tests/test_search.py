@@ -98,6 +98,11 @@ def test_search_killed_halfway_then_restarted_finishes_the_missing_trials_none_t
             break
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # the trial the kill caught: the one still RUNNING in the study now (the one seen above may have been pruned
+    # or finished in the moment between that look and the kill; then the next one had started)
+    running = [t for t in load_search(out).get_trials(deepcopy=False)
+               if t.state.name == "RUNNING" and "run_dir" in t.user_attrs]
+    assert len(running) == 1, f"the kill caught {len(running)} running trials with a run directory"
     killed = running[0]
     time.sleep(2.5)  # the killed trial's heartbeat goes stale
     table = search("gcl", n_trials=12, space={"noise_mul": None, "m": [0, 0.2]}, base_params=base, out_root=out,

@@ -216,13 +216,30 @@ def _fashion_mnist(root, split, download):
 
 
 # ----------------------------------------------------------------------------------------- digits
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(images (1797, 8, 8) float 0..16, labels (1797,) int64): what ``sklearn.datasets.load_digits()`` returns,
+    read from the file scikit-learn ships (``sklearn/datasets/data/digits.csv.gz``) without importing
+    scikit-learn, whose import (with SciPy) is about 1 s of every digits run's start; ``load_digits`` itself
+    when that file is not where this scikit-learn keeps it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # finds the package without running its __init__
+    path = Path(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz") if spec else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits
+        d = load_digits()
+        return d.images, d.target.astype(np.int64)
+    with gzip.open(path, "rt") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+
+
 def _digits(root, split, download, n_test_per_class: int = 50):
-    """sklearn's 8x8 digits (values 0..16 -> uint8 0..255); a balanced test split of ``n_test_per_class``
-    per class chosen by a fixed ``RandomState(0)`` permutation (LIB), independent of ``seed``."""
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
-    y = d.target.astype(np.int64)
+    """sklearn's 8x8 digits (values 0..16 -> uint8 0..255, :func:`digits_arrays`); a balanced test split of
+    ``n_test_per_class`` per class chosen by a fixed ``RandomState(0)`` permutation (LIB), independent of
+    ``seed``."""
+    images, y = digits_arrays()
+    x = np.rint(images * (255.0 / 16.0)).astype(np.uint8)[:, None]
     perm = np.random.RandomState(0).permutation(len(y))
     test = np.sort(np.concatenate([perm[y[perm] == c][:n_test_per_class] for c in range(10)]))
     keep = test if split != "train" else np.setdiff1d(np.arange(len(y)), test)
