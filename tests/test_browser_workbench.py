@@ -67,7 +67,8 @@ def _drag(page, row, fraction: float) -> None:
 
 
 def _set_box(page, name: str, value) -> None:
-    """Type a value into a form row's number box (Enter sends it to the kernel) and wait until it holds."""
+    """Type a value into a form row's number box; Enter sends it to the kernel. The wait only sees the page keep the
+    value (the kernel may rewrite the box); what the kernel got shows in the runs it starts (the table's epochs)."""
     box = _row(page, name).locator("input").last
     box.fill(str(value))
     box.press("Enter")

@@ -373,7 +373,7 @@ def in_process_argv(item: DocItem, words: list[str] | None = None) -> list[str] 
     the same parameters, checks, stages and summary, in the batch's process instead of a Jupyter kernel."""
     e = entry(item)
     argv = _ltlab_argv(item, words)
-    if (argv is None or e.setup or e.cwd != "." or getattr(e, "files", ()) or getattr(e, "group", "")
+    if (argv is None or e.setup or e.cwd != "." or e.files or getattr(e, "group", "")
             or re.search(r"[$`|;&<>*?]", (e.cmd or item.text).replace(FM, "FM"))):  # <FMNIST>: a path, not a redirect
         return None
     if isinstance(e, Run) and argv[:2] == ["run", "notebooks/01_train.ipynb"]:
