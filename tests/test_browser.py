@@ -239,12 +239,17 @@ def _run_all(page, deadline: Deadline, timeout_error) -> None:
                 pass
         elif not any("*" in t for t in texts) and time.monotonic() - clicked > 15:
             # Run > Run All Cells from the menu bar (again if a click came before the kernel was ready)
-            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-            page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
+            _click_run_all(page)
             clicked = time.monotonic()
         if deadline.over():
             raise AssertionError(f"Run All did not finish in time; prompts {texts}; dialogs accepted: {dialogs}")
         page.wait_for_timeout(300)
+
+
+def _click_run_all(page) -> None:
+    """Run > Run All Cells, from the menu bar."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
 
 
 def _save(page, path: Path, deadline: Deadline) -> dict:

@@ -13,12 +13,13 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 
-from test_browser import (CHROMIUM, TOKEN, Deadline, _free_port, _lab_env, _problems, _run_all, _save,
-                          _start_kernel, _stop, _wait_ready, _wait_rendered)
+from test_browser import (CHROMIUM, TOKEN, Deadline, _click_run_all, _free_port, _lab_env, _problems, _run_all,
+                          _save, _start_kernel, _stop, _wait_ready, _wait_rendered)
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
@@ -75,6 +76,21 @@ def _set_box(page, name: str, value) -> None:
     _wait_for(page, f"the {name} box to hold {value}", lambda: float(box.input_value()) == float(value), 20)
 
 
+def _diagnosis(page, root: Path, deadline) -> str:
+    """What a failure message needs: the cells' prompts, their outputs (saved notebook), the server log's tail."""
+    prompts = page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt").all_inner_texts()
+    try:
+        nb = _save(page, root / "09_tuning.ipynb", deadline)
+        outs = [[{k: str(o.get(k, ""))[:200] for k in ("output_type", "name", "text", "ename", "evalue", "data")}
+                 for o in c.get("outputs", [])] for c in nb["cells"] if c["cell_type"] == "code"]
+        problems = _problems(nb)
+    except AssertionError as e:
+        outs, problems = f"(not saved: {e})", []
+    log = root.parent / "jupyter.log"
+    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+    return f"prompts {prompts}; problems {problems}; outputs {outs}; jupyter.log ends:\n{tail}"
+
+
 def _table_text(page) -> str:
     tables = page.locator(".ltlab-wb-table table")
     return tables.first.inner_text() if tables.count() else ""
@@ -112,7 +128,7 @@ def test_workbench_in_jupyterlab(tmp_path):
 
 
 def _scenario(page, base: str, root: Path, shots: Path, timeout_error) -> None:
-    deadline = Deadline(600)
+    deadline = Deadline(900)
     _start_kernel(base, "09_tuning.ipynb")
     page.goto(f"{base}/lab/tree/09_tuning.ipynb?token={TOKEN}")
     page.locator(".jp-Notebook").wait_for(timeout=60_000)
@@ -122,7 +138,23 @@ def _scenario(page, base: str, root: Path, shots: Path, timeout_error) -> None:
     noise = _row(page, "noise_mul")
     # the form appears when the workbench cell has run: on a loaded 2-core box (make test runs three workers) that can
     # take longer than playwright's default 30 s after the other outputs drew
-    noise.wait_for(state="visible", timeout=240_000)
+    try:
+        noise.wait_for(state="visible", timeout=120_000)
+    except timeout_error:
+        # seen once in CI (three workers on 2 cores), never reproduced: Run All ended with no workbench form. The
+        # cells, their outputs and the server log go to a warning (pytest's summary shows it), and Run All once more
+        why = _diagnosis(page, root, deadline)
+        warnings.warn(f"the workbench form did not appear after Run All; running all cells again. {why}")
+        _click_run_all(page)
+        _wait_for(page, "the second Run All to start", lambda: any(
+            "*" in t for t in page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt").all_inner_texts()), 60)
+        _run_all(page, deadline, timeout_error)
+        _wait_rendered(page, deadline)
+        try:
+            noise.wait_for(state="visible", timeout=240_000)
+        except timeout_error:
+            raise AssertionError(f"the workbench form did not appear, twice: {_diagnosis(page, root, deadline)}; "
+                                 f"the first time: {why}") from None
     noise.scroll_into_view_if_needed()
     box = noise.locator("input")
     _drag(page, noise, 0.2)  # noise_mul ~ 0.3; the kernel copies the slider's value into the box
