@@ -18,8 +18,7 @@ $(STAMP): pyproject.toml
 	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && $(PY) -m venv $(VENV); \
 	    else echo "python3 -m venv failed: run 'sudo apt-get install python3-venv' and retry"; exit 1; fi; }; \
 	fi
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[analysis,test]'
+	$(BIN)/python tools/install.py $(BIN)/python '.[analysis,test]'
 	@touch $(STAMP)
 
 system-deps:

@@ -15,17 +15,6 @@ from typing import Any
 from ..runs import project_home, runs_root, timestamp
 
 
-def skip_slow_optional_imports() -> None:
-    """For ltlab's own processes (``python -m ltlab``, a sweep's workers): papermill reads notebooks with
-    nbformat, which validates them with jsonschema, which imports ``rfc3987_syntax`` when it is installed
-    (jupyter-events pulls it in); that module builds an Earley parser at import, about 1 s of every command.
-    It serves only jsonschema's ``iri`` format checks, which no notebook schema uses, so these processes mark
-    it absent (jsonschema then skips those checks). Not done on import of ltlab: a user's process is theirs."""
-    import sys
-
-    sys.modules.setdefault("rfc3987_syntax", None)  # None: "import rfc3987_syntax" raises ImportError
-
-
 class NotebookError(RuntimeError):
     """A notebook that raised while papermill ran it: ``ename`` / ``evalue`` (the notebook's own exception) and
     ``notebook`` (the executed copy, with the traceback); the message's first line names all three, the rest

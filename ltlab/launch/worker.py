@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     """Execute the spec in ``argv[0]``; 0 when the run was recorded (its result file says how it went), else 1
     with the reason on stderr (the sweep shows it as the run's error)."""
     from .execute import execute
-    from .notebook import skip_slow_optional_imports
+    from ..viz.deferred import defer_rfc3987_syntax
 
-    skip_slow_optional_imports()
+    defer_rfc3987_syntax()
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1:
         print("usage: python -m ltlab.launch.worker JOB_FILE", file=sys.stderr)

@@ -14,7 +14,10 @@ What it owns:
 - the committed paper figures and the numbers behind them: :mod:`ltlab.viz.paper_figures`,
   :mod:`ltlab.viz.paper_numbers` (``figures/README.md``) and :mod:`ltlab.viz.paper_stats`.
 
-Importing ``ltlab.viz`` is cheap: it loads none of its modules (nor plotly, torch or ipywidgets).
+Importing ``ltlab.viz`` is cheap: it loads none of its modules (nor plotly, torch or ipywidgets), only
+:mod:`ltlab.viz.deferred`, whose stand-in for ``rfc3987_syntax`` saves each process that shows a plotly figure
+the 0.6-1 s of building that package's parser (plotly -> nbformat -> jsonschema import it; only jsonschema's
+``iri`` check uses it, and gets the real package on first use).
 ``from ltlab.viz import plotting`` imports the one module named; ``ltlab.viz.plotting`` after
 ``import ltlab.viz`` imports it on first access. This package is the top layer, with :mod:`ltlab.launch`:
 nothing in the base, run-file or engine layers imports it.
@@ -22,6 +25,10 @@ nothing in the base, run-file or engine layers imports it.
 from __future__ import annotations
 
 import importlib
+
+from .deferred import defer_rfc3987_syntax
+
+defer_rfc3987_syntax()
 
 _MODULES = ("plotting", "plot_classifier", "plot_gradients", "plot_outputs", "style", "export", "widgets",
             "workbench", "tweaks", "paper_figures", "paper_numbers", "paper_stats")
