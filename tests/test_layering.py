@@ -160,15 +160,16 @@ def test_no_import_cycles_in_ltlab():
 
 # ---------------------------------------------------------------------- ltlab.viz on top
 # The layers below the top, by the modules (or packages) they are made of. ltlab.viz (figures, export, widgets,
-# the paper figures) and ltlab.launch (CLI, sweeps, notebook runs) are the top: they may import any layer, and
-# only they (and the deprecated shims at the figure modules' old paths) may import ltlab.viz.
+# the paper figures) and ltlab.launch (CLI, sweeps, notebook runs; ltlab.__main__ is its ``python -m ltlab`` entry)
+# are the top: they may import any layer, and only they (and the deprecated shims at the figure modules' old
+# paths) may import ltlab.viz.
 BASE = ("ltlab.config", "ltlab.stage_options", "ltlab.losses", "ltlab.models", "ltlab.data", "ltlab.schedules",
         "ltlab.metrics", "ltlab.space", "ltlab.methods_ref", "ltlab.posthoc.estimators", "ltlab.posthoc.functional",
         "ltlab.safe_io")
 RUN_FILES = ("ltlab.runs",)
 ENGINE = ("ltlab.engine", "ltlab.stages", "ltlab.build", "ltlab.features", "ltlab.probes", "ltlab.posthoc",
           "ltlab.distributed", "ltlab.loggers", "ltlab.progress")
-TOP = ("ltlab.viz", "ltlab.launch")
+TOP = ("ltlab.viz", "ltlab.launch", "ltlab.__main__")
 # old path -> new module (each old path is a shim: warns once, then is the new module itself)
 MOVED_TO_VIZ = {"plotting": "plotting", "plot_classifier": "plot_classifier", "plot_gradients": "plot_gradients",
                 "plot_outputs": "plot_outputs", "plotstyle": "style", "export": "export", "widgets": "widgets",
@@ -218,7 +219,8 @@ def test_the_run_files_package_splits_one_module_and_keeps_its_names():
 def test_importing_ltlab_viz_loads_none_of_its_modules():
     code = ("import json, sys; import ltlab.viz; "
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('ltlab', 'plotly', 'torch', 'ipywidgets')))))")
-    assert _fresh_python_json(code) == ["ltlab", "ltlab.viz"]
+    # ltlab.viz.deferred: the stand-in for rfc3987_syntax (no import of its own beyond the standard library)
+    assert _fresh_python_json(code) == ["ltlab", "ltlab.viz", "ltlab.viz.deferred"]
 
 
 @pytest.mark.subprocess
