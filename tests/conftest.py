@@ -21,6 +21,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs three pytest workers
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # process a test starts (kernels, CLI runs, torchrun ranks):
     #   OpenMP threads spinning on a core the other worker holds cost ~1.6x the CPU time of one thread
 
+# ltlab's bytecode, compiled once per test run before the workers start: every process a test starts reads it
+# (with PYTHONDONTWRITEBYTECODE set, each would compile ltlab again, 0.25 s of CPU; the docs test copies it)
+if not os.environ.get("PYTEST_XDIST_WORKER"):
+    import compileall
+
+    compileall.compile_dir(Path(__file__).resolve().parent.parent / "ltlab", quiet=1)
+
 sys.path.insert(0, str(Path(__file__).parent))  # `from fakes import ...` works with or without tests/__init__.py
 from fakes import make_fake_cifar  # noqa: E402
 

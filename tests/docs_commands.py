@@ -118,6 +118,12 @@ def make_copy(dest: Path, files: list[str], root: Path = ROOT) -> Path:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / rel, target)
+    # ltlab's bytecode too (tests/conftest.py compiles it; valid in the copy, whose sources keep their times): the
+    # copy's processes do not write any (PYTHONDONTWRITEBYTECODE) and would compile ltlab again each (0.25 s)
+    for pyc in (root / "ltlab").rglob("__pycache__/*.pyc"):
+        if (dest / pyc.relative_to(root)).parent.parent.is_dir():
+            (dest / pyc.relative_to(root)).parent.mkdir(exist_ok=True)
+            shutil.copy2(pyc, dest / pyc.relative_to(root))
     (dest / ".venv").symlink_to(Path(sys.prefix))
     return dest
 
