@@ -143,7 +143,7 @@ def test_interrupted_sweep_completes_only_missing_runs_and_reports_failures(tmp_
     second = batch.sweep(TRAIN_NB, presets=[{"seed": 0}, {"seed": 1}, bad], base_params=BASE, parallel=2, out_root=out)
     said = capsys.readouterr().out.splitlines()  # issue 29: the sweep talks, one line per finished run
     assert said[0] == f"sweep: 3 run(s), 1 already finished (skipped); running 2, 2 at a time into {out}"
-    lines = sorted(said[1:3])
+    lines = sorted(said[1:3], key=lambda ln: "resumed" in ln)  # the failed run's line first, whichever ended first
     assert re.match(r"\[\d/2\] failed +seed=2 lr=1e\+30, \d+ s  \(.*loss became NaN/inf.*\)  \(elapsed \d:\d\d", lines[0])
     assert re.match(r"\[\d/2\] resumed +seed=1, \d+ s  overall \d+\.\d  many \d+\.\d  medium \d+\.\d  few "
                     r"\d+\.\d  \(elapsed \d:\d\d", lines[1]), lines[1]
