@@ -52,3 +52,42 @@ def test_index_proxy_trusted_hosts_and_no_index():
 def test_a_setting_uv_would_not_honour_means_pip():
     assert install.uv_arguments({"find-links": "/w", "only-binary": ":all:"}) == "only-binary"
     assert install.uv_arguments({"pre": "true"}) == "pre"
+
+
+class _Runs:
+    """Stands in for subprocess.run: records each command, answers pip's config listing and uv's exit status."""
+
+    def __init__(self, uv_rc: int):
+        self.commands, self.uv_rc = [], uv_rc
+
+    def __call__(self, command, **kwargs):
+        from types import SimpleNamespace
+
+        self.commands.append([str(c) for c in command])
+        if command[1:] == ["-m", "pip", "config", "list"]:
+            return SimpleNamespace(returncode=0, stdout=LISTING)
+        return SimpleNamespace(returncode=self.uv_rc if str(command[0]).endswith("/uv") else 0, stdout="")
+
+
+def _install(tmp_path, monkeypatch, uv_rc: int, uv_exists: bool = True) -> list[list[str]]:
+    (tmp_path / "bin").mkdir(parents=True)
+    if uv_exists:
+        (tmp_path / "bin" / "uv").touch()
+    runs = _Runs(uv_rc)
+    monkeypatch.setattr(install.subprocess, "run", runs)
+    assert install.install(str(tmp_path / "bin" / "python"), ".[test]") == 0
+    return runs.commands
+
+
+def test_uv_installs_with_pips_sources_and_pip_is_not_run(tmp_path, monkeypatch):
+    commands = _install(tmp_path, monkeypatch, uv_rc=0)
+    uv = commands[-1]
+    assert uv[0].endswith("/bin/uv") and uv[1:3] == ["pip", "install"] and uv[-2:] == ["-e", ".[test]"]
+    assert "--compile-bytecode" in uv and "file:///opt/pypi/simple" in uv and "/etc/xdg/pip/constraints.txt" in uv
+    assert not any(c[1:4] == ["-m", "pip", "install"] and c[-1] == ".[test]" for c in commands)
+
+
+def test_pip_installs_when_uv_fails_or_is_missing(tmp_path, monkeypatch):
+    for kwargs in ({"uv_rc": 2}, {"uv_rc": 0, "uv_exists": False}):
+        commands = _install(tmp_path / str(len(kwargs)), monkeypatch, **kwargs)
+        assert commands[-1][1:] == ["-m", "pip", "install", "-q", "-e", ".[test]"]
