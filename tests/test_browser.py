@@ -217,7 +217,10 @@ def _run_all(page, deadline: Deadline, timeout_error) -> None:
     one stopped the run with an error, which the caller's ``_problems`` reports) and none is queued or running.
 
     A kernel JupyterLab replaces while the cells are queued (it can start its own beside the one the test opened)
-    drops the queue after the first cell: that leaves cells unrun and no error, and Run All is clicked again.
+    drops the queue after the first cell: that leaves cells unrun and no error, and Run All is clicked again. So
+    does a kernel that took too long to connect on a loaded box ("Kernel never reached an 'alive' state" in the
+    server log), after which only the last cell had run (and raised a NameError): an error counts as the end of
+    Run All only when the cells that ran come before all that did not, as when Run All stops at an error.
     """
     prompts = page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt")
     errors = page.locator(".jp-Notebook [data-mime-type='application/vnd.jupyter.stderr']")
@@ -226,7 +229,8 @@ def _run_all(page, deadline: Deadline, timeout_error) -> None:
     while True:
         texts = prompts.all_inner_texts()
         ran = [bool(re.search(r"\[\d+\]", t)) for t in texts]
-        if any(ran) and not any("*" in t for t in texts) and (all(ran) or errors.count()):
+        in_order = ran == sorted(ran, reverse=True)  # the cells that ran, then those that did not
+        if any(ran) and not any("*" in t for t in texts) and (all(ran) or (in_order and errors.count())):
             return
         if dialog.count():  # JupyterLab may ask which kernel to use: accept its proposal (Python 3)
             box = page.locator(".jp-Dialog").first.element_handle()
