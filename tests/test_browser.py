@@ -37,6 +37,7 @@ TOKEN = "ltlab-browser-test"
 WIDTH = int(os.environ.get("LTLAB_BROWSER_WIDTH", "1400"))  # the window; screenshots at another width: set it
 NOTEBOOK_DEADLINE_S = 150  # one notebook: kernel start, Run All, save, screenshot
 MAX_SHOT_HEIGHT = 16000
+PROMPTS = ".jp-Notebook .jp-CodeCell .jp-InputPrompt"  # a code cell's [n] / [*] / [ ]
 
 # parameters injected where a default Run All would take minutes (or write outside the test's folders);
 # "{demo}" and "{paper_runs}" are filled in by the fixture
@@ -222,7 +223,7 @@ def _run_all(page, deadline: Deadline, timeout_error) -> None:
     server log), after which only the last cell had run (and raised a NameError): an error counts as the end of
     Run All only when the cells that ran come before all that did not, as when Run All stops at an error.
     """
-    prompts = page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt")
+    prompts = page.locator(PROMPTS)
     errors = page.locator(".jp-Notebook [data-mime-type='application/vnd.jupyter.stderr']")
     dialog = page.locator(".jp-Dialog .jp-mod-accept")
     clicked, dialogs = -1e9, []
@@ -243,17 +244,12 @@ def _run_all(page, deadline: Deadline, timeout_error) -> None:
                 pass
         elif not any("*" in t for t in texts) and time.monotonic() - clicked > 15:
             # Run > Run All Cells from the menu bar (again if a click came before the kernel was ready)
-            _click_run_all(page)
+            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+            page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
             clicked = time.monotonic()
         if deadline.over():
             raise AssertionError(f"Run All did not finish in time; prompts {texts}; dialogs accepted: {dialogs}")
         page.wait_for_timeout(300)
-
-
-def _click_run_all(page) -> None:
-    """Run > Run All Cells, from the menu bar."""
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
 
 
 def _save(page, path: Path, deadline: Deadline) -> dict:
