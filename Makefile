@@ -7,9 +7,6 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.ltlab-installed
 APT_PKGS := dataset-fashion-mnist chromium
 PYTEST_ARGS ?=
-# the test suite starts about 300 Python processes: with PYTHONDONTWRITEBYTECODE set (some shells and CI images
-# set it), each would compile ltlab's modules from source again (about 0.25 s of CPU); __pycache__/ is ignored by git
-unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test test-fast screenshots install system-deps clean-runs notebooks figures figures-workbench bench
 
