@@ -121,9 +121,10 @@ def make_copy(dest: Path, files: list[str], root: Path = ROOT) -> Path:
     # ltlab's bytecode too (tests/conftest.py compiles it; valid in the copy, whose sources keep their times): the
     # copy's processes do not write any (PYTHONDONTWRITEBYTECODE) and would compile ltlab again each (0.25 s)
     for pyc in (root / "ltlab").rglob("__pycache__/*.pyc"):
-        if (dest / pyc.relative_to(root)).parent.parent.is_dir():
-            (dest / pyc.relative_to(root)).parent.mkdir(exist_ok=True)
-            shutil.copy2(pyc, dest / pyc.relative_to(root))
+        target = dest / pyc.relative_to(root)
+        if target.parent.parent.is_dir():  # a package the copy has
+            target.parent.mkdir(exist_ok=True)
+            shutil.copy2(pyc, target)
     (dest / ".venv").symlink_to(Path(sys.prefix))
     return dest
 

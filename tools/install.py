@@ -24,7 +24,9 @@ KNOWN = {"disable-pip-version-check", "no-input", "progress-bar", "quiet", "verb
            "cache-dir", "no-cache-dir", "root-user-action", "break-system-packages", "no-python-version-warning",
            "timeout", "default-timeout", "retries", "cert", "proxy", "trusted-host", "index-url", "extra-index-url",
            "find-links", "constraint", "no-index", "require-virtualenv", "use-feature", "upgrade-strategy"}
-LISTS = ("extra-index-url", "find-links", "constraint", "trusted-host")
+# pip's list settings (space-separated values) and the uv flag each value goes to
+LIST_FLAGS = {"extra-index-url": "--extra-index-url", "find-links": "--find-links", "constraint": "--constraint",
+              "trusted-host": "--allow-insecure-host"}
 
 
 def pip_settings(listing: str) -> dict[str, str]:
@@ -53,11 +55,9 @@ def uv_arguments(settings: dict[str, str]) -> tuple[list[str], dict[str, str]] |
     args, env = ["--index-strategy", "unsafe-best-match"], {}
     if settings.get("index-url"):
         args += ["--default-index", settings["index-url"]]
-    flags = {"extra-index-url": "--extra-index-url", "find-links": "--find-links", "constraint": "--constraint",
-             "trusted-host": "--allow-insecure-host"}
-    for key in LISTS:
+    for key, flag in LIST_FLAGS.items():
         for value in settings.get(key, "").split():
-            args += [flags[key], value]
+            args += [flag, value]
     if settings.get("no-index", "").lower() in ("1", "true", "yes", "on"):
         args.append("--no-index")
     if settings.get("cert"):

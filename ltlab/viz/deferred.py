@@ -61,7 +61,7 @@ class DeferredModule(types.ModuleType):
         return self._ltlab_real
 
     def __getattr__(self, attr: str) -> Any:  # only for names the stand-in does not have
-        if attr.startswith("__") or attr == "_ltlab_real":
+        if attr.startswith("__"):
             raise AttributeError(attr)
         return getattr(self._load(), attr)
 
